@@ -1,0 +1,266 @@
+"""Import a dataset in MMRec's layout into RecBole atomic benchmark files.
+
+MMRec layout (one directory): ``<ds>.inter``, tab-separated with a header holding at least
+``userID itemID x_label`` (``x_label`` 0 = train, 1 = valid, 2 = test; ``rating`` and ``timestamp``
+are kept when present), and one ``.npy`` per modality whose row i belongs to item id i.
+
+Output, under ``<out>/<name>/``: ``<name>.train.inter``, ``<name>.valid.inter``, ``<name>.test.inter``
+and ``<modality>.npy`` for every modality (a copy, or a symlink with ``--link``); and the dataset's
+config ``<properties>/dataset/<name>.yaml``. Everything is written to a temporary directory next to
+the destination and renamed into place at the end, so a failed import leaves nothing behind. An
+existing dataset or yaml is never replaced without ``--force``.
+
+Example (MMRec's Amazon Sports files)::
+
+    python -m dataset_prep.mmrec /data/mmrec/sports --name amazon-sports \\
+        --modality image=image_feat.npy --modality text=text_feat.npy
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dataset_prep.common import DatasetExistsError, DataImportError, atomic_write_text, replace_dir
+from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
+
+REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
+OPTIONAL_COLUMNS = {"rating": "rating:float", "timestamp": "timestamp:float"}
+SPLITS = {0: "train", 1: "valid", 2: "test"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    dataset_dir: Path
+    yaml_path: Path | None
+    counts: dict[str, int]
+    n_users: int
+    n_items: int
+    modalities: dict[str, tuple[int, int]]  # name -> (rows, dim)
+
+
+def discover(src: Path) -> tuple[Path, dict[str, Path]]:
+    """The single ``.inter`` file in ``src`` and every ``.npy`` as a modality named after its file
+    (``image_feat.npy`` -> ``image``)."""
+    inters = sorted(src.glob("*.inter"))
+    if len(inters) != 1:
+        raise DataImportError(src, "exactly one .inter file (or pass --inter)", f"{len(inters)}: {[p.name for p in inters]}")
+    modalities = {}
+    for path in sorted(src.glob("*.npy")):
+        name = path.stem[: -len("_feat")] if path.stem.endswith("_feat") else path.stem
+        modalities[name] = path
+    return inters[0], modalities
+
+
+def read_mmrec_inter(path: Path) -> pd.DataFrame:
+    """Read and check an MMRec ``.inter`` file; ids are kept as tokens (strings)."""
+    if not path.is_file():
+        raise DataImportError(path, "an MMRec .inter file", "no such file")
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataImportError(path, "a tab-separated file with a header line", f"{type(err).__name__}: {err}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataImportError(path, f"tab-separated columns {list(REQUIRED_COLUMNS)} in the header", f"columns {list(frame.columns)}")
+    if frame.empty:
+        raise DataImportError(path, "at least one interaction", "a header only")
+    for column in ("userID", "itemID"):
+        bad = frame[column].str.strip() == ""
+        if bad.any():
+            line = int(bad.to_numpy().nonzero()[0][0]) + 2
+            raise DataImportError(path, f"a value in column {column} on every line", f"an empty one on line {line}")
+    labels = pd.to_numeric(frame["x_label"], errors="coerce")
+    bad = ~labels.isin(list(SPLITS))
+    if bad.any():
+        line = int(bad.to_numpy().nonzero()[0][0]) + 2
+        raise DataImportError(
+            path, "x_label 0 (train), 1 (valid) or 2 (test)", f"{frame['x_label'].iloc[line - 2]!r} on line {line} ({int(bad.sum())} such lines)"
+        )
+    frame["x_label"] = labels.astype(int)
+    for label, split in SPLITS.items():
+        if not (frame["x_label"] == label).any():
+            raise DataImportError(path, f"interactions in every split", f"none with x_label {label} ({split})")
+    for column in OPTIONAL_COLUMNS:
+        if column in frame.columns and pd.to_numeric(frame[column], errors="coerce").isna().any():
+            raise DataImportError(path, f"numbers in column {column}", "non-numeric values")
+    return frame
+
+
+def check_features(modalities: dict[str, Path], inter: pd.DataFrame, inter_path: Path) -> dict[str, tuple[int, int]]:
+    """Validate every feature file against the item ids of ``inter`` (MMRec convention: row i = id i)."""
+    items = inter["itemID"].str.strip()
+    non_numeric = ~items.str.isdigit()
+    if non_numeric.any() and modalities:
+        raise DataImportError(
+            inter_path, "integer itemIDs (MMRec: row i of every .npy is item i)", f"itemID {items[non_numeric].iloc[0]!r}"
+        )
+    largest = int(items.astype(int).max()) if len(items) else -1
+    shapes = {}
+    for name, path in modalities.items():
+        matrix = read_feature_matrix(path)
+        if matrix.shape[0] <= largest:
+            raise FeatureFileError(path, f"at least {largest + 1} rows (largest itemID in {inter_path.name} is {largest})", f"{matrix.shape[0]} rows")
+        shapes[name] = tuple(int(x) for x in matrix.shape)
+    return shapes
+
+
+def inter_lines(frame: pd.DataFrame) -> str:
+    """RecBole atomic ``.inter`` text for the rows of ``frame`` (order kept)."""
+    columns = ["userID", "itemID"] + [c for c in OPTIONAL_COLUMNS if c in frame.columns]
+    header = ["user_id:token", "item_id:token"] + [OPTIONAL_COLUMNS[c] for c in columns[2:]]
+    body = frame[columns].astype(str).apply(lambda col: col.str.strip())
+    return "\t".join(header) + "\n" + "".join("\t".join(row) + "\n" for row in body.itertuples(index=False, name=None))
+
+
+def dataset_yaml_text(name: str, modality_files: dict[str, str], source: str) -> str:
+    """The dataset config ``dataset_prep`` writes for an imported dataset (deterministic text)."""
+    lines = [
+        f"# Dataset '{name}', imported by dataset_prep.mmrec from {source}.",
+        f"# Files: <data_path>/{name}/{name}.{{train,valid,test}}.inter and one .npy per modality.",
+        "USER_ID_FIELD: user_id",
+        "ITEM_ID_FIELD: item_id",
+        "RATING_FIELD: rating",
+        "TIME_FIELD: timestamp",
+        "load_col:",
+        "  inter: [user_id, item_id]",
+        "benchmark_filename: [train, valid, test]",
+    ]
+    if modality_files:
+        lines.append("modalities:")
+        lines += [f"  {modality}: {filename}" for modality, filename in modality_files.items()]
+    return "\n".join(lines) + "\n"
+
+
+def import_mmrec(
+    inter_path,
+    modalities: dict[str, os.PathLike | str],
+    name: str,
+    out_root="dataset",
+    properties_dir="properties",
+    force: bool = False,
+    link: bool = False,
+    write_yaml: bool = True,
+    source: str | None = None,
+    log=print,
+) -> ImportResult:
+    """Import one MMRec dataset; see the module docstring. Returns what was written."""
+    if not _NAME_RE.match(name or ""):
+        raise DataImportError(None, "a dataset name of letters, digits, '.', '_' or '-'", repr(name))
+    for modality in modalities:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", modality):
+            raise DataImportError(None, "modality names of letters, digits and '_'", repr(modality))
+    inter_path = Path(inter_path)
+    out_root = Path(out_root)
+    final_dir = out_root / name
+    yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
+    if final_dir.exists() and not force:
+        raise DatasetExistsError(final_dir)
+    if yaml_path is not None and yaml_path.exists() and not force:
+        raise DatasetExistsError(yaml_path)
+
+    log(f"[dataset_prep] reading {inter_path}")
+    frame = read_mmrec_inter(inter_path)
+    modality_paths = {m: Path(p) for m, p in modalities.items()}
+    shapes = check_features(modality_paths, frame, inter_path)
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.importing-", dir=out_root))
+    try:
+        counts = {}
+        for label, split in SPLITS.items():
+            part = frame[frame["x_label"] == label]
+            (tmp_dir / f"{name}.{split}.inter").write_text(inter_lines(part), encoding="utf-8")
+            counts[split] = int(len(part))
+            log(f"[dataset_prep] {split}: {len(part)} interactions")
+        modality_files = {}
+        for modality, path in modality_paths.items():
+            target = tmp_dir / f"{modality}.npy"
+            if link:
+                os.symlink(path.resolve(), target)
+            else:
+                shutil.copyfile(path, target)
+            modality_files[modality] = target.name
+            log(f"[dataset_prep] modality {modality}: {shapes[modality][0]} x {shapes[modality][1]} from {path}")
+        replace_dir(tmp_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    if yaml_path is not None:
+        atomic_write_text(yaml_path, dataset_yaml_text(name, modality_files, source or str(inter_path.parent)))
+        log(f"[dataset_prep] wrote {yaml_path}")
+    log(f"[dataset_prep] dataset '{name}' ready in {final_dir}")
+    return ImportResult(
+        dataset_dir=final_dir,
+        yaml_path=yaml_path,
+        counts=counts,
+        n_users=int(frame["userID"].nunique()),
+        n_items=int(frame["itemID"].nunique()),
+        modalities=shapes,
+    )
+
+
+def _parse_modality_args(values: list[str], src: Path) -> dict[str, Path]:
+    result = {}
+    for value in values:
+        if "=" not in value:
+            raise DataImportError(None, "--modality NAME=FILE", repr(value))
+        modality, path = value.split("=", 1)
+        path = Path(path)
+        result[modality] = path if path.is_absolute() or path.exists() else src / path
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_prep.mmrec",
+        description="Import an MMRec-layout dataset (<ds>.inter with x_label + one .npy per modality) into RecBole atomic files.",
+    )
+    parser.add_argument("src", type=Path, help="directory holding the MMRec files")
+    parser.add_argument("--name", required=True, help="dataset name for RecBole (e.g. amazon-sports)")
+    parser.add_argument("--inter", type=Path, help="the .inter file (default: the only .inter in SRC)")
+    parser.add_argument(
+        "--modality",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a modality and its .npy (repeatable; default: every .npy in SRC, named after the file minus '_feat')",
+    )
+    parser.add_argument("--out", type=Path, default=Path("dataset"), help="RecBole data_path to write into (default: dataset)")
+    parser.add_argument(
+        "--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml (default: ./properties)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
+    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.modality:
+            inter = args.inter or discover(args.src)[0]
+            modalities = _parse_modality_args(args.modality, args.src)
+        else:
+            found_inter, modalities = discover(args.src)
+            inter = args.inter or found_inter
+        import_mmrec(
+            inter, modalities, args.name, out_root=args.out, properties_dir=args.properties, force=args.force, link=args.link
+        )
+    except (DataImportError, FeatureFileError, DatasetExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Every shim RecBole 1.2.1 needs on today's numpy / scipy / torch / ray, in one place.
+
+Importing :mod:`recbole_mamex` calls :func:`apply_all` once. Each shim is idempotent, names the
+RecBole (or ray) code that needs it, and has a test in ``tests/test_compat.py`` that exercises that
+code in a fresh process with the shim switched off (it must fail) and on (it must work).
+
+To check whether a shim is still needed after upgrading a dependency, switch it off with the
+environment variable ``RECBOLE_MAMEX_DISABLE_SHIMS`` (comma-separated shim names, see ``SHIMS``).
+
+Not shims but pins in ``setup.cfg`` (no code can fix them at run time):
+
+- ``setuptools<81``: ray 2.6.3 imports ``pkg_resources``, which setuptools 82 removed;
+  ``from ray import tune`` in ``recbole.quick_start`` would fail.
+- ``pandas<3``: pandas 3's copy-on-write makes RecBole's in-place ``fillna`` silently do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import warnings
+
+import numpy as np
+
+DISABLE_ENV = "RECBOLE_MAMEX_DISABLE_SHIMS"
+
+# Names numpy 2 removed and RecBole 1.2.1 / ray 2.6.3 still use, with what they stood for.
+# Config.compatibility_settings reads np.float_, np.complex_, np.unicode_; metrics.py, layers.py,
+# abstract_recommender.py, ffm.py and hyper_tuning.py use np.float, np.bool, np.long, np.str;
+# ray.tune's loggers use np.bool8.
+_NUMPY_ALIASES = {
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
+    "bool8": np.bool_,
+    "float": float,
+    "int": int,
+    "bool": bool,
+    "complex": complex,
+    "object": object,
+    "str": str,
+    "unicode": str,
+    "long": int,
+}
+
+
+def numpy_aliases() -> None:
+    """Restore the numpy aliases RecBole and ray use, where this numpy no longer has them.
+
+    Without it: ``recbole.config.Config()`` raises AttributeError (np.float_), and any process that
+    evaluates without building a Config first (``load_data_and_model`` -> ``evaluate``) dies on
+    ``np.float`` in ``recbole/evaluator/metrics.py``.
+    """
+    for name, value in _NUMPY_ALIASES.items():
+        with warnings.catch_warnings():
+            # numpy 2.x warns on np.object / np.str look-ups ("will be defined as the scalar type").
+            warnings.simplefilter("ignore", FutureWarning)
+            try:
+                getattr(np, name)
+            except AttributeError:
+                setattr(np, name, value)
+
+
+def scipy_dok_update() -> None:
+    """Give scipy's dok_matrix back the ``_update`` method scipy 1.13 removed.
+
+    LightGCN, NGCF, GCMC, SpectralCF, NCL, KGIN and MCCLK build their adjacency with
+    ``A._update(data_dict)``. ``dict.update`` on the matrix's own storage gives bit-identical results.
+    """
+    import scipy.sparse as sp
+
+    if hasattr(sp.dok_matrix, "_update"):
+        return
+
+    def _update(self, data):
+        self._dict.update(data)
+
+    sp.dok_matrix._update = _update
+
+
+class _TrustedCheckpointTorch(types.ModuleType):
+    """Stands in for ``torch`` inside the RecBole modules that load RecBole's own checkpoints.
+
+    Every attribute is torch's, except ``load``, which defaults to ``weights_only=False``.
+    """
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        import torch
+
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, *args, **kwargs):
+        import torch
+
+        kwargs.setdefault("weights_only", False)
+        return torch.load(f, *args, **kwargs)
+
+
+# RecBole modules whose torch.load reads checkpoints that RecBole itself wrote (they pickle the
+# whole Config): the trainer (resume_checkpoint, evaluate(load_best_model=True)), quick_start
+# (load_data_and_model) and the models that start from a RecBole-saved pre-trained checkpoint.
+_CHECKPOINT_LOADING_MODULES = (
+    "recbole.trainer.trainer",
+    "recbole.quick_start.quick_start",
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.sequential_recommender.s3rec",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+)
+
+
+def torch_load_recbole_checkpoints() -> None:
+    """Let RecBole load its own checkpoints on torch >= 2.6 (``torch.load`` now defaults to
+    ``weights_only=True``, which refuses the pickled Config in every RecBole checkpoint).
+
+    Scoped on purpose: only the RecBole modules listed in ``_CHECKPOINT_LOADING_MODULES`` see a
+    ``torch.load`` that defaults to ``weights_only=False``; those read files that the user's own
+    RecBole runs wrote. ``torch.load`` everywhere else keeps torch's safe default. Do not load
+    checkpoints from untrusted sources: unpickling can run code.
+    """
+    import importlib
+
+    proxy = _TrustedCheckpointTorch()
+    for module_name in _CHECKPOINT_LOADING_MODULES:
+        module = importlib.import_module(module_name)
+        if getattr(module, "torch", None) is not proxy and isinstance(module.__dict__.get("torch"), types.ModuleType):
+            module.torch = proxy
+
+
+def quiet_known_warnings() -> None:
+    """Silence deprecation warnings RecBole 1.2.1 triggers on every run and that a user cannot act on
+    (``torch.cuda.amp.GradScaler``, ``torch.sparse.FloatTensor``, thop's LooseVersion)."""
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.cuda\.amp\..*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r".*torch\.sparse\.SparseTensor.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*LooseVersion.*")
+    # ray 2.6.3 imports pkg_resources (kept working by the setuptools<81 pin).
+    warnings.filterwarnings("ignore", category=UserWarning, message=r"pkg_resources is deprecated.*")
+
+
+# name -> shim, in the order they are applied (numpy before anything that imports RecBole).
+SHIMS = {
+    "quiet_known_warnings": quiet_known_warnings,
+    "numpy_aliases": numpy_aliases,
+    "scipy_dok_update": scipy_dok_update,
+    "torch_load_recbole_checkpoints": torch_load_recbole_checkpoints,
+}
+
+_applied: set[str] = set()
+
+
+def disabled_shims() -> set[str]:
+    """Shim names switched off through ``RECBOLE_MAMEX_DISABLE_SHIMS``; unknown names are an error."""
+    raw = os.environ.get(DISABLE_ENV, "")
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    unknown = names - set(SHIMS)
+    if unknown:
+        raise ValueError(
+            f"{DISABLE_ENV}: unknown shim name(s) {sorted(unknown)}; expected some of {list(SHIMS)}"
+        )
+    return names
+
+
+def apply_all() -> list[str]:
+    """Apply every shim not yet applied and not disabled; return the names applied by this call."""
+    skip = disabled_shims()
+    done = []
+    for name, shim in SHIMS.items():
+        if name in _applied or name in skip:
+            continue
+        shim()
+        _applied.add(name)
+        done.append(name)
+    return done
+
+
+def applied_shims() -> list[str]:
+    return [name for name in SHIMS if name in _applied]
+
+
+__all__ = ["SHIMS", "DISABLE_ENV", "apply_all", "applied_shims", "disabled_shims"]

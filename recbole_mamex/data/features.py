@@ -1,0 +1,225 @@
+"""Multimodal feature store: pre-computed item features, one ``.npy`` matrix per modality.
+
+A dataset yaml names its modalities (any number, any names)::
+
+    modalities:
+      text: text_feat.npy                 # row i = item whose original id (token) is i  (MMRec)
+      image: {path: image_feat.npy, ids: image_ids.txt}   # row r = item token on line r of ids
+
+Relative paths are relative to the dataset directory (``<data_path>/<dataset>/``).
+
+:func:`load_item_features` reads and validates every file, then re-orders rows to RecBole's internal
+item ids (which follow first appearance in the ``.inter`` files, with 0 = ``[PAD]``). It returns
+float32 matrices of shape ``[n_items, dim]`` and a presence mask ``[n_items, n_modalities]``: an item
+is missing a modality when the file has no row for it (``ids`` mapping) or its row is all zeros.
+Row 0 (padding) is zero and marked missing.
+
+Every bad input raises :class:`FeatureFileError`, whose message names the file, what was expected
+and what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+PAD_TOKEN = "[PAD]"
+
+
+class FeatureFileError(ValueError):
+    """A modality feature file (or its entry in the dataset yaml) that cannot be used."""
+
+    def __init__(self, path, expected: str, found: str):
+        self.path = os.fspath(path) if path is not None else None
+        self.expected = expected
+        self.found = found
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}expected {expected}, found {found}")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One modality as the dataset yaml names it."""
+
+    name: str
+    path: Path
+    ids_path: Path | None = None
+
+
+@dataclass
+class ItemFeatures:
+    """Features of every item, in RecBole's internal item-id order."""
+
+    names: list[str]
+    matrices: dict[str, np.ndarray]  # name -> float32 [n_items, dim]
+    mask: np.ndarray  # bool [n_items, n_modalities], column order = names
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.mask.shape[0])
+
+    def dims(self) -> dict[str, int]:
+        return {name: int(self.matrices[name].shape[1]) for name in self.names}
+
+    def coverage(self) -> dict[str, float]:
+        """Share of real items (padding excluded) that have each modality."""
+        real = self.mask[1:]
+        return {name: float(real[:, j].mean()) if len(real) else 0.0 for j, name in enumerate(self.names)}
+
+    def items_without_any_modality(self) -> np.ndarray:
+        """Internal ids (padding excluded) of items that have no modality at all."""
+        return np.flatnonzero(~self.mask.any(axis=1))[1:] if self.n_items else np.empty(0, dtype=np.int64)
+
+    def summary(self) -> str:
+        cover = self.coverage()
+        parts = [f"{name} {self.matrices[name].shape[1]}-d ({cover[name]:.1%} of items)" for name in self.names]
+        return "modalities: " + ", ".join(parts)
+
+
+def parse_modalities(value, dataset_dir) -> list[ModalitySpec]:
+    """Read the ``modalities`` entry of a dataset config into specs with resolved paths."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping) or not value:
+        raise FeatureFileError(
+            None,
+            "config key 'modalities' to map modality names to .npy files, e.g. {text: text_feat.npy}",
+            f"{value!r}",
+        )
+    base = Path(dataset_dir)
+    specs = []
+    for name, entry in value.items():
+        if not isinstance(name, str) or not name:
+            raise FeatureFileError(None, "modality names to be non-empty strings", f"{name!r}")
+        if isinstance(entry, (str, os.PathLike)):
+            path, ids = entry, None
+        elif isinstance(entry, Mapping) and "path" in entry and set(entry) <= {"path", "ids"}:
+            path, ids = entry["path"], entry.get("ids")
+        else:
+            raise FeatureFileError(
+                None,
+                f"modality '{name}' to be a file name or {{path: <file.npy>, ids: <ids.txt>}}",
+                f"{entry!r}",
+            )
+        specs.append(
+            ModalitySpec(
+                name=name,
+                path=_resolve(base, path),
+                ids_path=_resolve(base, ids) if ids is not None else None,
+            )
+        )
+    return specs
+
+
+def _resolve(base: Path, path) -> Path:
+    path = Path(os.path.expanduser(os.fspath(path)))
+    return path if path.is_absolute() else base / path
+
+
+def read_feature_matrix(path) -> np.ndarray:
+    """Load and validate one ``.npy`` feature matrix (2-D, floating point, finite)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureFileError(path, "a .npy feature file", "no such file")
+    try:
+        matrix = np.load(path, allow_pickle=False, mmap_mode=None)
+    except ValueError as err:
+        # numpy refuses object arrays without pickle, and truncated or non-.npy files.
+        raise FeatureFileError(path, "a numeric .npy array", f"a file numpy cannot read as one ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise FeatureFileError(path, "a readable .npy file", f"{type(err).__name__}: {err}") from None
+    if not isinstance(matrix, np.ndarray):
+        raise FeatureFileError(path, "a single .npy array", f"{type(matrix).__name__}")
+    if matrix.ndim != 2:
+        raise FeatureFileError(path, "a 2-D array [n_rows, dim]", f"{matrix.ndim}-D array of shape {matrix.shape}")
+    if not np.issubdtype(matrix.dtype, np.floating):
+        raise FeatureFileError(
+            path, "floating-point features (float16/32/64)", f"dtype {matrix.dtype} (cast the array before saving)"
+        )
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise FeatureFileError(path, "at least one row and one column", f"shape {matrix.shape}")
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
+        raise FeatureFileError(path, "finite values", f"NaN or Inf in {len(bad_rows)} row(s): {shown}")
+    return matrix
+
+
+def read_ids_file(path, n_rows: int, matrix_path) -> list[str]:
+    """Item tokens, one per line, line r naming the item of row r of ``matrix_path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureFileError(path, f"an ids file with one item token per row of {matrix_path}", "no such file")
+    with open(path, encoding="utf-8") as f:
+        tokens = [line.strip() for line in f if line.strip()]
+    if len(tokens) != n_rows:
+        raise FeatureFileError(path, f"{n_rows} item tokens (one per row of {matrix_path})", f"{len(tokens)}")
+    seen: dict[str, int] = {}
+    for row, token in enumerate(tokens):
+        if token in seen:
+            raise FeatureFileError(path, "each item token once", f"'{token}' on rows {seen[token]} and {row}")
+        seen[token] = row
+    return tokens
+
+
+def rows_for_items(spec: ModalitySpec, n_rows: int, item_tokens: Sequence[str]) -> np.ndarray:
+    """Row of the feature matrix for every internal item id (-1 = no row). Index 0 is padding."""
+    rows = np.full(len(item_tokens), -1, dtype=np.int64)
+    if spec.ids_path is not None:
+        token_to_row = {token: r for r, token in enumerate(read_ids_file(spec.ids_path, n_rows, spec.path))}
+        for internal_id, token in enumerate(item_tokens):
+            if internal_id:
+                rows[internal_id] = token_to_row.get(str(token), -1)
+        return rows
+    # MMRec convention: the token is the row number, and every item must have its row.
+    for internal_id, token in enumerate(item_tokens):
+        if internal_id == 0:
+            continue
+        text = str(token)
+        if not text.isdigit():
+            raise FeatureFileError(
+                spec.path,
+                "integer item ids (row i = item id i), or an 'ids' file mapping rows to item tokens",
+                f"item token '{text}'",
+            )
+        rows[internal_id] = int(text)
+    largest = int(rows.max()) if len(rows) > 1 else -1
+    if largest >= n_rows:
+        raise FeatureFileError(
+            spec.path,
+            f"at least {largest + 1} rows (the largest item id in the interactions is {largest})",
+            f"{n_rows} rows",
+        )
+    return rows
+
+
+def load_item_features(specs: Sequence[ModalitySpec], item_tokens: Sequence[str]) -> ItemFeatures:
+    """Read every modality and align its rows to internal item ids.
+
+    Args:
+        specs: modalities, from :func:`parse_modalities`.
+        item_tokens: original token of every internal item id (``dataset.field2id_token[iid_field]``),
+            index 0 being ``[PAD]``.
+    """
+    n_items = len(item_tokens)
+    names, matrices, sources = [], {}, {}
+    mask = np.zeros((n_items, len(specs)), dtype=bool)
+    for j, spec in enumerate(specs):
+        raw = read_feature_matrix(spec.path)
+        rows = rows_for_items(spec, raw.shape[0], item_tokens)
+        aligned = np.zeros((n_items, raw.shape[1]), dtype=np.float32)
+        has_row = rows >= 0
+        aligned[has_row] = raw[rows[has_row]]
+        mask[:, j] = has_row & np.any(aligned != 0, axis=1)
+        aligned[~mask[:, j]] = 0.0
+        names.append(spec.name)
+        matrices[spec.name] = aligned
+        sources[spec.name] = os.fspath(spec.path)
+    return ItemFeatures(names=names, matrices=matrices, mask=mask, sources=sources)

@@ -1,0 +1,134 @@
+"""Make sure a dataset's files are there before RecBole reads them: prepare a bundled dataset on first
+use, and turn a missing dataset into an error that says how to prepare it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from logging import getLogger
+from pathlib import Path
+
+import yaml
+
+from recbole_mamex.paths import bundled_data_dir
+
+
+@dataclass(frozen=True)
+class BundledDataset:
+    """Raw MMRec-layout files shipped inside the package (``recbole_mamex/bundled/<name>/``)."""
+
+    name: str
+    inter: str
+    modalities: dict[str, str]
+
+    @property
+    def source_dir(self) -> Path:
+        return bundled_data_dir(self.name)
+
+    @property
+    def source_label(self) -> str:
+        return f"the copy bundled with recbole_mamex (recbole_mamex/bundled/{self.name}, see PROVENANCE.md)"
+
+
+BUNDLED = {
+    "lastfm-2k": BundledDataset(
+        name="lastfm-2k",
+        inter="lfm2k.inter",
+        modalities={"text": "all-MiniLM-L6-v2.npy", "vggish": "vggish.npy", "whisper": "whisper.npy"},
+    ),
+}
+
+# Datasets users bring in MMRec's layout: name -> (MMRec's folder name, its modality files).
+MMREC_DATASETS = {
+    "amazon-sports": ("sports", {"image": "image_feat.npy", "text": "text_feat.npy"}),
+    "amazon-baby": ("baby", {"image": "image_feat.npy", "text": "text_feat.npy"}),
+    "amazon-clothing": ("clothing", {"image": "image_feat.npy", "text": "text_feat.npy"}),
+}
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+    """A dataset whose files are not under ``data_path``; the message says how to prepare it."""
+
+
+def expected_inter_files(config) -> list[Path]:
+    data_dir = Path(config["data_path"])
+    name = config["dataset"]
+    suffixes = config["benchmark_filename"]
+    if suffixes:
+        return [data_dir / f"{name}.{suffix}.inter" for suffix in suffixes]
+    return [data_dir / f"{name}.inter"]
+
+
+def mmrec_import_command(name: str) -> str:
+    folder, files = MMREC_DATASETS[name]
+    modality_args = " ".join(f"--modality {m}={f}" for m, f in files.items())
+    return f"python -m dataset_prep.mmrec /path/to/mmrec/data/{folder} --name {name} {modality_args}"
+
+
+def prepare_bundled(name: str, out_root, force: bool = False):
+    """Import the bundled dataset ``name`` into ``<out_root>/<name>`` (its yaml ships with the package)."""
+    from dataset_prep.mmrec import import_mmrec
+
+    spec = BUNDLED[name]
+    logger = getLogger()
+    return import_mmrec(
+        spec.source_dir / spec.inter,
+        {m: spec.source_dir / f for m, f in spec.modalities.items()},
+        name,
+        out_root=out_root,
+        force=force,
+        write_yaml=False,
+        source=spec.source_label,
+        log=logger.info,
+    )
+
+
+def _recbole_downloadable(name: str) -> bool:
+    import recbole
+
+    url_file = Path(recbole.__file__).parent / "properties" / "dataset" / "url.yaml"
+    try:
+        with open(url_file, encoding="utf-8") as f:
+            return name in (yaml.safe_load(f) or {})
+    except OSError:
+        return False
+
+
+def ensure_dataset_files(config) -> None:
+    """Prepare a bundled dataset that is not there yet; raise :class:`DatasetNotPreparedError` with the
+    command to run for a known dataset that is missing, or with the files expected for any other one.
+
+    A dataset RecBole can download itself (its ``url.yaml``) is left to RecBole.
+    """
+    from dataset_prep.common import DatasetExistsError
+
+    expected = expected_inter_files(config)
+    if all(path.is_file() for path in expected):
+        return
+    name = config["dataset"]
+    data_dir = Path(config["data_path"])
+    if name in BUNDLED:
+        if data_dir.exists():
+            raise DatasetNotPreparedError(
+                f"{data_dir} exists but lacks {[p.name for p in expected if not p.is_file()]}; "
+                f"remove the directory to let recbole_mamex prepare the bundled '{name}' again"
+            )
+        getLogger().info(f"Preparing bundled dataset '{name}' into {data_dir} (first use)")
+        try:
+            prepare_bundled(name, data_dir.parent)
+        except DatasetExistsError:
+            pass  # another process prepared it meanwhile
+        return
+    if name in MMREC_DATASETS:
+        raise DatasetNotPreparedError(
+            f"dataset '{name}' is not prepared: no RecBole files in {data_dir}. "
+            f"Get MMRec's '{MMREC_DATASETS[name][0]}' files and run:\n    {mmrec_import_command(name)}"
+            + (f" --out {data_dir.parent}" if data_dir.parent != Path("dataset") else "")
+        )
+    if not data_dir.exists() and _recbole_downloadable(name):
+        return
+    missing = [str(p) for p in expected if not p.is_file()]
+    raise DatasetNotPreparedError(
+        f"dataset '{name}': expected RecBole atomic file(s) {', '.join(missing)}, found none there. "
+        "Import MMRec-layout data with `python -m dataset_prep.mmrec <dir> --name "
+        f"{name}`, or set data_path to the directory that holds '{name}/'"
+    )

@@ -1,0 +1,6 @@
+"""Models of this package. Every concrete recommender exported here is found by name by
+:func:`recbole_mamex.utils.get_model` before RecBole's own models."""
+
+from recbole_mamex.model.abstract import MultimodalRecommender
+
+__all__ = ["MultimodalRecommender"]

@@ -1,0 +1,45 @@
+"""Base class for models that read the multimodal feature store."""
+
+from __future__ import annotations
+
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+
+
+class MultimodalRecommender(GeneralRecommender):
+    """A RecBole general recommender whose items carry pre-computed modality features.
+
+    The dataset's features (see :mod:`recbole_mamex.data.features`) become float32 buffers, already in
+    internal item-id order, that move with the model (``.to(device)``) and are *not* saved in
+    checkpoints (``persistent=False``): they are data, re-read from the dataset when a checkpoint is
+    loaded. ``modality_mask[i, m]`` is True when item ``i`` has modality ``m`` (row 0 is padding).
+    """
+
+    is_abstract_base = True
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        features = getattr(dataset, "item_features", None)
+        if features is None:
+            raise ValueError(
+                f"{type(self).__name__} needs item features, but the config of dataset '{config['dataset']}' "
+                "names none: add `modalities: {<name>: <file>.npy, ...}` to its yaml "
+                "(dataset_prep.mmrec writes it for imported data)"
+            )
+        if features.n_items != self.n_items:
+            raise ValueError(
+                f"item features cover {features.n_items} items but the dataset has {self.n_items}"
+            )
+        self.modality_names = list(features.names)
+        self.modality_dims = features.dims()
+        for name in self.modality_names:
+            self.register_buffer(self._buffer_name(name), torch.from_numpy(features.matrices[name]), persistent=False)
+        self.register_buffer("modality_mask", torch.from_numpy(features.mask), persistent=False)
+
+    @staticmethod
+    def _buffer_name(modality: str) -> str:
+        return f"modality_feat_{modality}"
+
+    def modality_features(self, modality: str) -> torch.Tensor:
+        """``[n_items, dim]`` features of one modality, on the model's device."""
+        return getattr(self, self._buffer_name(modality))

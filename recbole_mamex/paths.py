@@ -1,0 +1,28 @@
+"""Where the package's own files are: the one place that knows the layout of a checkout and of an
+installed copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def properties_dir() -> Path:
+    """The ``properties/`` tree shipped with the package.
+
+    In a source checkout it is the top-level ``properties/`` next to the package; an installed copy
+    carries it as ``recbole_mamex/properties`` (``package_dir`` in setup.cfg maps one onto the other).
+    """
+    for candidate in (_PACKAGE_DIR / "properties", _PACKAGE_DIR.parent / "properties"):
+        if (candidate / "overall.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"recbole_mamex: no properties/overall.yaml found next to {_PACKAGE_DIR}; "
+        "the installation is incomplete (reinstall the package)"
+    )
+
+
+def bundled_data_dir(name: str) -> Path:
+    """Raw files of a dataset shipped inside the package (see its PROVENANCE.md)."""
+    return _PACKAGE_DIR / "bundled" / name

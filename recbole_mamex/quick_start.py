@@ -1,0 +1,103 @@
+"""Entry points in RecBole's style: train and test one model, reload a saved one.
+
+Same flow as ``recbole.quick_start.run_recbole`` and ``load_data_and_model``, through this package's
+Config, dataset and model lookup, so our models and RecBole's run the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from logging import getLogger
+
+import torch
+from recbole.data import data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_mamex.config import Config
+from recbole_mamex.utils import create_dataset, get_model, get_trainer
+
+DEFAULT_MODEL = "BPR"
+DEFAULT_DATASET = "lastfm-2k"
+
+
+def run_recbole_mamex(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved: bool = True,
+    cmd_args=None,
+):
+    """Train ``model`` on ``dataset`` with early stopping on validation, then evaluate on test.
+
+    Args mirror ``recbole.quick_start.run_recbole``; ``cmd_args`` are ``--key=value`` overrides
+    (``None`` reads ``sys.argv`` as RecBole does, ``[]`` ignores it).
+
+    Returns:
+        dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
+        ``model_file`` (the checkpoint, or ``None`` when ``saved`` is False) and ``config``.
+    """
+    config = Config(
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    if saved:
+        logger.info(set_color("checkpoint", "yellow") + f": {trainer.saved_model_file}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+        "config": config,
+    }
+
+
+def load_data_and_model(model_file):
+    """Rebuild config, model, dataset and dataloaders from a checkpoint that a run of this package (or of
+    RecBole) saved; the model holds the saved weights.
+
+    The checkpoint is unpickled with ``weights_only=False`` because RecBole checkpoints hold the whole
+    Config object: only load files your own runs wrote.
+
+    Returns:
+        (config, model, dataset, train_data, valid_data, test_data), as RecBole's function does.
+    """
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, data, train_data, valid_data, test_data

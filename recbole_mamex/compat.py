@@ -16,6 +16,8 @@ Not shims but pins in ``setup.cfg`` (no code can fix them at run time):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import types
 import warnings
@@ -84,28 +86,32 @@ class _TrustedCheckpointTorch(types.ModuleType):
     Every attribute is torch's, except ``load``, which defaults to ``weights_only=False``.
     """
 
-    def __init__(self):
+    def __init__(self, torch_load):
         super().__init__("torch")
+        self.load = _trusting(torch_load)
 
     def __getattr__(self, name):
         import torch
 
         return getattr(torch, name)
 
-    @staticmethod
-    def load(f, *args, **kwargs):
-        import torch
 
+def _trusting(torch_load):
+    """``torch_load`` with ``weights_only`` defaulting to False."""
+
+    @functools.wraps(torch_load)
+    def load(f, *args, **kwargs):
         kwargs.setdefault("weights_only", False)
-        return torch.load(f, *args, **kwargs)
+        return torch_load(f, *args, **kwargs)
+
+    return load
 
 
 # RecBole modules whose torch.load reads checkpoints that RecBole itself wrote (they pickle the
-# whole Config): the trainer (resume_checkpoint, evaluate(load_best_model=True)), quick_start
-# (load_data_and_model) and the models that start from a RecBole-saved pre-trained checkpoint.
+# whole Config): the trainer (resume_checkpoint, evaluate(load_best_model=True)) and the models that
+# start from a RecBole-saved pre-trained checkpoint. Each imports torch at module level.
 _CHECKPOINT_LOADING_MODULES = (
     "recbole.trainer.trainer",
-    "recbole.quick_start.quick_start",
     "recbole.model.general_recommender.convncf",
     "recbole.model.general_recommender.nais",
     "recbole.model.general_recommender.neumf",
@@ -115,30 +121,67 @@ _CHECKPOINT_LOADING_MODULES = (
 )
 
 
+@contextlib.contextmanager
+def trusted_torch_load():
+    """For the duration of the block, ``torch.load`` defaults to ``weights_only=False``."""
+    import torch
+
+    original = torch.load
+    torch.load = _trusting(original)
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def _loads_trusted_checkpoint(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with trusted_torch_load():
+            return function(*args, **kwargs)
+
+    wrapper.recbole_mamex_shim = True
+    return wrapper
+
+
 def torch_load_recbole_checkpoints() -> None:
     """Let RecBole load its own checkpoints on torch >= 2.6 (``torch.load`` now defaults to
     ``weights_only=True``, which refuses the pickled Config in every RecBole checkpoint).
 
-    Scoped on purpose: only the RecBole modules listed in ``_CHECKPOINT_LOADING_MODULES`` see a
-    ``torch.load`` that defaults to ``weights_only=False``; those read files that the user's own
-    RecBole runs wrote. ``torch.load`` everywhere else keeps torch's safe default. Do not load
-    checkpoints from untrusted sources: unpickling can run code.
+    Scoped on purpose: the RecBole modules in ``_CHECKPOINT_LOADING_MODULES`` see, instead of the
+    ``torch`` module, a stand-in whose ``load`` defaults to ``weights_only=False``; and
+    ``recbole.quick_start.load_data_and_model`` (which imports torch inside the function) runs with
+    that default for the duration of the call. Those read files the user's own RecBole runs wrote;
+    ``torch.load`` everywhere else keeps torch's safe default. Never point them at checkpoints from
+    untrusted sources: unpickling can run code.
     """
     import importlib
 
-    proxy = _TrustedCheckpointTorch()
+    import torch
+
+    proxy = _TrustedCheckpointTorch(torch.load)
     for module_name in _CHECKPOINT_LOADING_MODULES:
         module = importlib.import_module(module_name)
-        if getattr(module, "torch", None) is not proxy and isinstance(module.__dict__.get("torch"), types.ModuleType):
+        if isinstance(module.__dict__.get("torch"), types.ModuleType):
             module.torch = proxy
+    for module_name in ("recbole.quick_start.quick_start", "recbole.quick_start"):
+        module = importlib.import_module(module_name)
+        if not getattr(module.load_data_and_model, "recbole_mamex_shim", False):
+            module.load_data_and_model = _loads_trusted_checkpoint(module.load_data_and_model)
 
 
 def quiet_known_warnings() -> None:
-    """Silence deprecation warnings RecBole 1.2.1 triggers on every run and that a user cannot act on
-    (``torch.cuda.amp.GradScaler``, ``torch.sparse.FloatTensor``, thop's LooseVersion)."""
+    """Silence deprecation warnings RecBole 1.2.1 and ray trigger on every run and that a user cannot act
+    on (``torch.cuda.amp.GradScaler``, ``torch.sparse.FloatTensor``, thop's LooseVersion, pandas'
+    chained-assignment notice, ray's ``pkg_resources``)."""
     warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.cuda\.amp\..*")
     warnings.filterwarnings("ignore", category=UserWarning, message=r".*torch\.sparse\.SparseTensor.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*LooseVersion.*")
+    # RecBole's dataset.py fills missing values with chained in-place fillna: it works on pandas 2
+    # (pinned <3, where it would silently do nothing) but warns on every load.
+    warnings.filterwarnings(
+        "ignore", category=FutureWarning, message=r"A value is trying to be set on a copy of a DataFrame.*"
+    )
     # ray 2.6.3 imports pkg_resources (kept working by the setuptools<81 pin).
     warnings.filterwarnings("ignore", category=UserWarning, message=r"pkg_resources is deprecated.*")
 

@@ -1,0 +1,93 @@
+"""Small things the tests share: a generated MMRec-layout dataset and a minimal multimodal model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from recbole.model.loss import BPRLoss
+from recbole.utils import InputType
+
+from recbole_mamex.model.abstract import MultimodalRecommender
+
+FAST = {
+    "epochs": 2,
+    "train_batch_size": 256,
+    "eval_batch_size": 4096,
+    "show_progress": False,
+    "use_gpu": False,
+    "state": "WARNING",
+    "seed": 7,
+}
+
+
+def write_mmrec(
+    root: Path,
+    n_users: int = 24,
+    n_items: int = 30,
+    per_user: int = 8,
+    seed: int = 0,
+    zero_rows: dict[str, list[int]] | None = None,
+) -> dict:
+    """Write an MMRec-layout dataset (tiny.inter with x_label, text_feat.npy, audio_feat.npy) to ``root``.
+
+    Each user has ``per_user`` distinct random items: the last two go to valid and test. Items therefore
+    first appear in a shuffled order, so RecBole's internal ids differ from the tokens.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["userID\titemID\trating\tx_label"]
+    for u in range(n_users):
+        items = rng.choice(n_items, size=per_user, replace=False)
+        for k, i in enumerate(items):
+            label = 0 if k < per_user - 2 else (1 if k == per_user - 2 else 2)
+            lines.append(f"{u}\t{i}\t1\t{label}")
+    (root / "tiny.inter").write_text("\n".join(lines) + "\n")
+    text = rng.normal(size=(n_items, 8)).astype(np.float32)
+    audio = rng.normal(size=(n_items, 4)).astype(np.float64)
+    zero_rows = zero_rows if zero_rows is not None else {"text": [5], "audio": [7]}
+    text[zero_rows.get("text", [])] = 0.0
+    audio[zero_rows.get("audio", [])] = 0.0
+    np.save(root / "text_feat.npy", text)
+    np.save(root / "audio_feat.npy", audio)
+    return {"inter": root / "tiny.inter", "text": text, "audio": audio}
+
+
+class ContentDot(MultimodalRecommender):
+    """Minimal content model for plumbing tests: item = sum of per-modality linear maps of its features."""
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        d = 8
+        self.user_embedding = torch.nn.Embedding(self.n_users, d)
+        self.projections = torch.nn.ModuleDict(
+            {m: torch.nn.Linear(self.modality_dims[m], d) for m in self.modality_names}
+        )
+        self.loss = BPRLoss()
+
+    def item_vectors(self, items=None):
+        out = 0
+        for j, m in enumerate(self.modality_names):
+            feats = self.modality_features(m)
+            mask = self.modality_mask[:, j : j + 1].float()
+            if items is not None:
+                feats, mask = feats[items], mask[items]
+            out = out + self.projections[m](feats) * mask
+        return out
+
+    def calculate_loss(self, interaction):
+        u = self.user_embedding(interaction[self.USER_ID])
+        pos = self.item_vectors(interaction[self.ITEM_ID])
+        neg = self.item_vectors(interaction[self.NEG_ITEM_ID])
+        return self.loss((u * pos).sum(-1), (u * neg).sum(-1))
+
+    def predict(self, interaction):
+        u = self.user_embedding(interaction[self.USER_ID])
+        return (u * self.item_vectors(interaction[self.ITEM_ID])).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        u = self.user_embedding(interaction[self.USER_ID])
+        return (u @ self.item_vectors().T).view(-1)

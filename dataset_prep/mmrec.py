@@ -216,7 +216,8 @@ def _parse_modality_args(values: list[str], src: Path) -> dict[str, Path]:
             raise DataImportError(None, "--modality NAME=FILE", repr(value))
         modality, path = value.split("=", 1)
         path = Path(path)
-        result[modality] = path if path.is_absolute() or path.exists() else src / path
+        # relative to SRC when the file is there (as in the commands this project prints), else to the cwd
+        result[modality] = src / path if not path.is_absolute() and (src / path).exists() else path
     return result
 
 

@@ -55,3 +55,93 @@ def atomic_write_text(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+def dataset_yaml_text(
+    name: str,
+    modality_files: dict[str, str],
+    source: str,
+    user_field: str = "user_id",
+    item_field: str = "item_id",
+    extra_lines: tuple[str, ...] = (),
+) -> str:
+    """The dataset config an importer writes (deterministic text)."""
+    lines = [
+        f"# Dataset '{name}', {source}.",
+        f"# Files: <data_path>/{name}/{name}.{{train,valid,test}}.inter and one .npy per modality.",
+        f"USER_ID_FIELD: {user_field}",
+        f"ITEM_ID_FIELD: {item_field}",
+        "RATING_FIELD: rating",
+        "TIME_FIELD: timestamp",
+        "load_col:",
+        f"  inter: [{user_field}, {item_field}]",
+        "benchmark_filename: [train, valid, test]",
+    ]
+    if modality_files:
+        lines.append("modalities:")
+        lines += [f"  {modality}: {filename}" for modality, filename in modality_files.items()]
+    lines += list(extra_lines)
+    return "\n".join(lines) + "\n"
+
+
+def frame_to_atomic(frame) -> str:
+    """RecBole atomic-file text of a DataFrame whose columns are already typed headers
+    (``user_id:token`` ...); values are written as they are, rows in order."""
+    body = frame.astype(str)
+    return "\t".join(frame.columns) + "\n" + "".join("\t".join(row) + "\n" for row in body.itertuples(index=False, name=None))
+
+
+def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: bool) -> Path:
+    """The dataset directory to write; refuses an existing dataset or yaml unless ``force``."""
+    final_dir = Path(out_root) / name
+    if final_dir.exists() and not force:
+        raise DatasetExistsError(final_dir)
+    if yaml_path is not None and Path(yaml_path).exists() and not force:
+        raise DatasetExistsError(yaml_path)
+    return final_dir
+
+
+def write_benchmark_dataset(
+    name: str,
+    split_texts: dict[str, str],
+    modality_paths: dict[str, Path],
+    out_root,
+    extra_files: dict[str, str] | None = None,
+    link: bool = False,
+    force: bool = False,
+    log=print,
+) -> tuple[Path, dict[str, str]]:
+    """Write ``<out_root>/<name>/``: ``<name>.<split>.inter`` for every split text, the modality
+    ``.npy`` files (copied, or symlinked with ``link``) as ``<modality>.npy``, and ``extra_files``;
+    all into a temporary directory renamed into place at the end.
+
+    Returns the dataset directory and the modality file names (for the yaml).
+    """
+    out_root = Path(out_root)
+    final_dir = out_root / name
+    if final_dir.exists() and not force:
+        raise DatasetExistsError(final_dir)
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.importing-", dir=out_root))
+    try:
+        for split, text in split_texts.items():
+            (tmp_dir / f"{name}.{split}.inter").write_text(text, encoding="utf-8")
+        modality_files = {}
+        for modality, path in modality_paths.items():
+            target = tmp_dir / f"{modality}.npy"
+            if link:
+                os.symlink(Path(path).resolve(), target)
+            else:
+                shutil.copyfile(path, target)
+            modality_files[modality] = target.name
+        for filename, text in (extra_files or {}).items():
+            (tmp_dir / filename).write_text(text, encoding="utf-8")
+        replace_dir(tmp_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    log(f"[dataset_prep] dataset '{name}' written to {final_dir}")
+    return final_dir, modality_files

@@ -21,15 +21,20 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from dataset_prep.common import DatasetExistsError, DataImportError, atomic_write_text, replace_dir
+from dataset_prep.common import (
+    DataImportError,
+    DatasetExistsError,
+    atomic_write_text,
+    check_destination,
+    dataset_yaml_text,
+    write_benchmark_dataset,
+)
 from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
@@ -122,23 +127,8 @@ def inter_lines(frame: pd.DataFrame) -> str:
     return "\t".join(header) + "\n" + "".join("\t".join(row) + "\n" for row in body.itertuples(index=False, name=None))
 
 
-def dataset_yaml_text(name: str, modality_files: dict[str, str], source: str) -> str:
-    """The dataset config ``dataset_prep`` writes for an imported dataset (deterministic text)."""
-    lines = [
-        f"# Dataset '{name}', imported by dataset_prep.mmrec from {source}.",
-        f"# Files: <data_path>/{name}/{name}.{{train,valid,test}}.inter and one .npy per modality.",
-        "USER_ID_FIELD: user_id",
-        "ITEM_ID_FIELD: item_id",
-        "RATING_FIELD: rating",
-        "TIME_FIELD: timestamp",
-        "load_col:",
-        "  inter: [user_id, item_id]",
-        "benchmark_filename: [train, valid, test]",
-    ]
-    if modality_files:
-        lines.append("modalities:")
-        lines += [f"  {modality}: {filename}" for modality, filename in modality_files.items()]
-    return "\n".join(lines) + "\n"
+def mmrec_source(source: str) -> str:
+    return f"imported by dataset_prep.mmrec from {source}"
 
 
 def import_mmrec(
@@ -161,44 +151,29 @@ def import_mmrec(
             raise DataImportError(None, "modality names of letters, digits and '_'", repr(modality))
     inter_path = Path(inter_path)
     out_root = Path(out_root)
-    final_dir = out_root / name
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
-    if final_dir.exists() and not force:
-        raise DatasetExistsError(final_dir)
-    if yaml_path is not None and yaml_path.exists() and not force:
-        raise DatasetExistsError(yaml_path)
+    check_destination(out_root, name, yaml_path, force)
 
     log(f"[dataset_prep] reading {inter_path}")
     frame = read_mmrec_inter(inter_path)
     modality_paths = {m: Path(p) for m, p in modalities.items()}
     shapes = check_features(modality_paths, frame, inter_path)
 
-    out_root.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.importing-", dir=out_root))
-    try:
-        counts = {}
-        for label, split in SPLITS.items():
-            part = frame[frame["x_label"] == label]
-            (tmp_dir / f"{name}.{split}.inter").write_text(inter_lines(part), encoding="utf-8")
-            counts[split] = int(len(part))
-            log(f"[dataset_prep] {split}: {len(part)} interactions")
-        modality_files = {}
-        for modality, path in modality_paths.items():
-            target = tmp_dir / f"{modality}.npy"
-            if link:
-                os.symlink(path.resolve(), target)
-            else:
-                shutil.copyfile(path, target)
-            modality_files[modality] = target.name
-            log(f"[dataset_prep] modality {modality}: {shapes[modality][0]} x {shapes[modality][1]} from {path}")
-        replace_dir(tmp_dir, final_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+    counts = {}
+    split_texts = {}
+    for label, split in SPLITS.items():
+        part = frame[frame["x_label"] == label]
+        split_texts[split] = inter_lines(part)
+        counts[split] = int(len(part))
+        log(f"[dataset_prep] {split}: {len(part)} interactions")
+    for modality, path in modality_paths.items():
+        log(f"[dataset_prep] modality {modality}: {shapes[modality][0]} x {shapes[modality][1]} from {path}")
+    final_dir, modality_files = write_benchmark_dataset(
+        name, split_texts, modality_paths, out_root, link=link, force=force, log=log
+    )
     if yaml_path is not None:
-        atomic_write_text(yaml_path, dataset_yaml_text(name, modality_files, source or str(inter_path.parent)))
+        atomic_write_text(yaml_path, dataset_yaml_text(name, modality_files, mmrec_source(source or str(inter_path.parent))))
         log(f"[dataset_prep] wrote {yaml_path}")
-    log(f"[dataset_prep] dataset '{name}' ready in {final_dir}")
     return ImportResult(
         dataset_dir=final_dir,
         yaml_path=yaml_path,

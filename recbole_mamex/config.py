@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_mamex.paths import properties_dir
@@ -25,6 +26,24 @@ from recbole_mamex.utils import get_model
 def user_properties_dir() -> Path:
     """The working directory's ``properties/`` (layer 3 above)."""
     return Path.cwd() / "properties"
+
+
+def dataset_yaml_files(dataset: str) -> list[Path]:
+    """The dataset yaml files of layers 2 and 3 that exist, lowest priority first."""
+    files = [properties_dir() / "dataset" / f"{dataset}.yaml"]
+    user_file = user_properties_dir() / "dataset" / f"{dataset}.yaml"
+    if user_file.resolve() != files[0].resolve():
+        files.append(user_file)
+    return [path for path in files if path.is_file()]
+
+
+def dataset_config_dict(dataset: str) -> dict:
+    """What this package's and the working directory's yaml files say about ``dataset`` (merged)."""
+    merged = {}
+    for path in dataset_yaml_files(dataset):
+        with open(path, encoding="utf-8") as f:
+            merged.update(yaml.safe_load(f) or {})
+    return merged
 
 
 class Config(RecBoleConfig):
@@ -82,18 +101,10 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         ours = properties_dir()
-        layers = [
-            ours / "overall.yaml",
-            ours / "model" / f"{model}.yaml",
-            ours / "dataset" / f"{dataset}.yaml",
-        ]
-        user_dataset_yaml = user_properties_dir() / "dataset" / f"{dataset}.yaml"
-        if user_dataset_yaml.resolve() != layers[-1].resolve():
-            layers.append(user_dataset_yaml)
+        layers = [ours / "overall.yaml", ours / "model" / f"{model}.yaml"]
+        layers = [path for path in layers if path.is_file()] + dataset_yaml_files(dataset)
         self.loaded_property_files = []
         for path in layers:
-            if not path.is_file():
-                continue
             loaded = self._update_internal_config_dict(os.fspath(path)) or {}
             self.loaded_property_files.append(os.fspath(path))
             if path.parent.name == "dataset":

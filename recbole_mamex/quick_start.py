@@ -11,9 +11,10 @@ from logging import getLogger
 
 import torch
 from recbole.data import data_preparation
-from recbole.utils import get_environment, init_logger, init_seed, set_color
+from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
 from recbole_mamex.config import Config
+from recbole_mamex.trainer import candidate_kinds_for_test
 from recbole_mamex.utils import create_dataset, get_model, get_trainer
 
 DEFAULT_MODEL = "BPR"
@@ -35,6 +36,7 @@ def run_recbole_mamex(
 
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
+        ``test_result_by_candidates`` (candidate set -> test metrics, for each of ``test_candidates``),
         ``model_file`` (the checkpoint, or ``None`` when ``saved`` is False) and ``config``.
     """
     config = Config(
@@ -54,11 +56,17 @@ def run_recbole_mamex(
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_by_candidates = {}
+    for kind in candidate_kinds_for_test(config):
+        test_by_candidates[kind] = trainer.evaluate(
+            test_data, load_best_model=False, show_progress=config["show_progress"], candidates=kind
+        )
+        logger.info(set_color(f"test result [{kind} candidates]", "yellow") + f": {dict2str(test_by_candidates[kind])}")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -70,6 +78,7 @@ def run_recbole_mamex(
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "test_result_by_candidates": test_by_candidates,
         "model_file": trainer.saved_model_file if saved else None,
         "config": config,
     }

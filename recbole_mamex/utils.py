@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.util
 import os
 import pickle
 from logging import getLogger
@@ -90,13 +89,15 @@ def get_model(model_name: str) -> type:
     )
 
 
-def get_trainer(model_type, model_name: str) -> type:
-    """``<Model>Trainer`` from this package if it defines one, else RecBole's choice."""
-    if importlib.util.find_spec("recbole_mamex.trainer") is not None:
-        trainer = getattr(importlib.import_module("recbole_mamex.trainer"), f"{model_name}Trainer", None)
-        if trainer is not None:
-            return trainer
-    return _recbole_get_trainer(model_type, model_name)
+def get_trainer(model_type, model_name: str, config=None) -> type:
+    """``<Model>Trainer`` from this package if it defines one, else RecBole's choice; with
+    candidate-restricted evaluation added when ``config`` sets ``eval_candidates`` or ``test_candidates``."""
+    from recbole_mamex import trainer as our_trainers
+
+    trainer = getattr(our_trainers, f"{model_name}Trainer", None) or _recbole_get_trainer(model_type, model_name)
+    if config is not None and (config["eval_candidates"] is not None or config["test_candidates"]):
+        trainer = our_trainers.with_candidate_evaluation(trainer)
+    return trainer
 
 
 def create_dataset(config):

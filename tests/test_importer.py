@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from dataset_prep.common import DataImportError, DatasetExistsError
-from dataset_prep.mmrec import dataset_yaml_text, import_mmrec, main
+from dataset_prep.common import dataset_yaml_text
+from dataset_prep.mmrec import import_mmrec, main, mmrec_source
 from recbole_mamex.data.features import FeatureFileError
 from recbole_mamex.data.prepare import BUNDLED
 from recbole_mamex.paths import properties_dir
@@ -147,5 +148,5 @@ def test_cli_discovers_files_and_reports_errors(tmp_path, capsys, monkeypatch):
 
 def test_shipped_lastfm_yaml_is_what_the_importer_generates():
     spec = BUNDLED["lastfm-2k"]
-    generated = dataset_yaml_text(spec.name, {m: f"{m}.npy" for m in spec.modalities}, spec.source_label)
+    generated = dataset_yaml_text(spec.name, {m: f"{m}.npy" for m in spec.modalities}, mmrec_source(spec.source_label))
     assert (properties_dir() / "dataset" / "lastfm-2k.yaml").read_text() == generated

@@ -1,26 +1,49 @@
-"""RecBole dataset that also carries the multimodal item features named in its config."""
+"""RecBole dataset that also carries the multimodal item features and the cold/warm item sets."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 from recbole.data.dataset import Dataset
 from recbole.utils import set_color
 
 from recbole_mamex.data.features import ItemFeatures, load_item_features, parse_modalities
 
+CANDIDATE_KINDS = ("cold", "warm", "all")
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+class ColdItemsFileError(ValueError):
+    """A ``cold_items_file`` that cannot be used; the message names the file, expected and found."""
+
 
 class MultimodalDataset(Dataset):
-    """RecBole's :class:`~recbole.data.dataset.Dataset` plus :attr:`item_features`.
+    """RecBole's :class:`~recbole.data.dataset.Dataset` plus :attr:`item_features` and item candidate sets.
 
-    With no ``modalities`` in the config it is exactly RecBole's dataset and ``item_features`` is
-    ``None``. With them, the features are read, validated and aligned to internal item ids once, right
-    after RecBole has remapped the ids; the train/valid/test copies share them.
+    With no ``modalities`` in the config, ``item_features`` is ``None`` and the dataset is RecBole's.
+    With them, the features are read, validated and aligned to internal item ids once, right after
+    RecBole has remapped the ids; the train/valid/test copies share them.
+
+    :meth:`build` labels its three parts ``split_name`` train/valid/test and gives the valid and test
+    parts :attr:`candidate_items`, boolean masks over internal item ids:
+
+    - ``warm``: items with at least one training interaction;
+    - ``cold``: the cold items of this split, from ``cold_items_file`` (json with ``cold_valid`` and
+      ``cold_test`` item tokens, written by ``dataset_prep.coldstart``); without that file, every item
+      with no training interaction;
+    - ``all``: warm plus this split's cold items.
     """
 
     item_features: ItemFeatures | None
+    split_name: str | None = None
+    candidate_items: dict[str, np.ndarray] | None = None
 
     def _from_scratch(self):
         super()._from_scratch()
         self.item_features = self._load_item_features()
+        self.cold_item_tokens = self._load_cold_item_tokens()
 
     def _load_item_features(self) -> ItemFeatures | None:
         specs = parse_modalities(self.config["modalities"], self.dataset_path)
@@ -34,8 +57,71 @@ class MultimodalDataset(Dataset):
             self.logger.warning(f"{len(without)} item(s) have no modality at all (all rows absent or zero)")
         return features
 
+    def _load_cold_item_tokens(self) -> dict[str, list[str]] | None:
+        name = self.config["cold_items_file"]
+        if not name:
+            return None
+        path = Path(name) if Path(name).is_absolute() else Path(self.dataset_path) / name
+        if not path.is_file():
+            raise ColdItemsFileError(f"{path}: expected the cold items json named by cold_items_file, found no such file")
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ColdItemsFileError(f"{path}: expected json, found a parse error ({err})") from None
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), list) for k in ("cold_valid", "cold_test")):
+            raise ColdItemsFileError(f"{path}: expected an object with lists 'cold_valid' and 'cold_test'")
+        overlap = set(map(str, payload["cold_valid"])) & set(map(str, payload["cold_test"]))
+        if overlap:
+            raise ColdItemsFileError(
+                f"{path}: expected disjoint cold_valid and cold_test items, found {len(overlap)} in both, "
+                f"e.g. {sorted(overlap)[:3]}"
+            )
+        return {"valid": [str(t) for t in payload["cold_valid"]], "test": [str(t) for t in payload["cold_test"]]}
+
+    def build(self):
+        datasets = super().build()
+        if len(datasets) != 3:
+            return datasets
+        warm = np.zeros(self.item_num, dtype=bool)
+        warm[datasets[0].inter_feat[self.iid_field].numpy()] = True
+        warm[0] = False
+        for part, split in zip(datasets, SPLIT_NAMES):
+            part.split_name = split
+            if split == "train":
+                continue
+            cold = self._cold_mask(split, warm)
+            part.candidate_items = {"cold": cold, "warm": warm.copy(), "all": warm | cold}
+        trained_on = datasets[0].inter_feat[self.iid_field].numpy()
+        if self.cold_item_tokens is not None:
+            cold_ids = np.concatenate([np.flatnonzero(datasets[1].candidate_items["cold"]),
+                                       np.flatnonzero(datasets[2].candidate_items["cold"])])
+            leaked = np.intersect1d(cold_ids, trained_on)
+            if len(leaked):
+                tokens = self.field2id_token[self.iid_field][leaked[:3]].tolist()
+                raise ColdItemsFileError(
+                    f"{self.config['cold_items_file']}: expected cold items to have no training interaction, "
+                    f"found {len(leaked)} in the train file, e.g. {tokens}"
+                )
+        return datasets
+
+    def _cold_mask(self, split: str, warm: np.ndarray) -> np.ndarray:
+        if self.cold_item_tokens is None:
+            cold = ~warm
+            cold[0] = False
+            return cold
+        cold = np.zeros(self.item_num, dtype=bool)
+        token_to_id = self.field2token_id[self.iid_field]
+        ids = [token_to_id[t] for t in self.cold_item_tokens[split] if t in token_to_id]
+        cold[ids] = True
+        return cold
+
     def __str__(self):
         text = super().__str__()
         if self.item_features is not None:
             text += "\n" + set_color("Item features", "blue") + f": {self.item_features.summary()}"
+        if self.cold_item_tokens is not None:
+            text += (
+                "\n" + set_color("Cold items", "blue")
+                + f": {len(self.cold_item_tokens['valid'])} cold-valid, {len(self.cold_item_tokens['test'])} cold-test"
+            )
         return text

@@ -37,6 +37,18 @@ BUNDLED = {
     ),
 }
 
+@dataclass(frozen=True)
+class BundledColdSplit:
+    """A cold-start split of a bundled dataset, made on first use by ``dataset_prep.coldstart``."""
+
+    name: str
+    base: str
+    fraction: float = 0.2
+    seed: int = 2025
+
+
+BUNDLED_COLD = {"lastfm-2k-cold": BundledColdSplit(name="lastfm-2k-cold", base="lastfm-2k")}
+
 # Datasets users bring in MMRec's layout: name -> (MMRec's folder name, its modality files).
 MMREC_DATASETS = {
     "amazon-sports": ("sports", {"image": "image_feat.npy", "text": "text_feat.npy"}),
@@ -82,6 +94,19 @@ def prepare_bundled(name: str, out_root, force: bool = False):
     )
 
 
+def prepare_bundled_cold(name: str, out_root, force: bool = False):
+    """Make the cold-start split ``name`` of a bundled dataset under ``<out_root>/<name>`` (its yaml ships
+    with the package)."""
+    from dataset_prep.coldstart import make_cold_dataset, source_from_prepared
+
+    spec = BUNDLED_COLD[name]
+    frame, user_col, item_col, modalities, source = source_from_prepared(spec.base, Path(out_root))
+    return make_cold_dataset(
+        frame, user_col, item_col, modalities, name, source,
+        out_root=out_root, fraction=spec.fraction, seed=spec.seed, force=force, write_yaml=False, log=getLogger().info,
+    )
+
+
 def _recbole_downloadable(name: str) -> bool:
     import recbole
 
@@ -106,7 +131,7 @@ def ensure_dataset_files(config) -> None:
         return
     name = config["dataset"]
     data_dir = Path(config["data_path"])
-    if name in BUNDLED:
+    if name in BUNDLED or name in BUNDLED_COLD:
         if data_dir.exists():
             raise DatasetNotPreparedError(
                 f"{data_dir} exists but lacks {[p.name for p in expected if not p.is_file()]}; "
@@ -114,7 +139,10 @@ def ensure_dataset_files(config) -> None:
             )
         getLogger().info(f"Preparing bundled dataset '{name}' into {data_dir} (first use)")
         try:
-            prepare_bundled(name, data_dir.parent)
+            if name in BUNDLED:
+                prepare_bundled(name, data_dir.parent)
+            else:
+                prepare_bundled_cold(name, data_dir.parent)
         except DatasetExistsError:
             pass  # another process prepared it meanwhile
         return

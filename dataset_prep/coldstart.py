@@ -1,0 +1,293 @@
+"""Item cold-start split of any dataset (the MILK / MAMEX protocol).
+
+- A seeded ``fraction`` of the items (default 0.2) become cold: all their interactions leave training.
+- Cold items are split by item into cold-valid and cold-test halves, so model selection never sees a
+  test item.
+- Warm interactions are split per user 80/10/10 into train / warm-valid / warm-test (a random order per
+  user; valid and test get one interaction when their share rounds to zero and the user has more than one
+  training interaction, RecBole's rule).
+- valid = warm-valid + every interaction of a cold-valid item; test = warm-test + every interaction of a
+  cold-test item.
+
+Output under ``<out>/<name>/``: ``<name>.{train,valid,test}.inter``, ``<name>.cold_items.json`` (the
+cold-valid and cold-test item tokens), the modality features; and ``properties/dataset/<name>.yaml``
+(which sets ``eval_candidates: cold`` and ``test_candidates: [cold, warm, all]``). The split is a pure
+function of (interactions in file order, seed, fraction): the same inputs give byte-identical files.
+
+Sources: a prepared RecBole dataset (``--dataset NAME``: ``<name>.inter`` or its benchmark files, and
+the modalities of its yaml) or an MMRec-layout directory (``--mmrec DIR``; its x_label is ignored)::
+
+    python -m dataset_prep.coldstart --dataset lastfm-2k            # -> dataset lastfm-2k-cold
+    python -m dataset_prep.coldstart --mmrec /data/mmrec/baby --name amazon-baby-cold
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataset_prep.common import (
+    DataImportError,
+    DatasetExistsError,
+    atomic_write_text,
+    check_destination,
+    dataset_yaml_text,
+    frame_to_atomic,
+    write_benchmark_dataset,
+)
+from recbole_mamex.data.features import FeatureFileError
+
+DEFAULT_FRACTION = 0.2
+DEFAULT_SEED = 2025
+WARM_RATIOS = (0.8, 0.1, 0.1)
+COLD_EXTRA_CONFIG = ("eval_candidates: cold", "test_candidates: [cold, warm, all]")
+
+
+@dataclass
+class ColdSplit:
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    cold_valid: list[str]
+    cold_test: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
+
+
+def warm_split_sizes(n: np.ndarray, ratios=WARM_RATIOS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user (train, valid, test) sizes for users with ``n`` warm interactions."""
+    n = np.asarray(n, dtype=np.int64)
+    valid = np.floor(ratios[1] * n + 1e-9).astype(np.int64)
+    test = np.floor(ratios[2] * n + 1e-9).astype(np.int64)
+    train = n - valid - test
+    for share, part in ((ratios[2], test), (ratios[1], valid)):
+        bump = (train > 1) & (share * n > 0) & (share * n < 1)
+        part += bump
+        train -= bump
+    return train, valid, test
+
+
+def cold_start_split(
+    frame: pd.DataFrame,
+    user_col: str,
+    item_col: str,
+    fraction: float = DEFAULT_FRACTION,
+    seed: int = DEFAULT_SEED,
+) -> ColdSplit:
+    """Split interactions (rows of ``frame``, any extra columns kept) by the protocol above."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"cold fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    items = np.array(sorted(frame[item_col].astype(str).unique()))
+    n_cold = int(round(fraction * len(items)))
+    if n_cold < 2 or n_cold >= len(items):
+        raise ValueError(
+            f"a cold fraction of {fraction} of {len(items)} items gives {n_cold} cold items; "
+            "need at least 2 cold items (one for valid, one for test) and at least one warm item"
+        )
+    chosen = items[rng.permutation(len(items))[:n_cold]]
+    cold_valid = sorted(chosen[: n_cold // 2].tolist())
+    cold_test = sorted(chosen[n_cold // 2 :].tolist())
+
+    item_tokens = frame[item_col].astype(str)
+    is_cold_valid = item_tokens.isin(cold_valid).to_numpy()
+    is_cold_test = item_tokens.isin(cold_test).to_numpy()
+    warm_rows = np.flatnonzero(~(is_cold_valid | is_cold_test))
+
+    # per-user random order of the warm interactions, then 80/10/10 by position
+    users = frame[user_col].astype(str).to_numpy()[warm_rows]
+    keys = rng.random(len(warm_rows))
+    order = np.lexsort((keys, users))
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, len(sorted_users)])
+    position = np.arange(len(sorted_users)) - np.repeat(starts, sizes)
+    n_train, n_valid, _ = warm_split_sizes(sizes)
+    n_train, n_valid = np.repeat(n_train, sizes), np.repeat(n_valid, sizes)
+    part = np.where(position < n_train, 0, np.where(position < n_train + n_valid, 1, 2))
+    label = np.empty(len(frame), dtype=np.int8)
+    label[warm_rows[order]] = part
+    label[is_cold_valid] = 1
+    label[is_cold_test] = 2
+    return ColdSplit(
+        train=frame[label == 0],
+        valid=frame[label == 1],
+        test=frame[label == 2],
+        cold_valid=cold_valid,
+        cold_test=cold_test,
+    )
+
+
+def cold_items_json(name: str, source: str, split: ColdSplit, fraction: float, seed: int, n_items: int) -> str:
+    payload = {
+        "dataset": name,
+        "source": source,
+        "protocol": "item cold-start: cold items leave training; cold-valid / cold-test split by item",
+        "fraction": fraction,
+        "seed": seed,
+        "n_items": n_items,
+        "cold_valid": split.cold_valid,
+        "cold_test": split.cold_test,
+    }
+    return json.dumps(payload, indent=1) + "\n"
+
+
+def read_atomic_inter(paths: list[Path]) -> pd.DataFrame:
+    """Concatenate RecBole atomic ``.inter`` files (same header), all values kept as text."""
+    frames = []
+    for path in paths:
+        if not path.is_file():
+            raise DataImportError(path, "a RecBole atomic .inter file", "no such file")
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if frames and list(frame.columns) != list(frames[0].columns):
+            raise DataImportError(path, f"the header of {paths[0].name}: {list(frames[0].columns)}", f"{list(frame.columns)}")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def find_column(frame: pd.DataFrame, field: str, path) -> str:
+    for column in frame.columns:
+        if column.split(":")[0] == field:
+            return column
+    raise DataImportError(path, f"a column for field '{field}'", f"columns {list(frame.columns)}")
+
+
+def source_from_prepared(name: str, data_path: Path):
+    """Interactions, field columns and modality files of a prepared dataset (its yaml decides fields)."""
+    from recbole_mamex.config import dataset_config_dict
+    from recbole_mamex.data.features import parse_modalities
+    from recbole_mamex.data.prepare import BUNDLED, prepare_bundled
+
+    dataset_dir = data_path / name
+    if not dataset_dir.exists() and name in BUNDLED:
+        prepare_bundled(name, data_path)
+    settings = dataset_config_dict(name)
+    whole = dataset_dir / f"{name}.inter"
+    suffixes = settings.get("benchmark_filename") or []
+    paths = [whole] if whole.is_file() or not suffixes else [dataset_dir / f"{name}.{s}.inter" for s in suffixes]
+    frame = read_atomic_inter(paths)
+    user_col = find_column(frame, settings.get("USER_ID_FIELD", "user_id"), paths[0])
+    item_col = find_column(frame, settings.get("ITEM_ID_FIELD", "item_id"), paths[0])
+    modalities = {}
+    for spec in parse_modalities(settings.get("modalities"), dataset_dir):
+        if spec.ids_path is not None:
+            raise DataImportError(spec.ids_path, "modalities given as plain .npy files (row i = item i)", "an ids mapping")
+        modalities[spec.name] = spec.path
+    return frame, user_col, item_col, modalities, f"dataset '{name}'"
+
+
+def source_from_mmrec(src: Path, modality_args: list[str]):
+    from dataset_prep.mmrec import _parse_modality_args, discover, read_mmrec_inter
+
+    inter, found = discover(src)
+    modalities = _parse_modality_args(modality_args, src) if modality_args else found
+    frame = read_mmrec_inter(inter).drop(columns=["x_label"])
+    typed = {"userID": "user_id:token", "itemID": "item_id:token", "rating": "rating:float", "timestamp": "timestamp:float"}
+    frame = frame[[c for c in typed if c in frame.columns]].rename(columns=typed)
+    return frame, "user_id:token", "item_id:token", modalities, f"MMRec files in {src}"
+
+
+def make_cold_dataset(
+    frame: pd.DataFrame,
+    user_col: str,
+    item_col: str,
+    modalities: dict[str, Path],
+    name: str,
+    source: str,
+    out_root="dataset",
+    properties_dir="properties",
+    fraction: float = DEFAULT_FRACTION,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
+    link: bool = False,
+    write_yaml: bool = True,
+    log=print,
+) -> ColdSplit:
+    """Split ``frame`` and write the cold-start dataset ``name``; see the module docstring."""
+    from recbole_mamex.data.features import read_feature_matrix
+
+    yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
+    check_destination(Path(out_root), name, yaml_path, force)
+    for path in modalities.values():
+        read_feature_matrix(path)
+    split = cold_start_split(frame, user_col, item_col, fraction, seed)
+    n_items = int(frame[item_col].nunique())
+    log(
+        f"[dataset_prep] cold split of {source}: {n_items} items, {len(split.cold_valid)} cold-valid and "
+        f"{len(split.cold_test)} cold-test items (fraction {fraction}, seed {seed}); interactions {split.counts()}"
+    )
+    cold_file = f"{name}.cold_items.json"
+    texts = {s: frame_to_atomic(getattr(split, s)) for s in ("train", "valid", "test")}
+    _, modality_files = write_benchmark_dataset(
+        name,
+        texts,
+        modalities,
+        out_root,
+        extra_files={cold_file: cold_items_json(name, source, split, fraction, seed, n_items)},
+        link=link,
+        force=force,
+        log=log,
+    )
+    if yaml_path is not None:
+        text = dataset_yaml_text(
+            name,
+            modality_files,
+            cold_source(source, fraction, seed),
+            user_field=user_col.split(":")[0],
+            item_field=item_col.split(":")[0],
+            extra_lines=(f"cold_items_file: {cold_file}",) + COLD_EXTRA_CONFIG,
+        )
+        atomic_write_text(yaml_path, text)
+        log(f"[dataset_prep] wrote {yaml_path}")
+    return split
+
+
+def cold_source(source: str, fraction: float, seed: int) -> str:
+    return f"item cold-start split of {source} by dataset_prep.coldstart (fraction {fraction}, seed {seed})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dataset_prep.coldstart", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a prepared RecBole dataset under --data-path (bundled ones are prepared first)")
+    source.add_argument("--mmrec", type=Path, help="a directory in MMRec's layout")
+    parser.add_argument("--name", help="name of the new dataset (default: <dataset>-cold)")
+    parser.add_argument("--modality", action="append", default=[], metavar="NAME=FILE", help="with --mmrec: a modality and its .npy")
+    parser.add_argument("--fraction", type=float, default=DEFAULT_FRACTION, help="share of items made cold (default 0.2)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument("--data-path", type=Path, default=Path("dataset"), help="RecBole data_path (default: dataset)")
+    parser.add_argument("--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml")
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
+    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.dataset:
+            frame, user_col, item_col, modalities, source = source_from_prepared(args.dataset, args.data_path)
+            name = args.name or f"{args.dataset}-cold"
+        else:
+            frame, user_col, item_col, modalities, source = source_from_mmrec(args.mmrec, args.modality)
+            name = args.name or f"{args.mmrec.name}-cold"
+        make_cold_dataset(
+            frame, user_col, item_col, modalities, name, source,
+            out_root=args.data_path, properties_dir=args.properties, fraction=args.fraction, seed=args.seed,
+            force=args.force, link=args.link,
+        )
+    except (DataImportError, FeatureFileError, DatasetExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

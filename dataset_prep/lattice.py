@@ -1,0 +1,164 @@
+"""Import a cold-start split in the LATTICE / MILK layout, to evaluate on the exact split authors used.
+
+Input directory:
+
+- ``train.txt``, ``val.txt``, ``test.txt``: one line per user, ``uid item item ...`` (space-separated
+  integer ids; a user with no item on a line is fine);
+- ``cold_item_index.npy``: the integer ids of the cold items;
+- one ``.npy`` per modality (``image_feat.npy``, ``text_feat.npy``, ...), row i = item i.
+
+Cold items found in ``val.txt`` become cold-valid, those in ``test.txt`` cold-test (an item in both is
+counted and kept as cold-test only; its valid interactions then never count as hits); a cold item in
+``train.txt`` is an error. Output is the layout of ``dataset_prep.coldstart``: RecBole benchmark files,
+``<name>.cold_items.json``, the features, and ``properties/dataset/<name>.yaml``::
+
+    python -m dataset_prep.lattice /data/milk/baby --name baby-milk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataset_prep.coldstart import COLD_EXTRA_CONFIG
+from dataset_prep.common import (
+    DataImportError,
+    DatasetExistsError,
+    atomic_write_text,
+    check_destination,
+    dataset_yaml_text,
+    frame_to_atomic,
+    write_benchmark_dataset,
+)
+from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
+
+SPLIT_FILES = {"train": "train.txt", "valid": "val.txt", "test": "test.txt"}
+
+
+def read_user_item_lines(path: Path) -> pd.DataFrame:
+    """``uid item item ...`` lines -> a frame of (user, item) rows, in file order."""
+    if not path.is_file():
+        raise DataImportError(path, "a file of 'uid item item ...' lines", "no such file")
+    users, items = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if not all(field.isdigit() for field in fields):
+                bad = next(field for field in fields if not field.isdigit())
+                raise DataImportError(path, "non-negative integer ids on every line", f"{bad!r} on line {number}")
+            users += [fields[0]] * (len(fields) - 1)
+            items += fields[1:]
+    return pd.DataFrame({"user_id:token": users, "item_id:token": items})
+
+
+def read_cold_items(path: Path) -> set[str]:
+    if not path.is_file():
+        raise DataImportError(path, "a .npy array of cold item ids", "no such file")
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise DataImportError(path, "a numeric .npy array of cold item ids", f"a file numpy cannot read as one ({err})") from None
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise DataImportError(path, "a 1-D integer array of item ids", f"{ids.ndim}-D array of dtype {ids.dtype}")
+    return {str(int(i)) for i in ids}
+
+
+def import_lattice(
+    src,
+    name: str,
+    modalities: dict[str, Path] | None = None,
+    out_root="dataset",
+    properties_dir="properties",
+    force: bool = False,
+    link: bool = False,
+    log=print,
+):
+    """Import a LATTICE/MILK-layout split; see the module docstring. Returns the split counts."""
+    src = Path(src)
+    yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml"
+    check_destination(Path(out_root), name, yaml_path, force)
+    frames = {split: read_user_item_lines(src / filename) for split, filename in SPLIT_FILES.items()}
+    cold = read_cold_items(src / "cold_item_index.npy")
+    if modalities is None:
+        modalities = {
+            (p.stem[: -len("_feat")] if p.stem.endswith("_feat") else p.stem): p
+            for p in sorted(src.glob("*.npy"))
+            if p.name != "cold_item_index.npy"
+        }
+    in_train = sorted(cold & set(frames["train"]["item_id:token"]), key=int)
+    if in_train:
+        raise DataImportError(
+            src / "train.txt", "no interaction with a cold item (cold_item_index.npy)", f"{len(in_train)} cold items, e.g. {in_train[:3]}"
+        )
+    valid_items, test_items = set(frames["valid"]["item_id:token"]), set(frames["test"]["item_id:token"])
+    cold_test = sorted(cold & test_items, key=int)
+    cold_valid = sorted((cold & valid_items) - test_items, key=int)
+    both = cold & valid_items & test_items
+    unused = cold - valid_items - test_items
+    all_items = pd.concat([f["item_id:token"] for f in frames.values()])
+    largest = int(all_items.astype(int).max())
+    for modality, path in modalities.items():
+        matrix = read_feature_matrix(path)
+        if matrix.shape[0] <= largest:
+            raise FeatureFileError(path, f"at least {largest + 1} rows (largest item id is {largest})", f"{matrix.shape[0]} rows")
+    log(
+        f"[dataset_prep] {src}: interactions { {s: len(f) for s, f in frames.items()} }, "
+        f"{len(cold_valid)} cold-valid and {len(cold_test)} cold-test items"
+        + (f"; {len(both)} cold items in both val.txt and test.txt kept as cold-test" if both else "")
+        + (f"; {len(unused)} cold items without interactions ignored" if unused else "")
+    )
+    cold_file = f"{name}.cold_items.json"
+    payload = {
+        "dataset": name,
+        "source": f"LATTICE/MILK layout in {src}",
+        "protocol": "item cold-start, split given by the source files",
+        "cold_valid": cold_valid,
+        "cold_test": cold_test,
+    }
+    _, modality_files = write_benchmark_dataset(
+        name,
+        {split: frame_to_atomic(frame) for split, frame in frames.items()},
+        modalities,
+        out_root,
+        extra_files={cold_file: json.dumps(payload, indent=1) + "\n"},
+        link=link,
+        force=force,
+        log=log,
+    )
+    text = dataset_yaml_text(
+        name,
+        modality_files,
+        f"imported by dataset_prep.lattice from {src}",
+        extra_lines=(f"cold_items_file: {cold_file}",) + COLD_EXTRA_CONFIG,
+    )
+    atomic_write_text(yaml_path, text)
+    log(f"[dataset_prep] wrote {yaml_path}")
+    return {split: len(frame) for split, frame in frames.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dataset_prep.lattice", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", type=Path, help="directory with train.txt, val.txt, test.txt, cold_item_index.npy, *_feat.npy")
+    parser.add_argument("--name", required=True, help="dataset name for RecBole")
+    parser.add_argument("--out", type=Path, default=Path("dataset"), help="RecBole data_path (default: dataset)")
+    parser.add_argument("--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml")
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
+    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+    args = parser.parse_args(argv)
+    try:
+        import_lattice(args.src, args.name, out_root=args.out, properties_dir=args.properties, force=args.force, link=args.link)
+    except (DataImportError, FeatureFileError, DatasetExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

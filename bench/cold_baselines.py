@@ -64,7 +64,7 @@ def main():
             start = time.time()
             result = run_recbole_mamex(
                 model=model, dataset=args.dataset,
-                config_dict={"seed": seed, "show_progress": False, "state": "WARNING"}, saved=False, cmd_args=[],
+                config_dict={"seed": seed, "show_progress": False, "state": "WARNING"}, saved=True, cmd_args=[],
             )
             per_seed.append(result["test_result_by_candidates"])
             print(f"{model} seed {seed}: {time.time() - start:.0f} s, cold recall@20 "

@@ -184,11 +184,12 @@ def source_from_prepared(name: str, data_path: Path):
 
 
 def source_from_mmrec(src: Path, modality_args: list[str]):
-    from dataset_prep.mmrec import _parse_modality_args, discover, read_mmrec_inter
+    from dataset_prep.mmrec import _parse_modality_args, check_features, discover, read_mmrec_inter
 
     inter, found = discover(src)
     modalities = _parse_modality_args(modality_args, src) if modality_args else found
-    frame = read_mmrec_inter(inter).drop(columns=["x_label"])
+    frame = read_mmrec_inter(inter, with_splits=False)
+    check_features(modalities, frame, inter)
     typed = {"userID": "user_id:token", "itemID": "item_id:token", "rating": "rating:float", "timestamp": "timestamp:float"}
     frame = frame[[c for c in typed if c in frame.columns]].rename(columns=typed)
     return frame, "user_id:token", "item_id:token", modalities, f"MMRec files in {src}"

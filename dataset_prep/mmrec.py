@@ -66,17 +66,19 @@ def discover(src: Path) -> tuple[Path, dict[str, Path]]:
     return inters[0], modalities
 
 
-def read_mmrec_inter(path: Path) -> pd.DataFrame:
-    """Read and check an MMRec ``.inter`` file; ids are kept as tokens (strings)."""
+def read_mmrec_inter(path: Path, with_splits: bool = True) -> pd.DataFrame:
+    """Read and check an MMRec ``.inter`` file; ids are kept as tokens (strings). With ``with_splits``
+    False (the cold-start splitter re-splits), ``x_label`` is neither needed nor checked."""
     if not path.is_file():
         raise DataImportError(path, "an MMRec .inter file", "no such file")
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataImportError(path, "a tab-separated file with a header line", f"{type(err).__name__}: {err}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    required = REQUIRED_COLUMNS if with_splits else REQUIRED_COLUMNS[:2]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataImportError(path, f"tab-separated columns {list(REQUIRED_COLUMNS)} in the header", f"columns {list(frame.columns)}")
+        raise DataImportError(path, f"tab-separated columns {list(required)} in the header", f"columns {list(frame.columns)}")
     if frame.empty:
         raise DataImportError(path, "at least one interaction", "a header only")
     for column in ("userID", "itemID"):
@@ -84,6 +86,11 @@ def read_mmrec_inter(path: Path) -> pd.DataFrame:
         if bad.any():
             line = int(bad.to_numpy().nonzero()[0][0]) + 2
             raise DataImportError(path, f"a value in column {column} on every line", f"an empty one on line {line}")
+    for column in OPTIONAL_COLUMNS:
+        if column in frame.columns and pd.to_numeric(frame[column], errors="coerce").isna().any():
+            raise DataImportError(path, f"numbers in column {column}", "non-numeric values")
+    if not with_splits:
+        return frame.drop(columns=["x_label"], errors="ignore")
     labels = pd.to_numeric(frame["x_label"], errors="coerce")
     bad = ~labels.isin(list(SPLITS))
     if bad.any():
@@ -94,10 +101,7 @@ def read_mmrec_inter(path: Path) -> pd.DataFrame:
     frame["x_label"] = labels.astype(int)
     for label, split in SPLITS.items():
         if not (frame["x_label"] == label).any():
-            raise DataImportError(path, f"interactions in every split", f"none with x_label {label} ({split})")
-    for column in OPTIONAL_COLUMNS:
-        if column in frame.columns and pd.to_numeric(frame[column], errors="coerce").isna().any():
-            raise DataImportError(path, f"numbers in column {column}", "non-numeric values")
+            raise DataImportError(path, "interactions in every split", f"none with x_label {label} ({split})")
     return frame
 
 

@@ -91,3 +91,25 @@ class ContentDot(MultimodalRecommender):
     def full_sort_predict(self, interaction):
         u = self.user_embedding(interaction[self.USER_ID])
         return (u @ self.item_vectors().T).view(-1)
+
+
+def write_content_driven(root: Path, n_users=120, n_items=200, per_user=20, latent=4, seed=0) -> Path:
+    """MMRec-layout data where preference follows item content: users and items have latent vectors;
+    a user interacts with items drawn by softmax(affinity); two modalities are noisy linear views of the
+    item latent vectors. Returns the .inter path."""
+    rng = np.random.default_rng(seed)
+    users = rng.normal(size=(n_users, latent))
+    items = rng.normal(size=(n_items, latent))
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["userID\titemID\trating\tx_label"]
+    for u in range(n_users):
+        affinity = 3.0 * items @ users[u]
+        p = np.exp(affinity - affinity.max())
+        chosen = rng.choice(n_items, size=per_user, replace=False, p=p / p.sum())
+        lines += [f"{u}\t{i}\t1\t0" for i in chosen]
+    (root / "content.inter").write_text("\n".join(lines) + "\n")
+    text = items @ rng.normal(size=(latent, 24)) + 0.3 * rng.normal(size=(n_items, 24))
+    audio = items @ rng.normal(size=(latent, 12)) + 0.3 * rng.normal(size=(n_items, 12))
+    np.save(root / "text_feat.npy", text.astype(np.float32))
+    np.save(root / "audio_feat.npy", audio.astype(np.float32))
+    return root / "content.inter"

@@ -2,5 +2,6 @@
 :func:`recbole_mamex.utils.get_model` before RecBole's own models."""
 
 from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.mamex import MAMEX
 
-__all__ = ["MultimodalRecommender"]
+__all__ = ["MultimodalRecommender", "MAMEX"]

@@ -1,0 +1,208 @@
+r"""MAMEX
+################################################
+
+Reference:
+    "Multi-modal Adaptive Mixture of Experts for Cold-start Recommendation", CIKM 2025 (arXiv 2508.08042).
+
+Item vectors come from content only, so a cold item (no interaction) is scored exactly like a warm one:
+
+1. Modality extraction: for every modality m (any number of them), the L2-normalised feature x_m goes
+   through a sparse mixture of E linear experts with a top-k router,
+   ``h_m = sum_{e in topk} w_e (W_e x_m + b_e)`` (:class:`~recbole_mamex.model.layers.SparseMoE`).
+2. Modality fusion: ``a = softmax(MLP([h_1; ...; h_M]))`` per item, ``e = sum_m a_m h_m``; a modality the
+   item lacks (mask 0 in the feature store) gets weight exactly 0, so its other modalities carry it; an
+   item with no modality at all gets a zero vector (score 0 for every user).
+
+Users have free ID embeddings; ``score(u, i) = p_u . e_i``.
+
+Loss (the authors' code):
+``L = BPR + reg_weight * L_reg + align_weight * L_align + moe_balance_weight * L_moe + fusion_balance_weight * L_fuse``
+
+- ``L_reg``: batch mean of ``||p_u||^2 + ||e_i||^2 + ||e_j||^2``;
+- ``L_align = sum_m MSE(e, h_m)``, over items that have modality m;
+- ``L_moe = sum_m KL(uniform_E || mean router softmax of modality m)``;
+- ``L_fuse = KL(uniform_M || mean fusion weights)``.
+
+Item-tower scope (``tower_scope``):
+
+- ``batch`` (default, our choice): each minibatch runs the item tower only on its unique positive and
+  negative items, and the auxiliary losses are estimated on those items: plug-in estimates of the
+  catalogue means, taken over items drawn as positives (by popularity) and negatives (uniformly), not
+  over the catalogue uniformly. Cost per batch is O(unique batch items) instead of O(catalogue).
+- ``catalogue``: the authors' objective exactly: the tower and the auxiliary losses over all items every
+  minibatch.
+
+For evaluation the tower runs once over the catalogue and is cached until the model trains again.
+All E experts run on every input (one matrix product); top-k sparsity is in the weights.
+``mixed_precision: bf16`` runs the item tower under bfloat16 autocast (outputs and losses in float32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.init import xavier_normal_initialization
+from recbole.utils import InputType
+
+from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.layers import ModalityGate, SparseMoE, kl_from_uniform, l2_normalize_rows
+
+TOWER_SCOPES = ("batch", "catalogue")
+PRECISIONS = (None, "none", "fp32", "bf16")
+
+
+class MAMEX(MultimodalRecommender):
+    r"""Multi-modal adaptive mixture of experts; see the module docstring."""
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.n_experts = config["n_experts"]
+        self.top_k = config["top_k"]
+        self.reg_weight = config["reg_weight"]
+        self.align_weight = config["align_weight"]
+        self.moe_balance_weight = config["moe_balance_weight"]
+        self.fusion_balance_weight = config["fusion_balance_weight"]
+        self.tower_scope = config["tower_scope"]
+        self.mixed_precision = config["mixed_precision"]
+        if self.tower_scope not in TOWER_SCOPES:
+            raise ValueError(f"tower_scope: expected one of {TOWER_SCOPES}, found {self.tower_scope!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision: expected none or bf16, found {self.mixed_precision!r}")
+        feature_norm = config["feature_norm"]
+        if feature_norm not in ("l2", "none", None):
+            raise ValueError(f"feature_norm: expected l2 or none, found {feature_norm!r}")
+        if feature_norm == "l2":
+            for name in self.modality_names:
+                self.register_buffer(
+                    self._buffer_name(name), l2_normalize_rows(self.modality_features(name)), persistent=False
+                )
+
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.modality_moe = nn.ModuleDict(
+            {
+                name: SparseMoE(self.modality_dims[name], self.embedding_size, self.n_experts, self.top_k)
+                for name in self.modality_names
+            }
+        )
+        self.fusion_gate = ModalityGate(len(self.modality_names), self.embedding_size, config["fusion_dropout"])
+        self._item_cache = None
+        self.apply(xavier_normal_initialization)
+
+    # ----------------------------------------------------------------- item tower
+    def _autocast(self):
+        if self.mixed_precision == "bf16":
+            return torch.autocast(device_type=self.modality_mask.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def item_tower(self, items: torch.Tensor | None = None) -> dict:
+        """Run the tower on ``items`` (internal ids; ``None`` = whole catalogue, padding included).
+
+        Returns a dict with ``item`` ``[N, d]`` (fused vectors), ``modality`` ``[N, M, d]``, ``fusion``
+        ``[N, M]`` weights, ``gates`` and ``router`` (per modality ``[N, E]``) and ``mask`` ``[N, M]``.
+        """
+        mask = self.modality_mask if items is None else self.modality_mask[items]
+        per_modality, gates, router = [], {}, {}
+        with self._autocast():
+            for name in self.modality_names:
+                x = self.modality_features(name)
+                if items is not None:
+                    x = x[items]
+                h, gates[name], router[name] = self.modality_moe[name](x)
+                per_modality.append(h)
+            stacked = torch.stack(per_modality, dim=1).float()
+        fusion = self.fusion_gate(stacked, mask).float()
+        item = (fusion.unsqueeze(-1) * stacked).sum(1)
+        return {"item": item, "modality": stacked, "fusion": fusion, "gates": gates, "router": router, "mask": mask}
+
+    def auxiliary_losses(self, tower: dict) -> dict:
+        """Alignment and balance losses over the items of ``tower``."""
+        mask = tower["mask"]
+        align = tower["item"].new_zeros(())
+        moe = tower["item"].new_zeros(())
+        for j, name in enumerate(self.modality_names):
+            present = mask[:, j]
+            if present.any():
+                align = align + F.mse_loss(tower["item"][present], tower["modality"][present, j])
+                moe = moe + kl_from_uniform(tower["router"][name][present].mean(0))
+        fuse = kl_from_uniform(tower["fusion"].mean(0))
+        return {"align": align, "moe": moe, "fuse": fuse}
+
+    # ----------------------------------------------------------------- RecBole interface
+    def calculate_loss(self, interaction):
+        user = interaction[self.USER_ID]
+        pos, neg = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        if self.tower_scope == "batch":
+            items, inverse = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+            tower = self.item_tower(items)
+            pos_index, neg_index = inverse[: len(pos)], inverse[len(pos) :]
+        else:
+            items = torch.arange(1, self.n_items, device=pos.device)
+            tower = self.item_tower(items)
+            pos_index, neg_index = pos - 1, neg - 1
+        user_e = self.user_embedding(user)
+        pos_e, neg_e = tower["item"][pos_index], tower["item"][neg_index]
+        bpr = F.softplus((user_e * neg_e).sum(-1) - (user_e * pos_e).sum(-1)).mean()
+        reg = (user_e.pow(2).sum(-1) + pos_e.pow(2).sum(-1) + neg_e.pow(2).sum(-1)).mean()
+        aux = self.auxiliary_losses(tower)
+        return (
+            bpr
+            + self.reg_weight * reg
+            + self.align_weight * aux["align"]
+            + self.moe_balance_weight * aux["moe"]
+            + self.fusion_balance_weight * aux["fuse"]
+        )
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._item_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._item_cache = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def item_vectors(self) -> torch.Tensor:
+        """``[n_items, d]`` fused item vectors, computed once per evaluation (cached while not training)."""
+        if self.training:
+            return self.item_tower()["item"]
+        if self._item_cache is None:
+            with torch.no_grad():
+                self._item_cache = self.item_tower()["item"]
+        return self._item_cache
+
+    def predict(self, interaction):
+        user_e = self.user_embedding(interaction[self.USER_ID])
+        return (user_e * self.item_vectors()[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        user_e = self.user_embedding(interaction[self.USER_ID])
+        return torch.matmul(user_e, self.item_vectors().T).view(-1)
+
+    # ----------------------------------------------------------------- interpretation
+    @torch.no_grad()
+    def modality_report(self, item_tokens) -> pd.DataFrame:
+        """Per item (original token): the fusion weight of each modality, whether the item has it, and
+        the expert with the largest gate weight in each modality (-1 where the modality is missing)."""
+        was_training = self.training
+        self.eval()
+        try:
+            tower = self.item_tower(torch.arange(1, self.n_items, device=self.modality_mask.device))
+        finally:
+            self.train(was_training)
+        columns = {"item": np.asarray(item_tokens)[1:]}
+        fusion = tower["fusion"].cpu().numpy()
+        mask = tower["mask"].cpu().numpy()
+        for j, name in enumerate(self.modality_names):
+            columns[f"weight_{name}"] = fusion[:, j]
+        for j, name in enumerate(self.modality_names):
+            top = tower["gates"][name].float().argmax(-1).cpu().numpy()
+            columns[f"top_expert_{name}"] = np.where(mask[:, j], top, -1)
+        return pd.DataFrame(columns)

@@ -1,0 +1,169 @@
+"""MAMEX: layer mechanics, missing modalities, scopes, caching, bf16, interpretation, and learning."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from recbole.data import data_preparation
+from recbole.data.interaction import Interaction
+
+from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
+from recbole_mamex.config import Config
+from recbole_mamex.model.layers import SparseMoE, kl_from_uniform, masked_modality_softmax
+from recbole_mamex.model.mamex import MAMEX
+from recbole_mamex.quick_start import run_recbole_mamex
+from recbole_mamex.utils import create_dataset
+
+from helpers import FAST, write_content_driven
+
+
+def build(model_config=None, dataset="tiny"):
+    config = Config(model="MAMEX", dataset=dataset, config_dict={**FAST, **(model_config or {})}, cmd_args=[])
+    data = create_dataset(config)
+    train, valid, test = data_preparation(config, data)
+    torch.manual_seed(0)
+    return config, data, train, MAMEX(config, train._dataset)
+
+
+def test_defaults_come_from_properties(tiny_dataset):
+    config, _, _, model = build()
+    assert (config["embedding_size"], config["n_experts"], config["top_k"]) == (128, 4, 2)
+    assert config["tower_scope"] == "batch" and config["align_weight"] == 1.0
+
+
+def test_tower_shapes_and_fusion_weights(tiny_dataset):
+    config, data, _, model = build({"embedding_size": 16})
+    model.eval()
+    tower = model.item_tower()
+    n, m = data.item_num, 2
+    assert tower["item"].shape == (n, 16) and tower["modality"].shape == (n, m, 16) and tower["fusion"].shape == (n, m)
+    fusion, mask = tower["fusion"], tower["mask"]
+    real = mask.any(1)
+    torch.testing.assert_close(fusion[real].sum(1), torch.ones(int(real.sum())))
+    assert (fusion[~mask] == 0).all()
+    assert (~mask[1:]).any(), "fixture has items with a missing modality"
+    ids = data.field2token_id["item_id"]
+    item5, item7 = ids["5"], ids["7"]  # text of item 5 and audio of item 7 are zero rows
+    assert fusion[item5, 0] == 0 and fusion[item5, 1] == 1
+    assert fusion[item7, 1] == 0 and fusion[item7, 0] == 1
+    torch.testing.assert_close(tower["item"][item5], tower["modality"][item5, 1])
+
+
+def test_item_with_no_modality_gets_a_zero_vector():
+    weights = masked_modality_softmax(torch.randn(3, 2), torch.tensor([[True, True], [False, False], [True, False]]))
+    assert torch.isfinite(weights).all()
+    assert weights[1].tolist() == [0.0, 0.0] and weights[2].tolist() == [1.0, 0.0]
+
+
+def test_topk_leaves_exactly_k_experts_and_gradients_reach_the_selected_ones():
+    torch.manual_seed(0)
+    moe = SparseMoE(in_dim=6, out_dim=5, n_experts=4, top_k=2)
+    x = torch.randn(64, 6)
+    h, gates, router = moe(x)
+    assert h.shape == (64, 5)
+    assert ((gates != 0).sum(1) == 2).all()
+    torch.testing.assert_close(gates.sum(1), torch.ones(64))
+    torch.testing.assert_close(router.sum(1), torch.ones(64))
+    # one input: only its two selected experts get gradient
+    h1, g1, _ = moe(x[:1])
+    moe.zero_grad()
+    h1.sum().backward()
+    grad = moe.experts.weight.grad.view(4, 5, 6)
+    selected = (g1[0] != 0).nonzero().flatten().tolist()
+    for e in range(4):
+        assert (grad[e].abs().sum() > 0) == (e in selected), (e, selected)
+    with pytest.raises(ValueError):
+        SparseMoE(4, 4, n_experts=2, top_k=3)
+
+
+def test_balance_losses_zero_only_when_uniform():
+    assert kl_from_uniform(torch.full((4,), 0.25)).item() == pytest.approx(0.0, abs=1e-7)
+    assert kl_from_uniform(torch.tensor([0.4, 0.2, 0.2, 0.2])).item() > 0
+    assert kl_from_uniform(torch.tensor([0.5, 0.5])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_cold_item_score_depends_on_content_only(tiny_dataset):
+    _, data, _, model = build({"embedding_size": 16})
+    assert not any(data.item_num in p.shape for p in model.parameters()), "no per-item parameter"
+    model.eval()
+    a, b = 3, 9
+    for name in model.modality_names:
+        model.modality_features(name)[b] = model.modality_features(name)[a]
+    model.modality_mask[b] = model.modality_mask[a]
+    model.train(False)
+    model._item_cache = None
+    vectors = model.item_vectors()
+    torch.testing.assert_close(vectors[a], vectors[b])
+    users = Interaction({"user_id": torch.arange(1, 5)})
+    scores = model.full_sort_predict(users).view(4, -1)
+    torch.testing.assert_close(scores[:, a], scores[:, b])
+
+
+def test_batch_scope_equals_catalogue_scope_when_the_batch_covers_the_catalogue(tiny_dataset):
+    _, data, _, batch_model = build({"embedding_size": 16, "fusion_dropout": 0.0})
+    _, _, _, catalogue_model = build({"embedding_size": 16, "fusion_dropout": 0.0, "tower_scope": "catalogue"})
+    catalogue_model.load_state_dict(batch_model.state_dict())
+    n = data.item_num - 1
+    items = torch.arange(1, data.item_num)
+    batch = Interaction({"user_id": torch.randint(1, data.user_num, (n,)), "item_id": items, "neg_item_id": items.flip(0)})
+    torch.testing.assert_close(batch_model.calculate_loss(batch), catalogue_model.calculate_loss(batch))
+    small = batch[torch.arange(5)]
+    assert not torch.allclose(batch_model.calculate_loss(small), catalogue_model.calculate_loss(small))
+
+
+def test_evaluation_cache_is_reused_and_dropped_when_training(tiny_dataset):
+    _, data, _, model = build({"embedding_size": 16})
+    model.eval()
+    first = model.item_vectors()
+    assert model.item_vectors() is first
+    model.train()
+    assert model._item_cache is None
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    batch = Interaction({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([1, 2]), "neg_item_id": torch.tensor([3, 4])})
+    model.calculate_loss(batch).backward()
+    optimizer.step()
+    model.eval()
+    assert not torch.allclose(model.item_vectors(), first)
+
+
+def test_bf16_tower_stays_close_to_fp32(tiny_dataset):
+    _, _, _, fp32 = build({"embedding_size": 16})
+    _, _, _, bf16 = build({"embedding_size": 16, "mixed_precision": "bf16"})
+    bf16.load_state_dict(fp32.state_dict())
+    fp32.eval(), bf16.eval()
+    a, b = fp32.item_vectors(), bf16.item_vectors()
+    assert b.dtype == torch.float32
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+
+
+def test_bad_settings_are_clear_errors(tiny_dataset):
+    for key, value in (("tower_scope", "all"), ("mixed_precision", "fp16"), ("feature_norm", "l1")):
+        with pytest.raises(ValueError, match=key):
+            build({key: value})
+
+
+def test_modality_report(tiny_dataset):
+    _, data, _, model = build({"embedding_size": 16})
+    report = model.modality_report(data.field2id_token["item_id"])
+    assert list(report.columns) == ["item", "weight_text", "weight_audio", "top_expert_text", "top_expert_audio"]
+    assert len(report) == data.item_num - 1
+    assert report["item"].tolist() == list(data.field2id_token["item_id"][1:])
+    np.testing.assert_allclose(report[["weight_text", "weight_audio"]].sum(1), 1.0, rtol=1e-5)
+    row5 = report[report["item"] == "5"].iloc[0]
+    assert row5["weight_text"] == 0 and row5["top_expert_text"] == -1 and 0 <= row5["top_expert_audio"] < 4
+
+
+def test_mamex_learns_cold_items_from_content(workdir):
+    inter = write_content_driven(workdir / "raw", n_items=500)
+    frame, user_col, item_col, modalities, source = source_from_mmrec(inter.parent, [])
+    make_cold_dataset(frame, user_col, item_col, modalities, "content", source, seed=1, log=lambda *_: None)
+    settings = {**FAST, "epochs": 40, "stopping_step": 40, "topk": [10], "metrics": ["Recall"], "valid_metric": "Recall@10"}
+    mamex = run_recbole_mamex("MAMEX", "content", config_dict={**settings, "embedding_size": 32, "learning_rate": 0.01}, cmd_args=[])
+    bpr = run_recbole_mamex("BPR", "content", config_dict={**settings, "learning_rate": 0.01}, cmd_args=[])
+    n_cold = len(pd.read_json(workdir / "dataset" / "content" / "content.cold_items.json", typ="series")["cold_test"])
+    random_recall = 10 / n_cold
+    mamex_cold = mamex["test_result_by_candidates"]["cold"]["recall@10"]
+    bpr_cold = bpr["test_result_by_candidates"]["cold"]["recall@10"]
+    print(f"cold recall@10: MAMEX {mamex_cold:.3f}, BPR {bpr_cold:.3f}, random {random_recall:.3f}")
+    assert mamex_cold > 2 * random_recall, (mamex_cold, random_recall)
+    assert mamex_cold > bpr_cold + 0.2, (mamex_cold, bpr_cold)

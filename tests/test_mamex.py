@@ -167,3 +167,19 @@ def test_mamex_learns_cold_items_from_content(workdir):
     print(f"cold recall@10: MAMEX {mamex_cold:.3f}, BPR {bpr_cold:.3f}, random {random_recall:.3f}")
     assert mamex_cold > 2 * random_recall, (mamex_cold, random_recall)
     assert mamex_cold > bpr_cold + 0.2, (mamex_cold, bpr_cold)
+
+
+def test_interpret_cli_writes_csv_from_checkpoint(tiny_dataset, workdir, capsys):
+    from recbole_mamex.interpret import main
+
+    result = run_recbole_mamex("MAMEX", "tiny", config_dict={**FAST, "embedding_size": 16, "epochs": 1}, cmd_args=[])
+    out = workdir / "weights.csv"
+    assert main([result["model_file"], "--out", str(out)]) == 0
+    report = pd.read_csv(out, dtype={"item": str})
+    assert len(report) == 30 and {"weight_text", "weight_audio", "top_expert_text"} <= set(report.columns)
+    assert "mean fusion weight per modality" in capsys.readouterr().out
+    assert main([result["model_file"], "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    bpr = run_recbole_mamex("BPR", "tiny", config_dict={**FAST, "epochs": 1}, cmd_args=[])
+    assert main([bpr["model_file"], "--out", str(workdir / "b.csv")]) == 2
+    assert "expected a checkpoint of a model with modality weights" in capsys.readouterr().err

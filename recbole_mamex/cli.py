@@ -65,8 +65,12 @@ def main(argv=None) -> int:
     except (UnknownModelError, DatasetNotPreparedError, FeatureFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"best valid: {format_metrics(result['best_valid_result'])}")
-    print(f"test:       {format_metrics(result['test_result'])}")
+    kind = result["config"]["eval_candidates"]
+    label = f" [{kind} candidates]" if kind else ""
+    print(f"best valid{label}: {format_metrics(result['best_valid_result'])}")
+    print(f"test{label}:       {format_metrics(result['test_result'])}")
+    for other, metrics in result["test_result_by_candidates"].items():
+        print(f"test [{other} candidates]: {format_metrics(metrics)}")
     if result["model_file"]:
         print(f"checkpoint: {result['model_file']}")
     return 0

@@ -17,8 +17,8 @@ from recbole_mamex.config import Config
 from recbole_mamex.trainer import candidate_kinds_for_test
 from recbole_mamex.utils import create_dataset, get_model, get_trainer
 
-DEFAULT_MODEL = "BPR"
-DEFAULT_DATASET = "lastfm-2k"
+DEFAULT_MODEL = "MAMEX"
+DEFAULT_DATASET = "lastfm-2k-cold"
 
 
 def run_recbole_mamex(

@@ -11,8 +11,9 @@ all items and masked the user's training items:
 - equal scores are ranked in a fixed random order of the items (seeded by ``seed``): ``torch.topk``
   leaves the order of ties unspecified, and RecBole numbers items by first appearance in the files, where
   popular items come first, so a model that ties (Pop on cold items, any constant score) could get a
-  popularity ranking for free. Each row's scores are replaced by their rank under (score descending, then
-  that fixed order), which the collector's top-k then reads; no score changes the ranking otherwise.
+  popularity ranking for free. A row whose top ``max(topk) + 1`` scores hold a tie has its scores
+  replaced by their rank under (score descending, then that fixed order), which the collector's top-k
+  then reads; rows without such a tie (the usual case for a trained model) are left untouched.
 
 RecBole's collector and metrics (Recall, NDCG, Hit, Precision, MRR, ...) then run unchanged on what is left.
 ``test_candidates: [cold, warm, all]`` makes :func:`recbole_mamex.quick_start.run_recbole_mamex` report
@@ -60,14 +61,25 @@ def tie_break_order(n_items: int, seed) -> torch.Tensor:
     return torch.randperm(n_items, generator=generator)
 
 
-def rank_with_tie_order(scores, positive_i, order, position):
-    """Scores as ranks with ties broken by ``order``; columns follow ``order``, so ``positive_i`` is
-    mapped through ``position`` (the inverse permutation)."""
-    permuted = scores[:, order]
+def rank_with_tie_order(scores: torch.Tensor, order: torch.Tensor, depth: int) -> torch.Tensor:
+    """Scores whose top ``depth`` ranking is unambiguous: rows with equal values among their top
+    ``depth + 1`` scores are replaced by ``-rank`` under (score descending, then position in ``order``);
+    other rows are returned as they are (their top-k cannot depend on how ties are broken)."""
+    n = scores.shape[1]
+    top = torch.topk(scores, min(depth + 1, n), dim=1).values
+    tied = (top[:, 1:] == top[:, :-1]).any(dim=1)
+    if not bool(tied.any()):
+        return scores
+    rows = torch.nonzero(tied).squeeze(1)
+    permuted = scores[rows][:, order]
     ranking = torch.sort(permuted, dim=1, descending=True, stable=True).indices
     ranks = torch.empty_like(ranking)
-    ranks.scatter_(1, ranking, torch.arange(permuted.shape[1], device=permuted.device).expand_as(ranking))
-    return -ranks.to(scores.dtype), position[positive_i]
+    ranks.scatter_(1, ranking, torch.arange(n, device=scores.device).expand_as(ranking))
+    resolved = torch.empty_like(permuted)
+    resolved[:, order] = -ranks.to(scores.dtype)
+    scores = scores.clone()
+    scores[rows] = resolved
+    return scores
 
 
 def candidate_kinds_for_test(config) -> list[str]:
@@ -119,15 +131,12 @@ class CandidateEvaluationMixin:
         return result
 
     def _tie_order(self):
-        """(order, position): a seeded permutation of the item columns and its inverse, or None when a
-        metric needs the recommended item ids themselves (then ties keep RecBole's id order)."""
-        if any(self.eval_collector.register.need(key) for key in ("rec.items", "rec.score", "rec.meanrank")):
+        """A seeded permutation of the items that ranks equal scores, or None when a metric reads the
+        scores themselves (then ties keep torch's order)."""
+        if any(self.eval_collector.register.need(key) for key in ("rec.score", "rec.meanrank")):
             return None
         if "tie_order" not in self._mask_cache:
-            order = tie_break_order(self.model.n_items, self.config["seed"])
-            position = torch.empty_like(order)
-            position[order] = torch.arange(len(order))
-            self._mask_cache["tie_order"] = (order.to(self.device), position.to(self.device))
+            self._mask_cache["tie_order"] = tie_break_order(self.model.n_items, self.config["seed"]).to(self.device)
         return self._mask_cache["tie_order"]
 
     def _candidate_mask(self, eval_data, kind) -> torch.Tensor:
@@ -156,7 +165,7 @@ class CandidateEvaluationMixin:
         kept = mask[positive_i]
         positive_u, positive_i = positive_u[kept], positive_i[kept]
         if active["tie_order"] is not None:
-            scores, positive_i = rank_with_tie_order(scores, positive_i, *active["tie_order"])
+            scores = rank_with_tie_order(scores, active["tie_order"], max(self.config["topk"]))
         has_positive = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
         has_positive[positive_u] = True
         n_kept = int(has_positive.sum().item())

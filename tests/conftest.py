@@ -41,3 +41,12 @@ def _recbole_warnings_quiet():
 
     compat.quiet_known_warnings()
     yield
+
+
+@pytest.fixture
+def cold_tiny(tiny_dataset, workdir):
+    """'tiny' split again by the cold-start splitter into dataset 'tiny-cold'."""
+    from dataset_prep.coldstart import main
+
+    assert main(["--dataset", "tiny", "--seed", "1"]) == 0
+    return workdir / "dataset" / "tiny-cold"

@@ -58,7 +58,7 @@ def test_cli_prints_valid_and_test_metrics(tiny_dataset, capsys):
     code = main(["--model=BPR", "--dataset=tiny", "--epochs=1", "--show_progress=False", "--state=WARNING"])
     out = capsys.readouterr().out
     assert code == 0
-    for line_start in ("best valid:", "test:"):
+    for line_start in ("best valid:", "test:"):  # warm split: no candidate labels
         line = next(l for l in out.splitlines() if l.startswith(line_start))
         for key in METRIC_KEYS:
             assert f"{key}: " in line
@@ -91,3 +91,18 @@ def test_run_script_end_to_end(tiny_dataset, workdir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test:" in proc.stdout and "ndcg@20:" in proc.stdout
     assert list((workdir / "saved").glob("LightGCN-*.pth"))
+
+
+def test_cli_labels_candidate_results(cold_tiny, capsys):
+    assert main(["--model=BPR", "--dataset=tiny-cold", "--epochs=1", "--show_progress=False", "--state=WARNING"]) == 0
+    out = capsys.readouterr().out
+    assert "best valid [cold candidates]:" in out and "test [cold candidates]:       recall@10" in out
+    for kind in ("cold", "warm", "all"):
+        assert f"test [{kind} candidates]: recall@10" in out
+
+
+def test_defaults_are_mamex_on_the_bundled_cold_split():
+    from recbole_mamex.cli import build_parser
+
+    args = build_parser().parse_args([])
+    assert (args.model, args.dataset) == ("MAMEX", "lastfm-2k-cold")

@@ -1,0 +1,239 @@
+"""MAMEX at Amazon-Sports scale: epoch time, evaluation time, peak memory, and the matmul floor.
+
+Data: the real Amazon Sports 5-core interaction graph (bench/data/amazon-sports, 35,598 users, 18,357
+items, 296,337 interactions) with a 20% item cold split, and GENERATED features of the real shapes
+(4096-d image, 384-d text; seeded standard normal): timings only, no accuracy figure is meaningful here.
+
+Variants, each in its own process (so peak RSS is per variant), in one run:
+
+- MAMEX, ``tower_scope: batch``, fp32 and bf16: one full training epoch;
+- MAMEX, ``tower_scope: catalogue`` (the authors' objective): ``--catalogue-batches`` batches timed, the
+  epoch extrapolated from them (a full epoch takes minutes on a 2-core CPU);
+- RecBole's LightGCN (embedding 64, 2 layers): adjacency build and one full epoch.
+
+Each MAMEX variant also reports its item tower's multiply-adds over the epoch (forward, plus the weight
+gradient: the features need no gradient), divided by this machine's measured matmul rate for the same
+shapes: the floor the epoch cannot beat.
+
+    python bench/sports_scale.py                      # CPU
+    python bench/sports_scale.py --device cuda        # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_INTERACTIONS = HERE / "data" / "amazon-sports" / "sequential_data.txt"
+NAME = "sports-bench"
+VARIANTS = {
+    "mamex_batch_fp32": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none"},
+    "mamex_batch_bf16": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "bf16"},
+    "mamex_catalogue_fp32": {"model": "MAMEX", "tower_scope": "catalogue", "mixed_precision": "none"},
+    "lightgcn": {"model": "LightGCN"},
+}
+
+
+def prepare(work: Path, interactions: Path, seed: int) -> None:
+    """Write the cold-split benchmark dataset and its generated features under ``work`` (once)."""
+    import pandas as pd
+
+    from dataset_prep.coldstart import make_cold_dataset
+
+    if (work / "dataset" / NAME / f"{NAME}.train.inter").is_file():
+        return
+    users, items = [], []
+    with open(interactions, encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            users += [fields[0]] * (len(fields) - 1)
+            items += fields[1:]
+    frame = pd.DataFrame({"user_id:token": users, "item_id:token": items})
+    rows = max(int(i) for i in items) + 1
+    rng = np.random.default_rng(seed)
+    raw = work / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    np.save(raw / "image_feat.npy", rng.standard_normal((rows, 4096), dtype=np.float32))
+    np.save(raw / "text_feat.npy", rng.standard_normal((rows, 384), dtype=np.float32))
+    make_cold_dataset(
+        frame, "user_id:token", "item_id:token", {"image": raw / "image_feat.npy", "text": raw / "text_feat.npy"},
+        NAME, f"Amazon Sports interactions ({interactions.name}) with generated features",
+        out_root=work / "dataset", properties_dir=work / "properties", seed=seed, link=True,
+    )
+
+
+def matmul_rate(n: int, k: int, m: int, dtype, device) -> float:
+    """Multiply-adds per second of an (n x k) @ (k x m) product, best of several runs."""
+    import torch
+
+    a = torch.randn(n, k, device=device).to(dtype)
+    b = torch.randn(k, m, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return n * k * m / best
+
+
+def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, seed: int) -> dict:
+    import torch
+    from recbole.data import data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_mamex.config import Config
+    from recbole_mamex.utils import create_dataset, get_model, get_trainer
+
+    os.chdir(work)
+    spec = dict(VARIANTS[variant])
+    model_name = spec.pop("model")
+    settings = {
+        "data_path": str(work / "dataset"), "checkpoint_dir": str(work / "saved"), "seed": seed,
+        "show_progress": False, "state": "WARNING", "use_gpu": device == "cuda", "eval_batch_size": 1 << 22,
+        "test_candidates": None, **spec,
+    }
+    if model_name == "LightGCN":
+        settings["embedding_size"] = 64
+    t0 = time.perf_counter()
+    config = Config(model=model_name, dataset=NAME, config_dict=settings, cmd_args=[])
+    init_seed(seed, True)
+    dataset = create_dataset(config)
+    train_data, _, test_data = data_preparation(config, dataset)
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model = get_model(model_name)(config, train_data._dataset).to(config["device"])
+    build_s = time.perf_counter() - t0
+    trainer = get_trainer(config["MODEL_TYPE"], model_name, config)(config, model)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    figures = {"variant": variant, "load_s": load_s, "model_build_s": build_s, "batches_per_epoch": len(train_data)}
+
+    if model_name == "MAMEX":
+        dims = sum(model.modality_dims.values())
+        per_item_macs = dims * (model.n_experts * model.embedding_size + model.n_experts)
+        model.train()
+        optimizer = trainer.optimizer
+        limit = catalogue_batches if config["tower_scope"] == "catalogue" else None
+        tower_items, n_batches = 0, 0
+        sync()
+        start = time.perf_counter()
+        for batch in train_data:
+            batch = batch.to(config["device"])
+            items = torch.cat([batch["item_id"], batch["neg_item_id"]])
+            tower_items += model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
+            optimizer.zero_grad()
+            loss = model.calculate_loss(batch)
+            loss.backward()
+            optimizer.step()
+            n_batches += 1
+            if limit and n_batches >= limit:
+                break
+        sync()
+        elapsed = time.perf_counter() - start
+        scale = len(train_data) / n_batches
+        figures.update(
+            timed_batches=n_batches,
+            epoch_s=elapsed * scale,
+            extrapolated=n_batches < len(train_data),
+            tower_gmacs_per_epoch=2 * per_item_macs * tower_items * scale / 1e9,
+        )
+        dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
+        rows = max(1, tower_items // n_batches)
+        rate = matmul_rate(rows, 4096, model.n_experts * model.embedding_size, dtype, device)
+        figures.update(matmul_gmacs_per_s=rate / 1e9, floor_s=figures["tower_gmacs_per_epoch"] * 1e9 / rate)
+    else:
+        t0 = time.perf_counter()
+        model.get_norm_adj_mat()
+        figures["adjacency_build_s"] = time.perf_counter() - t0
+        sync()
+        start = time.perf_counter()
+        trainer._train_epoch(train_data, 0, show_progress=False)
+        sync()
+        figures.update(epoch_s=time.perf_counter() - start, timed_batches=len(train_data), extrapolated=False)
+
+    model.eval()
+    sync()
+    start = time.perf_counter()
+    result = trainer.evaluate(test_data, load_best_model=False, candidates="all")
+    sync()
+    figures["eval_s"] = time.perf_counter() - start
+    figures["eval_recall@20_all"] = float(result["recall@20"])
+    figures["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    if device == "cuda":
+        figures["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1024**3
+        figures["gpu"] = torch.cuda.get_device_name()
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--interactions", type=Path, default=DEFAULT_INTERACTIONS)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/recbole-mamex-bench"))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--catalogue-batches", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work = args.work.resolve()
+
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args.variant, args.work, args.device, args.catalogue_batches, args.seed)))
+        return
+
+    t0 = time.perf_counter()
+    prepare(args.work, args.interactions.resolve(), args.seed)
+    print(f"data ready in {time.perf_counter() - t0:.1f} s ({args.work})", flush=True)
+    results = {}
+    for variant in args.variants:
+        print(f"running {variant} ...", flush=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--variant", variant, "--work", str(args.work), "--device", args.device,
+             "--catalogue-batches", str(args.catalogue_batches), "--seed", str(args.seed)],
+            capture_output=True, text=True,
+        )
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            print(proc.stderr[-4000:], file=sys.stderr)
+            raise SystemExit(f"{variant} failed")
+        results[variant] = json.loads(lines[-1][len("RESULT "):])
+        print("  " + json.dumps(results[variant]), flush=True)
+
+    print("\n| variant | epoch s | eval s | peak RSS GB | tower GMAC/epoch | matmul floor s | epoch / floor |")
+    print("|---|---|---|---|---|---|---|")
+    for variant, r in results.items():
+        floor = r.get("floor_s")
+        epoch = f"{r['epoch_s']:.1f}" + (f" (from {r['timed_batches']} of {r['batches_per_epoch']} batches)" if r["extrapolated"] else "")
+        print(
+            f"| {variant} | {epoch} | {r['eval_s']:.1f} | {r['peak_rss_gb']:.2f} | "
+            + (f"{r['tower_gmacs_per_epoch']:.0f} | {floor:.1f} | {r['epoch_s'] / floor:.2f} |" if floor else "- | - | - |")
+        )
+    fp32, bf16 = results.get("mamex_batch_fp32"), results.get("mamex_batch_bf16")
+    cat, lgcn = results.get("mamex_catalogue_fp32"), results.get("lightgcn")
+    print()
+    if fp32 and cat:
+        print(f"catalogue / batch epoch time: {cat['epoch_s'] / fp32['epoch_s']:.2f}x")
+    if fp32 and bf16:
+        print(f"fp32 / bf16 epoch time: {fp32['epoch_s'] / bf16['epoch_s']:.2f}x")
+    if fp32 and lgcn:
+        print(f"MAMEX batch fp32 / LightGCN epoch time: {fp32['epoch_s'] / lgcn['epoch_s']:.2f}x; "
+              f"LightGCN adjacency build {lgcn['adjacency_build_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ import argparse
 import time
 
 import numpy as np
+import yaml
 
 import recbole_mamex  # noqa: F401
 from recbole.data import data_preparation
@@ -55,7 +56,9 @@ def main():
     parser.add_argument("--models", nargs="+", default=["MAMEX", "BPR", "LightGCN", "Random", "Pop"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config entries, e.g. mixed_precision=bf16")
     args = parser.parse_args()
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
 
     rows = []
     for model in args.models:
@@ -64,14 +67,14 @@ def main():
             start = time.time()
             result = run_recbole_mamex(
                 model=model, dataset=args.dataset,
-                config_dict={"seed": seed, "show_progress": False, "state": "WARNING"}, saved=True, cmd_args=[],
+                config_dict={"seed": seed, "show_progress": False, "state": "WARNING", **extra}, saved=True, cmd_args=[],
             )
             per_seed.append(result["test_result_by_candidates"])
             print(f"{model} seed {seed}: {time.time() - start:.0f} s, cold recall@20 "
                   f"{per_seed[-1]['cold']['recall@20']:.4f}", flush=True)
         rows.append((model, per_seed))
 
-    print(f"\n{args.dataset}, test split, mean +- sd over seeds {args.seeds}")
+    print(f"\n{args.dataset}, test split, mean +- sd over seeds {args.seeds}" + (f", with {extra}" if extra else ""))
     header = "| model | candidates | " + " | ".join(METRICS) + " |"
     print(header)
     print("|" + "---|" * (len(METRICS) + 2))

@@ -34,14 +34,14 @@ import pandas as pd
 
 from dataset_prep.common import (
     DataImportError,
-    DatasetExistsError,
+    add_output_options,
     atomic_write_text,
     check_destination,
     dataset_yaml_text,
     frame_to_atomic,
+    run_reporting_errors,
     write_benchmark_dataset,
 )
-from recbole_mamex.data.features import FeatureFileError
 
 DEFAULT_FRACTION = 0.2
 DEFAULT_SEED = 2025
@@ -263,31 +263,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modality", action="append", default=[], metavar="NAME=FILE", help="with --mmrec: a modality and its .npy")
     parser.add_argument("--fraction", type=float, default=DEFAULT_FRACTION, help="share of items made cold (default 0.2)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    parser.add_argument("--data-path", type=Path, default=Path("dataset"), help="RecBole data_path (default: dataset)")
-    parser.add_argument("--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml")
-    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
-    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+    add_output_options(parser, out_flag="--data-path")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def task():
         if args.dataset:
-            frame, user_col, item_col, modalities, source = source_from_prepared(args.dataset, args.data_path)
+            frame, user_col, item_col, modalities, source = source_from_prepared(args.dataset, args.out)
             name = args.name or f"{args.dataset}-cold"
         else:
             frame, user_col, item_col, modalities, source = source_from_mmrec(args.mmrec, args.modality)
             name = args.name or f"{args.mmrec.name}-cold"
         make_cold_dataset(
             frame, user_col, item_col, modalities, name, source,
-            out_root=args.data_path, properties_dir=args.properties, fraction=args.fraction, seed=args.seed,
+            out_root=args.out, properties_dir=args.properties, fraction=args.fraction, seed=args.seed,
             force=args.force, link=args.link,
         )
-    except (DataImportError, FeatureFileError, DatasetExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_reporting_errors(task)
 
 
 if __name__ == "__main__":

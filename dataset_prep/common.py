@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -145,3 +146,23 @@ def write_benchmark_dataset(
         raise
     log(f"[dataset_prep] dataset '{name}' written to {final_dir}")
     return final_dir, modality_files
+
+
+def add_output_options(parser, out_flag: str = "--out") -> None:
+    """The options every importer shares (stored as ``out``, ``properties``, ``force``, ``link``)."""
+    parser.add_argument(out_flag, dest="out", type=Path, default=Path("dataset"), help="RecBole data_path to write into (default: dataset)")
+    parser.add_argument("--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml (default: ./properties)")
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
+    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+
+
+def run_reporting_errors(task) -> int:
+    """Run ``task()``; an input or destination problem becomes one ``error:`` line and exit status 2."""
+    from recbole_mamex.data.features import FeatureFileError
+
+    try:
+        task()
+    except (DataImportError, FeatureFileError, DatasetExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

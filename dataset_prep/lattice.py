@@ -28,11 +28,12 @@ import pandas as pd
 from dataset_prep.coldstart import COLD_EXTRA_CONFIG
 from dataset_prep.common import (
     DataImportError,
-    DatasetExistsError,
+    add_output_options,
     atomic_write_text,
     check_destination,
     dataset_yaml_text,
     frame_to_atomic,
+    run_reporting_errors,
     write_benchmark_dataset,
 )
 from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
@@ -147,17 +148,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dataset_prep.lattice", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", type=Path, help="directory with train.txt, val.txt, test.txt, cold_item_index.npy, *_feat.npy")
     parser.add_argument("--name", required=True, help="dataset name for RecBole")
-    parser.add_argument("--out", type=Path, default=Path("dataset"), help="RecBole data_path (default: dataset)")
-    parser.add_argument("--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml")
-    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
-    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+    add_output_options(parser)
     args = parser.parse_args(argv)
-    try:
-        import_lattice(args.src, args.name, out_root=args.out, properties_dir=args.properties, force=args.force, link=args.link)
-    except (DataImportError, FeatureFileError, DatasetExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors(
+        lambda: import_lattice(args.src, args.name, out_root=args.out, properties_dir=args.properties, force=args.force, link=args.link)
+    )
 
 
 if __name__ == "__main__":

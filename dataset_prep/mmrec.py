@@ -29,8 +29,9 @@ import pandas as pd
 
 from dataset_prep.common import (
     DataImportError,
-    DatasetExistsError,
+    add_output_options,
     atomic_write_text,
+    run_reporting_errors,
     check_destination,
     dataset_yaml_text,
     write_benchmark_dataset,
@@ -215,18 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=FILE",
         help="a modality and its .npy (repeatable; default: every .npy in SRC, named after the file minus '_feat')",
     )
-    parser.add_argument("--out", type=Path, default=Path("dataset"), help="RecBole data_path to write into (default: dataset)")
-    parser.add_argument(
-        "--properties", type=Path, default=Path("properties"), help="where to write dataset/<name>.yaml (default: ./properties)"
-    )
-    parser.add_argument("--force", action="store_true", help="replace an existing dataset and yaml of that name")
-    parser.add_argument("--link", action="store_true", help="symlink the .npy files instead of copying them")
+    add_output_options(parser)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def task():
         if args.modality:
             inter = args.inter or discover(args.src)[0]
             modalities = _parse_modality_args(args.modality, args.src)
@@ -236,10 +233,8 @@ def main(argv=None) -> int:
         import_mmrec(
             inter, modalities, args.name, out_root=args.out, properties_dir=args.properties, force=args.force, link=args.link
         )
-    except (DataImportError, FeatureFileError, DatasetExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_reporting_errors(task)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""User-item graph operators shared by graph models (LightGCN-style propagation)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def normalized_adjacency(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """Symmetric-normalised bipartite adjacency ``D^-1/2 A D^-1/2`` as a coalesced sparse COO tensor of
+    shape ``[n_users + n_items] * 2`` (users first, then items), built with tensor operations only.
+
+    ``users`` / ``items`` are internal ids of the training interactions; a repeated pair counts once.
+    Degrees get ``+1e-7`` before the inverse square root, as in RecBole's LightGCN, so the result matches
+    its ``norm_adj_matrix`` (isolated nodes keep zero rows).
+    """
+    users = users.long()
+    items = items.long()
+    pairs = torch.unique(users * n_items + items)
+    users, items = pairs // n_items, pairs % n_items
+    rows = torch.cat([users, items + n_users])
+    cols = torch.cat([items + n_users, users])
+    n = n_users + n_items
+    degree = torch.bincount(rows, minlength=n).to(torch.float32) + 1e-7
+    inv_sqrt = degree.pow(-0.5)
+    values = inv_sqrt[rows] * inv_sqrt[cols]
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+
+
+def dataset_adjacency(dataset) -> torch.Tensor:
+    """:func:`normalized_adjacency` of a RecBole dataset's interactions (pass the *training* dataset)."""
+    inter = dataset.inter_feat
+    return normalized_adjacency(inter[dataset.uid_field], inter[dataset.iid_field], dataset.user_num, dataset.item_num)

@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     kind = result["config"]["eval_candidates"]
     label = f" [{kind} candidates]" if kind else ""
     print(f"best valid{label}: {format_metrics(result['best_valid_result'])}")
-    print(f"test{label}:       {format_metrics(result['test_result'])}")
+    if kind not in result["test_result_by_candidates"]:
+        print(f"test{label}:       {format_metrics(result['test_result'])}")
     for other, metrics in result["test_result_by_candidates"].items():
         print(f"test [{other} candidates]: {format_metrics(metrics)}")
     if result["model_file"]:

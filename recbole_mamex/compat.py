@@ -186,12 +186,28 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, message=r"pkg_resources is deprecated.*")
 
 
+def autograd_anomaly_off() -> None:
+    """Switch off the autograd anomaly detection that RecBole's ``sequential_recommender/sine.py`` turns on
+    for the whole process when it is imported (``torch.autograd.set_detect_anomaly(True)`` at module
+    level). Any import of RecBole's sequential models, including the one in
+    :func:`torch_load_recbole_checkpoints`, triggers it; every backward pass then checks every gradient
+    for NaN (measured: about 7% of a MAMEX training step on Amazon-Sports shapes). Anomaly detection is
+    a debugging aid: turn it on yourself with ``torch.autograd.set_detect_anomaly(True)`` when needed."""
+    import importlib
+
+    import torch
+
+    importlib.import_module("recbole.model.sequential_recommender")
+    torch.autograd.set_detect_anomaly(False)
+
+
 # name -> shim, in the order they are applied (numpy before anything that imports RecBole).
 SHIMS = {
     "quiet_known_warnings": quiet_known_warnings,
     "numpy_aliases": numpy_aliases,
     "scipy_dok_update": scipy_dok_update,
     "torch_load_recbole_checkpoints": torch_load_recbole_checkpoints,
+    "autograd_anomaly_off": autograd_anomaly_off,
 }
 
 _applied: set[str] = set()

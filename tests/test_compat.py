@@ -162,3 +162,18 @@ def test_shims_are_applied_once_and_unknown_names_rejected(monkeypatch):
     monkeypatch.setenv(compat.DISABLE_ENV, "numpy_alias")
     with pytest.raises(ValueError, match="unknown shim name"):
         compat.apply_all()
+
+
+def test_recbole_sine_import_leaves_anomaly_detection_off(tmp_path):
+    import torch
+
+    assert not torch.is_anomaly_enabled()
+    code = """
+        import recbole_mamex, torch
+        import recbole.model.sequential_recommender.sine
+        print(torch.is_anomaly_enabled())
+    """
+    on = run_python(code, tmp_path)
+    assert on.returncode == 0 and on.stdout.strip().splitlines()[-1] == "False", on.stderr
+    off = run_python(code, tmp_path, disabled=["autograd_anomaly_off"])
+    assert off.returncode == 0 and off.stdout.strip().splitlines()[-1] == "True", off.stderr

@@ -3,5 +3,6 @@
 
 from recbole_mamex.model.abstract import MultimodalRecommender
 from recbole_mamex.model.mamex import MAMEX
+from recbole_mamex.model.rlmultimodalrec import RLMultimodalRec
 
-__all__ = ["MultimodalRecommender", "MAMEX"]
+__all__ = ["MultimodalRecommender", "MAMEX", "RLMultimodalRec"]

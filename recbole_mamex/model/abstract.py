@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
+
+from recbole_mamex.model.layers import l2_normalize_rows
+
+FEATURE_NORMS = ("l2", "none", None)
+PRECISIONS = ("none", "fp32", "bf16", None)
 
 
 class MultimodalRecommender(GeneralRecommender):
@@ -43,3 +50,24 @@ class MultimodalRecommender(GeneralRecommender):
     def modality_features(self, modality: str) -> torch.Tensor:
         """``[n_items, dim]`` features of one modality, on the model's device."""
         return getattr(self, self._buffer_name(modality))
+
+    def prepare_features(self, feature_norm, mixed_precision) -> None:
+        """Normalise every modality's rows (``feature_norm: l2``) and, for ``mixed_precision: bf16``,
+        store them in bfloat16 (half the memory traffic when rows are gathered); validates both keys."""
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm: expected l2 or none, found {feature_norm!r}")
+        if mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision: expected none or bf16, found {mixed_precision!r}")
+        self.mixed_precision = mixed_precision
+        dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
+        for name in self.modality_names:
+            features = self.modality_features(name)
+            if feature_norm == "l2":
+                features = l2_normalize_rows(features)
+            self.register_buffer(self._buffer_name(name), features.to(dtype), persistent=False)
+
+    def content_autocast(self):
+        """bfloat16 autocast on the features' device when ``mixed_precision: bf16``, else nothing."""
+        if getattr(self, "mixed_precision", None) == "bf16":
+            return torch.autocast(device_type=self.modality_mask.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()

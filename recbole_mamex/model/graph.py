@@ -23,7 +23,7 @@ def normalized_adjacency(users: torch.Tensor, items: torch.Tensor, n_users: int,
     degree = torch.bincount(rows, minlength=n).to(torch.float32) + 1e-7
     inv_sqrt = degree.pow(-0.5)
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False).coalesce()
 
 
 def dataset_adjacency(dataset) -> torch.Tensor:

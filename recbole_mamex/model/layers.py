@@ -26,8 +26,10 @@ def masked_modality_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int =
     A row with no modality at all gets all-zero weights (its fused vector is then zero).
     """
     expanded = mask.view(mask.shape + (1,) * (logits.dim() - mask.dim()))
-    weights = torch.softmax(logits.masked_fill(~expanded, float("-inf")), dim=dim)
-    return torch.nan_to_num(weights, nan=0.0)
+    # The lowest finite value instead of -inf: exp() still gives exactly 0, and a row with no modality
+    # gets a uniform softmax (then zeroed by the mask) instead of NaN, in the forward and backward pass.
+    filled = logits.masked_fill(~expanded, torch.finfo(logits.dtype).min)
+    return torch.softmax(filled, dim=dim) * expanded.to(logits.dtype)
 
 
 class SparseMoE(nn.Module):

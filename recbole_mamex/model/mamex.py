@@ -40,8 +40,6 @@ autocast (fused vectors, scores and losses in float32).
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 import torch
@@ -51,10 +49,9 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.utils import InputType
 
 from recbole_mamex.model.abstract import MultimodalRecommender
-from recbole_mamex.model.layers import ModalityGate, SparseMoE, kl_from_uniform, l2_normalize_rows
+from recbole_mamex.model.layers import ModalityGate, SparseMoE, kl_from_uniform
 
 TOWER_SCOPES = ("batch", "catalogue")
-PRECISIONS = (None, "none", "fp32", "bf16")
 
 
 class MAMEX(MultimodalRecommender):
@@ -72,21 +69,9 @@ class MAMEX(MultimodalRecommender):
         self.moe_balance_weight = config["moe_balance_weight"]
         self.fusion_balance_weight = config["fusion_balance_weight"]
         self.tower_scope = config["tower_scope"]
-        self.mixed_precision = config["mixed_precision"]
         if self.tower_scope not in TOWER_SCOPES:
             raise ValueError(f"tower_scope: expected one of {TOWER_SCOPES}, found {self.tower_scope!r}")
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(f"mixed_precision: expected none or bf16, found {self.mixed_precision!r}")
-        feature_norm = config["feature_norm"]
-        if feature_norm not in ("l2", "none", None):
-            raise ValueError(f"feature_norm: expected l2 or none, found {feature_norm!r}")
-        # bf16: features are stored in bfloat16 once (half the memory traffic of the per-batch gather)
-        feature_dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float32
-        for name in self.modality_names:
-            features = self.modality_features(name)
-            if feature_norm == "l2":
-                features = l2_normalize_rows(features)
-            self.register_buffer(self._buffer_name(name), features.to(feature_dtype), persistent=False)
+        self.prepare_features(config["feature_norm"], config["mixed_precision"])
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.modality_moe = nn.ModuleDict(
@@ -100,11 +85,6 @@ class MAMEX(MultimodalRecommender):
         self.apply(xavier_normal_initialization)
 
     # ----------------------------------------------------------------- item tower
-    def _autocast(self):
-        if self.mixed_precision == "bf16":
-            return torch.autocast(device_type=self.modality_mask.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def item_tower(self, items: torch.Tensor | None = None) -> dict:
         """Run the tower on ``items`` (internal ids; ``None`` = whole catalogue, padding included).
 
@@ -113,7 +93,7 @@ class MAMEX(MultimodalRecommender):
         """
         mask = self.modality_mask if items is None else self.modality_mask[items]
         per_modality, gates, router = [], {}, {}
-        with self._autocast():
+        with self.content_autocast():
             for name in self.modality_names:
                 x = self.modality_features(name)
                 if items is not None:

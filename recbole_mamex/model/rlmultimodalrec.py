@@ -1,0 +1,176 @@
+r"""RLMultimodalRec
+################################################
+
+Reference:
+    "Gated Multimodal Graph Learning for Personalized Recommendation" (arXiv 2506.00107).
+
+The paper states the ideas: a gated fusion that balances the visual and textual contribution per item,
+and a two-layer LightGCN encoder with no non-linear transformation. It gives no formulas and has no
+public code, so **the formulas below are this project's design**:
+
+- Each modality's features are L2-normalised and projected to d: ``h_m = W_m x_m`` (no bias).
+- Gate (``gate_form``):
+
+  - ``dimension`` (default): per item and per dimension, a softmax over modalities of
+    ``W_g [h_1; ...; h_M] + b_g`` (``W_g``: M*d -> M*d). With two modalities this is exactly the sigmoid
+    gate ``g = sigmoid(.)``, ``c = g * h_image + (1 - g) * h_text``;
+  - ``item``: one weight per modality per item, softmax of ``W_g [h_1; ...; h_M] + b_g`` (M*d -> M).
+
+  A modality the item lacks is masked out of the softmax (weight exactly 0), the same masked softmax as
+  MAMEX's fusion (:func:`~recbole_mamex.model.layers.masked_modality_softmax`).
+  Content ``c = sum_m w_m * h_m``.
+- Item ego embedding = ID embedding + ``c``: warm items keep collaborative freedom, cold items still get a
+  content vector. ``cold_item_id: False`` drops the (untrained) ID part of items that have no training
+  interaction. ``use_content: False`` removes the content part: the model is then RecBole's LightGCN.
+- Two LightGCN layers over the symmetric-normalised user-item graph of the training interactions
+  (:mod:`recbole_mamex.model.graph`); final embedding = mean of layers 0..n_layers; score = dot product.
+- Loss: BPR + ``reg_weight`` * RecBole's EmbLoss of the batch's ego embeddings (users, positives,
+  negatives), as RecBole's LightGCN does.
+
+The content projection runs over all items every step (propagation needs every item's ego embedding);
+``mixed_precision: bf16`` runs it under bfloat16 autocast with bf16-stored features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from recbole.model.init import xavier_uniform_initialization
+from recbole.model.loss import BPRLoss, EmbLoss
+from recbole.utils import InputType
+
+from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.graph import dataset_adjacency
+from recbole_mamex.model.layers import masked_modality_softmax
+
+GATE_FORMS = ("dimension", "item")
+
+
+class RLMultimodalRec(MultimodalRecommender):
+    r"""Gated multimodal fusion + LightGCN; see the module docstring (our design, stated there)."""
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.latent_dim = config["embedding_size"]
+        self.n_layers = config["n_layers"]
+        self.reg_weight = config["reg_weight"]
+        self.require_pow = config["require_pow"]
+        self.use_content = config["use_content"]
+        self.gate_form = config["gate_form"]
+        if self.gate_form not in GATE_FORMS:
+            raise ValueError(f"gate_form: expected one of {GATE_FORMS}, found {self.gate_form!r}")
+        self.prepare_features(config["feature_norm"], config["mixed_precision"])
+
+        # Same creation order as RecBole's LightGCN, so that with use_content False the same seed gives
+        # the same initial weights.
+        self.user_embedding = nn.Embedding(self.n_users, self.latent_dim)
+        self.item_embedding = nn.Embedding(self.n_items, self.latent_dim)
+        if self.use_content:
+            m = len(self.modality_names)
+            self.projections = nn.ModuleDict(
+                {name: nn.Linear(self.modality_dims[name], self.latent_dim, bias=False) for name in self.modality_names}
+            )
+            gate_out = m * self.latent_dim if self.gate_form == "dimension" else m
+            self.gate = nn.Linear(m * self.latent_dim, gate_out)
+        self.mf_loss = BPRLoss()
+        self.reg_loss = EmbLoss()
+        self.register_buffer("norm_adj_matrix", dataset_adjacency(dataset), persistent=False)
+        trained = np.zeros(self.n_items, dtype=bool)
+        trained[dataset.inter_feat[dataset.iid_field].numpy()] = True
+        self.register_buffer("item_has_training", torch.from_numpy(trained), persistent=False)
+        self.cold_item_id = config["cold_item_id"]
+        self.restore_user_e = None
+        self.restore_item_e = None
+        self.apply(xavier_uniform_initialization)
+        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    # ----------------------------------------------------------------- content and ego embeddings
+    def content(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(content vectors ``[n_items, d]``, gate weights ``[n_items, M]`` or ``[n_items, M, d]``)."""
+        mask = self.modality_mask
+        with self.content_autocast():
+            stacked = torch.stack(
+                [self.projections[name](self.modality_features(name)) for name in self.modality_names], dim=1
+            )
+            logits = self.gate(stacked.reshape(stacked.shape[0], -1))
+        stacked, logits = stacked.float(), logits.float()
+        if self.gate_form == "dimension":
+            weights = masked_modality_softmax(logits.view_as(stacked), mask, dim=1)
+        else:
+            weights = masked_modality_softmax(logits, mask, dim=1).unsqueeze(-1)
+        return (weights * stacked).sum(1), weights
+
+    def item_ego_embeddings(self) -> torch.Tensor:
+        ids = self.item_embedding.weight
+        if not self.cold_item_id:
+            ids = ids * self.item_has_training.unsqueeze(1).to(ids.dtype)
+        if not self.use_content:
+            return ids
+        return ids + self.content()[0]
+
+    def propagate(self, user_ego: torch.Tensor, item_ego: torch.Tensor):
+        """LightGCN: mean of layers 0..n_layers of ``A_hat^k [users; items]``; returns (users, items)."""
+        layers = [torch.cat([user_ego, item_ego], dim=0)]
+        for _ in range(self.n_layers):
+            layers.append(torch.sparse.mm(self.norm_adj_matrix, layers[-1]))
+        return torch.split(torch.stack(layers, dim=1).mean(dim=1), [self.n_users, self.n_items])
+
+    def forward(self):
+        return self.propagate(self.user_embedding.weight, self.item_ego_embeddings())
+
+    # ----------------------------------------------------------------- RecBole interface
+    def calculate_loss(self, interaction):
+        self.restore_user_e = self.restore_item_e = None
+        user = interaction[self.USER_ID]
+        pos_item, neg_item = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        all_users = self.user_embedding.weight
+        all_items = self.item_ego_embeddings()
+        final_users, final_items = self.propagate(all_users, all_items)
+        u, pos, neg = final_users[user], final_items[pos_item], final_items[neg_item]
+        mf_loss = self.mf_loss((u * pos).sum(1), (u * neg).sum(1))
+        reg_loss = self.reg_loss(all_users[user], all_items[pos_item], all_items[neg_item], require_pow=self.require_pow)
+        return mf_loss + self.reg_weight * reg_loss
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.restore_user_e = self.restore_item_e = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self.restore_user_e = self.restore_item_e = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _final_embeddings(self):
+        if self.training:
+            return self.forward()
+        if self.restore_user_e is None or self.restore_item_e is None:
+            with torch.no_grad():
+                self.restore_user_e, self.restore_item_e = self.forward()
+        return self.restore_user_e, self.restore_item_e
+
+    def predict(self, interaction):
+        users, items = self._final_embeddings()
+        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self._final_embeddings()
+        return torch.matmul(users[interaction[self.USER_ID]], items.T).view(-1)
+
+    # ----------------------------------------------------------------- interpretation
+    @torch.no_grad()
+    def modality_report(self, item_tokens) -> pd.DataFrame:
+        """Per item (original token): the mean gate weight of each modality (over dimensions for the
+        ``dimension`` gate); 0 for a modality the item lacks."""
+        if not self.use_content:
+            raise ValueError("modality_report needs use_content: True")
+        _, weights = self.content()
+        mean = weights.mean(-1) if weights.dim() == 3 else weights
+        mean = mean[1:].float().cpu().numpy()
+        columns = {"item": np.asarray(item_tokens)[1:]}
+        for j, name in enumerate(self.modality_names):
+            columns[f"weight_{name}"] = mean[:, j]
+        return pd.DataFrame(columns)

@@ -9,10 +9,12 @@ Variants, each in its own process (so peak RSS is per variant), in one run:
 - MAMEX, ``tower_scope: batch``, fp32 and bf16: one full training epoch;
 - MAMEX, ``tower_scope: catalogue`` (the authors' objective): ``--catalogue-batches`` batches timed, the
   epoch extrapolated from them (a full epoch takes minutes on a 2-core CPU);
+- RLMultimodalRec (embedding 64, 2 layers), fp32 and bf16: one full epoch; its content projection of
+  every item each step is the tower whose floor is reported;
 - RecBole's LightGCN (embedding 64, 2 layers): adjacency build and one full epoch; and the build of
   the same adjacency by ``recbole_mamex.model.graph`` (tensor operations, no Python loop).
 
-Each MAMEX variant also reports its item tower's multiply-adds over the epoch (forward, plus the weight
+Each MAMEX and RLMultimodalRec variant also reports its item tower's multiply-adds over the epoch (forward, plus the weight
 gradient: the features need no gradient), divided by this machine's measured matmul rate for the same
 shapes: the floor the epoch cannot beat.
 
@@ -40,6 +42,8 @@ VARIANTS = {
     "mamex_batch_fp32": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none"},
     "mamex_batch_bf16": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "bf16"},
     "mamex_catalogue_fp32": {"model": "MAMEX", "tower_scope": "catalogue", "mixed_precision": "none"},
+    "rlmm_fp32": {"model": "RLMultimodalRec", "mixed_precision": "none"},
+    "rlmm_bf16": {"model": "RLMultimodalRec", "mixed_precision": "bf16"},
     "lightgcn": {"model": "LightGCN"},
 }
 
@@ -108,7 +112,7 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         "show_progress": False, "state": "WARNING", "use_gpu": device == "cuda", "eval_batch_size": 1 << 22,
         "test_candidates": None, **spec,
     }
-    if model_name == "LightGCN":
+    if model_name in ("LightGCN", "RLMultimodalRec"):
         settings["embedding_size"] = 64
     t0 = time.perf_counter()
     config = Config(model=model_name, dataset=NAME, config_dict=settings, cmd_args=[])
@@ -156,6 +160,19 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
         rows = max(1, tower_items // n_batches)
         rate = matmul_rate(rows, 4096, model.n_experts * model.embedding_size, dtype, device)
+        figures.update(matmul_gmacs_per_s=rate / 1e9, floor_s=figures["tower_gmacs_per_epoch"] * 1e9 / rate)
+    elif model_name == "RLMultimodalRec":
+        sync()
+        start = time.perf_counter()
+        trainer._train_epoch(train_data, 0, show_progress=False)
+        sync()
+        figures.update(epoch_s=time.perf_counter() - start, timed_batches=len(train_data), extrapolated=False)
+        d, m = model.latent_dim, len(model.modality_names)
+        gate_out = model.gate.out_features
+        per_step = (model.n_items * (sum(model.modality_dims.values()) * d + m * d * gate_out))
+        figures["tower_gmacs_per_epoch"] = 2 * per_step * len(train_data) / 1e9
+        dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
+        rate = matmul_rate(model.n_items, 4096, d, dtype, device)
         figures.update(matmul_gmacs_per_s=rate / 1e9, floor_s=figures["tower_gmacs_per_epoch"] * 1e9 / rate)
     else:
         from recbole_mamex.model.graph import dataset_adjacency
@@ -236,6 +253,12 @@ def main():
         print(f"catalogue / batch epoch time: {cat['epoch_s'] / fp32['epoch_s']:.2f}x")
     if fp32 and bf16:
         print(f"fp32 / bf16 epoch time: {fp32['epoch_s'] / bf16['epoch_s']:.2f}x")
+    rl32, rl16 = results.get("rlmm_fp32"), results.get("rlmm_bf16")
+    if rl32 and lgcn:
+        print(f"RLMultimodalRec fp32 / LightGCN epoch time: {rl32['epoch_s'] / lgcn['epoch_s']:.2f}x, "
+              f"peak RSS {rl32['peak_rss_gb']:.2f} vs {lgcn['peak_rss_gb']:.2f} GB")
+    if rl32 and rl16:
+        print(f"RLMultimodalRec fp32 / bf16 epoch time: {rl32['epoch_s'] / rl16['epoch_s']:.2f}x")
     if fp32 and lgcn:
         print(f"MAMEX batch fp32 / LightGCN epoch time: {fp32['epoch_s'] / lgcn['epoch_s']:.2f}x")
     if lgcn:

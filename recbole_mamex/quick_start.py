@@ -28,11 +28,13 @@ def run_recbole_mamex(
     config_dict=None,
     saved: bool = True,
     cmd_args=None,
+    callback_fn=None,
 ):
     """Train ``model`` on ``dataset`` with early stopping on validation, then evaluate on test.
 
     Args mirror ``recbole.quick_start.run_recbole``; ``cmd_args`` are ``--key=value`` overrides
-    (``None`` reads ``sys.argv`` as RecBole does, ``[]`` ignores it).
+    (``None`` reads ``sys.argv`` as RecBole does, ``[]`` ignores it); ``callback_fn(epoch, valid_score)``
+    is passed to RecBole's ``Trainer.fit`` (called after each validation).
 
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
@@ -58,7 +60,7 @@ def run_recbole_mamex(
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_by_candidates = {}

@@ -1,0 +1,327 @@
+"""Batch comparison: models x seeds on one dataset -> tables (Markdown, CSV, LaTeX) and a bar chart.
+
+    python -m recbole_mamex.compare --dataset lastfm-2k-cold --protocol cold \\
+        --models MAMEX RLMultimodalRec BPR LightGCN Pop --seeds 2020 2021 2022
+
+Every (model, seed) is trained with RecBole's trainer and early stopping on the validation split (the
+candidate set of the protocol's ``eval_candidates``), saved, then evaluated on test; test is never used
+for selection. Each finished run is written at once (atomically) to ``<out>/runs/<model>-seed<seed>.json``
+with its full config and the package versions; running the same command again skips finished runs, so an
+interrupted comparison loses at most the run in progress.
+
+Tables, one per candidate set (cold / warm / all under the cold protocol, one under the warm protocol):
+mean +- sd over seeds of each metric, the best mean per column in bold, the relative improvement of the
+best of our models over the best baseline, and the p-value of a paired t-test across seeds between those
+two (scipy.stats.ttest_rel; pairs are seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+PROTOCOLS = {
+    "cold": {"eval_candidates": "cold", "test_candidates": ["cold", "warm", "all"]},
+    "warm": {"eval_candidates": None, "test_candidates": None},
+}
+
+
+# ----------------------------------------------------------------------------- aggregation
+@dataclass
+class Comparison:
+    """Aggregated results of one candidate set."""
+
+    candidates: str
+    table: pd.DataFrame  # index: model; columns: (metric, "mean"/"sd"/"n")
+    best: dict[str, str]  # metric -> model with the best mean
+    ours: dict[str, str | None]  # metric -> best of our models
+    baseline: dict[str, str | None]  # metric -> best baseline
+    improvement: dict[str, float]  # metric -> (ours - baseline) / baseline
+    p_value: dict[str, float]  # metric -> paired t-test p-value across seeds
+
+
+def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Comparison:
+    """Aggregate ``runs`` (dicts with ``model``, ``seed``, ``results[candidates][metric]``)."""
+    from scipy import stats
+
+    rows = [
+        {"model": r["model"], "seed": r["seed"], **{m: float(r["results"][candidates][m]) for m in metrics}}
+        for r in runs
+        if candidates in r["results"]
+    ]
+    frame = pd.DataFrame(rows)
+    order = list(dict.fromkeys(r["model"] for r in rows))
+    grouped = frame.groupby("model", sort=False)[list(metrics)]
+    table = pd.concat({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()}, axis=1)
+    table = table.swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False).loc[order]
+    best, ours, baseline, improvement, p_value = {}, {}, {}, {}, {}
+    for metric in metrics:
+        means = table[(metric, "mean")]
+        best[metric] = str(means.idxmax())
+        mine = means[[m for m in means.index if m in our_models]]
+        theirs = means[[m for m in means.index if m not in our_models]]
+        ours[metric] = str(mine.idxmax()) if len(mine) else None
+        baseline[metric] = str(theirs.idxmax()) if len(theirs) else None
+        if ours[metric] is None or baseline[metric] is None:
+            improvement[metric], p_value[metric] = float("nan"), float("nan")
+            continue
+        improvement[metric] = float((mine.max() - theirs.max()) / theirs.max()) if theirs.max() else float("nan")
+        a = frame[frame["model"] == ours[metric]].set_index("seed")[metric]
+        b = frame[frame["model"] == baseline[metric]].set_index("seed")[metric]
+        seeds = sorted(set(a.index) & set(b.index))
+        if len(seeds) >= 2 and not np.allclose(a[seeds].to_numpy() - b[seeds].to_numpy(), 0):
+            p_value[metric] = float(stats.ttest_rel(a[seeds], b[seeds]).pvalue)
+        else:
+            p_value[metric] = float("nan")
+    return Comparison(candidates, table, best, ours, baseline, improvement, p_value)
+
+
+def _cell(comparison: Comparison, model: str, metric: str) -> tuple[str, bool]:
+    mean = comparison.table.loc[model, (metric, "mean")]
+    sd = comparison.table.loc[model, (metric, "sd")]
+    text = f"{mean:.4f} ± {sd:.4f}" if not np.isnan(sd) else f"{mean:.4f}"
+    return text, comparison.best[metric] == model
+
+
+def to_markdown(comparison: Comparison, metrics) -> str:
+    lines = [f"### {comparison.candidates} candidates", "", "| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for model in comparison.table.index:
+        cells = []
+        for metric in metrics:
+            text, is_best = _cell(comparison, model, metric)
+            cells.append(f"**{text}**" if is_best else text)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines.append("| best ours vs best baseline | " + " | ".join(_improvement_text(comparison, m) for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _improvement_text(comparison: Comparison, metric: str) -> str:
+    if comparison.ours[metric] is None or comparison.baseline[metric] is None:
+        return "-"
+    p = comparison.p_value[metric]
+    p_text = f"p = {p:.3g}" if not np.isnan(p) else "p n/a"
+    return f"{comparison.ours[metric]} vs {comparison.baseline[metric]}: {comparison.improvement[metric]:+.1%} ({p_text})"
+
+
+def to_csv(comparison: Comparison, metrics) -> str:
+    rows = []
+    for model in comparison.table.index:
+        row = {"candidates": comparison.candidates, "model": model}
+        for metric in metrics:
+            row[f"{metric}_mean"] = comparison.table.loc[model, (metric, "mean")]
+            row[f"{metric}_sd"] = comparison.table.loc[model, (metric, "sd")]
+            row[f"{metric}_best"] = comparison.best[metric] == model
+        row["n_seeds"] = int(comparison.table.loc[model, (metrics[0], "n")])
+        rows.append(row)
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def to_latex(comparison: Comparison, metrics) -> str:
+    def escape(text: str) -> str:
+        return text.replace("_", r"\_").replace("%", r"\%").replace("@", "@")
+
+    lines = [
+        r"\begin{tabular}{l" + "c" * len(metrics) + "}",
+        r"\toprule",
+        "Model & " + " & ".join(escape(m) for m in metrics) + r" \\",
+        r"\midrule",
+    ]
+    for model in comparison.table.index:
+        cells = []
+        for metric in metrics:
+            text, is_best = _cell(comparison, model, metric)
+            text = text.replace("±", r"$\pm$")
+            cells.append(rf"\textbf{{{text}}}" if is_best else text)
+        lines.append(escape(model) + " & " + " & ".join(cells) + r" \\")
+    lines.append(r"\midrule")
+    improvements = [f"{comparison.improvement[m]:+.1%}" if not np.isnan(comparison.improvement[m]) else "-" for m in metrics]
+    lines.append("Improv. & " + " & ".join(escape(i) for i in improvements) + r" \\")
+    p_values = [f"{comparison.p_value[m]:.3g}" if not np.isnan(comparison.p_value[m]) else "-" for m in metrics]
+    lines.append("$p$ (paired) & " + " & ".join(p_values) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(comparisons: list[Comparison], metric: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(4.5 * len(comparisons), 3.6), squeeze=False)
+    for ax, comparison in zip(axes[0], comparisons):
+        means = comparison.table[(metric, "mean")]
+        sds = comparison.table[(metric, "sd")].fillna(0)
+        colors = ["tab:orange" if m == comparison.best[metric] else "tab:blue" for m in means.index]
+        ax.bar(range(len(means)), means.to_numpy(), yerr=sds.to_numpy(), color=colors, capsize=3)
+        ax.set_xticks(range(len(means)), means.index, rotation=30, ha="right")
+        ax.set_title(f"{comparison.candidates} candidates")
+        ax.set_ylabel(metric)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- running
+def versions() -> dict[str, str]:
+    import recbole
+    import torch
+
+    import recbole_mamex
+
+    return {
+        "recbole_mamex": recbole_mamex.__version__,
+        "recbole": recbole.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    from dataset_prep.common import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def run_file(out: Path, model: str, seed: int) -> Path:
+    return out / "runs" / f"{model}-seed{seed}.json"
+
+
+def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> dict:
+    """Train and test one (model, seed); returns the record saved for it."""
+    from recbole_mamex.quick_start import run_recbole_mamex
+
+    settings = {"seed": seed, "show_progress": False, "state": "WARNING", **PROTOCOLS[protocol], **extra}
+    start = time.time()
+    result = run_recbole_mamex(
+        model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
+        saved=True, cmd_args=[], callback_fn=on_epoch,
+    )
+    results = result["test_result_by_candidates"] or {"full": result["test_result"]}
+    return {
+        "model": model,
+        "seed": seed,
+        "dataset": dataset,
+        "protocol": protocol,
+        "results": {kind: {k: float(v) for k, v in metrics.items()} for kind, metrics in results.items()},
+        "best_valid": {k: float(v) for k, v in result["best_valid_result"].items()},
+        "checkpoint": result["model_file"],
+        "wall_s": time.time() - start,
+        "config": _jsonable(dict(result["config"].final_config_dict)),
+        "versions": versions(),
+    }
+
+
+def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print) -> list[dict]:
+    """Run every missing (model, seed), saving each as it finishes; returns all records."""
+    extra = extra or {}
+    jobs = [(m, s) for m in models for s in seeds]
+    records, durations = [], []
+    for index, (model, seed) in enumerate(jobs, start=1):
+        path = run_file(out, model, seed)
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if (record.get("dataset"), record.get("protocol")) != (dataset, protocol):
+                raise ValueError(
+                    f"{path}: expected a run on dataset '{dataset}' with protocol '{protocol}', found "
+                    f"'{record.get('dataset')}' / '{record.get('protocol')}'; use another --out"
+                )
+            log(f"[{index}/{len(jobs)}] {model} seed {seed}: done before, skipped")
+            records.append(record)
+            continue
+        remaining = len(jobs) - index + 1
+        eta = f", ETA {np.mean(durations) * remaining / 60:.1f} min" if durations else ""
+        log(f"[{index}/{len(jobs)}] {model} seed {seed}: training{eta}")
+
+        def on_epoch(epoch, valid_score, _label=f"{model} seed {seed}"):
+            log(f"    {_label}: epoch {epoch}, valid score {valid_score:.4f}")
+
+        record = runner(model, seed, dataset, protocol, list(config_files), extra, on_epoch)
+        write_json_atomic(path, record)
+        durations.append(record["wall_s"])
+        records.append(record)
+        log(f"[{index}/{len(jobs)}] {model} seed {seed}: finished in {record['wall_s']:.0f} s")
+    return records
+
+
+def write_outputs(records, metrics, out: Path, our_models, title: str) -> list[Comparison]:
+    kinds = list(dict.fromkeys(k for r in records for k in r["results"]))
+    comparisons = [aggregate(records, kind, metrics, our_models) for kind in kinds]
+    from dataset_prep.common import atomic_write_text
+
+    markdown = [f"## {title}", ""]
+    for comparison in comparisons:
+        name = comparison.candidates
+        atomic_write_text(out / f"table_{name}.md", to_markdown(comparison, metrics))
+        atomic_write_text(out / f"table_{name}.csv", to_csv(comparison, metrics))
+        atomic_write_text(out / f"table_{name}.tex", to_latex(comparison, metrics))
+        markdown.append(to_markdown(comparison, metrics))
+    atomic_write_text(out / "summary.md", "\n".join(markdown))
+    plot(comparisons, metrics[1] if len(metrics) > 1 else metrics[0], out / "main_metric.png", title)
+    return comparisons
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recbole_mamex.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--models", nargs="+", required=True, help="our models and/or any RecBole general model")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="cold")
+    parser.add_argument("--config_files", nargs="*", default=[], help="yaml files applied to every run")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config entries for every run")
+    parser.add_argument("--out", type=Path, help="results directory (default: results/<dataset>-<protocol>)")
+    args = parser.parse_args(argv)
+
+    import yaml
+
+    from recbole_mamex.utils import get_model, our_models
+
+    for model in args.models:
+        get_model(model)  # an unknown name fails now, not after an hour of runs
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
+    title = f"{args.dataset}, {args.protocol} protocol, seeds {args.seeds}"
+    start = time.time()
+    records = run_all(args.models, args.seeds, args.dataset, args.protocol, out, args.config_files, extra)
+    metrics = [m.lower() for m in args.metrics]
+    missing = [m for m in metrics if m not in next(iter(records[0]["results"].values()))]
+    if missing:
+        print(f"error: metrics {missing} were not computed; set metrics/topk in a config file", file=sys.stderr)
+        return 2
+    comparisons = write_outputs(records, metrics, out, set(our_models()), title)
+    for comparison in comparisons:
+        print(to_markdown(comparison, metrics))
+    print(f"wrote {out}/summary.md, table_*.md/.csv/.tex, main_metric.png ({time.time() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

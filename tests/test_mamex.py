@@ -68,10 +68,12 @@ def test_topk_leaves_exactly_k_experts_and_gradients_reach_the_selected_ones():
     h1, g1, _ = moe(x[:1])
     moe.zero_grad()
     h1.sum().backward()
-    grad = moe.experts.weight.grad.view(4, 5, 6)
+    grad = moe.projection.weight.grad[: 4 * 5].view(4, 5, 6)
     selected = (g1[0] != 0).nonzero().flatten().tolist()
     for e in range(4):
         assert (grad[e].abs().sum() > 0) == (e in selected), (e, selected)
+    assert moe.expert_weight(2).shape == (5, 6)
+    assert moe.projection.weight.grad[20:].abs().sum() > 0  # the router learns too
     with pytest.raises(ValueError):
         SparseMoE(4, 4, n_experts=2, top_k=3)
 
@@ -131,9 +133,17 @@ def test_bf16_tower_stays_close_to_fp32(tiny_dataset):
     _, _, _, bf16 = build({"embedding_size": 16, "mixed_precision": "bf16"})
     bf16.load_state_dict(fp32.state_dict())
     fp32.eval(), bf16.eval()
-    a, b = fp32.item_vectors(), bf16.item_vectors()
+    with torch.no_grad():
+        ta, tb = fp32.item_tower(), bf16.item_tower()
+    a, b = ta["item"], tb["item"]
     assert b.dtype == torch.float32
-    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    # bf16 router logits can swap the top-k choice of an item whose logits nearly tie (a discrete
+    # change); where the choice is the same the vectors must agree closely, and it must be the rule.
+    same = torch.ones(len(a), dtype=torch.bool)
+    for name in fp32.modality_names:
+        same &= ((ta["gates"][name] != 0) == (tb["gates"][name] != 0)).all(1)
+    assert same.float().mean() > 0.9
+    assert (a[same] - b[same]).abs().max() < 0.05 * a.abs().max()
 
 
 def test_bad_settings_are_clear_errors(tiny_dataset):

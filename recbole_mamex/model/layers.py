@@ -35,9 +35,10 @@ def masked_modality_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int =
 class SparseMoE(nn.Module):
     """Top-k mixture of linear experts: ``h = sum_{e in topk(g)} softmax_topk(g)_e * (W_e x + b_e)``.
 
-    All E experts are computed as one matrix product ``x @ [W_1 ... W_E]`` (one GEMM, which at E = 4 is
-    cheaper than gathering per-expert inputs); top-k sparsity is in the weights: the experts outside the
-    top-k get weight exactly 0, hence no gradient from that input.
+    All E experts and the router are computed as one matrix product ``x @ [W_1 ... W_E  W_router]`` (one
+    GEMM and one pass over ``x``, forward and backward, which at E = 4 is cheaper than gathering
+    per-expert inputs); top-k sparsity is in the weights: the experts outside the top-k get weight
+    exactly 0, hence no gradient from that input.
 
     Returns ``(h, gates, router_probs)``: the mixed output ``[N, out_dim]``, the sparse weights ``[N, E]``
     (k non-zero entries per row, summing to 1), and the dense router softmax ``[N, E]`` used by the
@@ -49,15 +50,21 @@ class SparseMoE(nn.Module):
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
         self.n_experts, self.top_k, self.out_dim = n_experts, top_k, out_dim
-        self.experts = nn.Linear(in_dim, n_experts * out_dim)
-        self.router = nn.Linear(in_dim, n_experts)
+        # rows [0, E*out): the E experts; rows [E*out, E*out + E): the router
+        self.projection = nn.Linear(in_dim, n_experts * out_dim + n_experts)
+
+    def expert_weight(self, e: int) -> torch.Tensor:
+        """``[out_dim, in_dim]`` weight of expert ``e`` (a view into the fused projection)."""
+        return self.projection.weight[e * self.out_dim : (e + 1) * self.out_dim]
 
     def forward(self, x: torch.Tensor):
-        logits = self.router(x)
+        fused = self.projection(x)
+        experts_out = self.n_experts * self.out_dim
+        logits = fused[:, experts_out:]
         router_probs = torch.softmax(logits.float(), dim=-1)
         top_logits, top_index = logits.topk(self.top_k, dim=-1)
         gates = torch.zeros_like(logits).scatter(-1, top_index, torch.softmax(top_logits, dim=-1))
-        outputs = self.experts(x).view(x.shape[0], self.n_experts, self.out_dim)
+        outputs = fused[:, :experts_out].reshape(x.shape[0], self.n_experts, self.out_dim)
         h = torch.bmm(gates.unsqueeze(1).to(outputs.dtype), outputs).squeeze(1)
         return h, gates, router_probs
 

@@ -184,12 +184,11 @@ def source_from_prepared(name: str, data_path: Path):
 
 
 def source_from_mmrec(src: Path, modality_args: list[str]):
-    from dataset_prep.mmrec import _parse_modality_args, check_features, discover, read_mmrec_inter
+    from dataset_prep.mmrec import _parse_modality_args, discover, read_mmrec_inter
 
     inter, found = discover(src)
     modalities = _parse_modality_args(modality_args, src) if modality_args else found
     frame = read_mmrec_inter(inter, with_splits=False)
-    check_features(modalities, frame, inter)
     typed = {"userID": "user_id:token", "itemID": "item_id:token", "rating": "rating:float", "timestamp": "timestamp:float"}
     frame = frame[[c for c in typed if c in frame.columns]].rename(columns=typed)
     return frame, "user_id:token", "item_id:token", modalities, f"MMRec files in {src}"
@@ -211,13 +210,19 @@ def make_cold_dataset(
     write_yaml: bool = True,
     log=print,
 ) -> ColdSplit:
-    """Split ``frame`` and write the cold-start dataset ``name``; see the module docstring."""
-    from recbole_mamex.data.features import read_feature_matrix
+    """Split ``frame`` and write the cold-start dataset ``name``; see the module docstring. Each modality
+    file is read once here and checked (readable, 2-D, finite floats, a row for every integer item id)."""
+    from recbole_mamex.data.features import read_feature_matrix, require_rows_for_ids
 
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
     check_destination(Path(out_root), name, yaml_path, force)
+    items = frame[item_col].astype(str)
+    largest = int(items.astype(int).max()) if items.str.isdigit().all() else None
     for path in modalities.values():
-        read_feature_matrix(path)
+        rows = read_feature_matrix(path).shape[0]
+        if largest is None:
+            raise DataImportError(path, "integer item ids (row i of every .npy is item i)", f"item tokens such as {items[~items.str.isdigit()].iloc[0]!r}")
+        require_rows_for_ids(path, rows, largest)
     split = cold_start_split(frame, user_col, item_col, fraction, seed)
     n_items = int(frame[item_col].nunique())
     log(

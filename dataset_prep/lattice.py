@@ -36,7 +36,8 @@ from dataset_prep.common import (
     run_reporting_errors,
     write_benchmark_dataset,
 )
-from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
+from dataset_prep.mmrec import discover_modalities
+from recbole_mamex.data.features import read_feature_matrix, require_rows_for_ids
 
 SPLIT_FILES = {"train": "train.txt", "valid": "val.txt", "test": "test.txt"}
 
@@ -88,11 +89,7 @@ def import_lattice(
     frames = {split: read_user_item_lines(src / filename) for split, filename in SPLIT_FILES.items()}
     cold = read_cold_items(src / "cold_item_index.npy")
     if modalities is None:
-        modalities = {
-            (p.stem[: -len("_feat")] if p.stem.endswith("_feat") else p.stem): p
-            for p in sorted(src.glob("*.npy"))
-            if p.name != "cold_item_index.npy"
-        }
+        modalities = discover_modalities(src, exclude=("cold_item_index.npy",))
     in_train = sorted(cold & set(frames["train"]["item_id:token"]), key=int)
     if in_train:
         raise DataImportError(
@@ -105,10 +102,8 @@ def import_lattice(
     unused = cold - valid_items - test_items
     all_items = pd.concat([f["item_id:token"] for f in frames.values()])
     largest = int(all_items.astype(int).max())
-    for modality, path in modalities.items():
-        matrix = read_feature_matrix(path)
-        if matrix.shape[0] <= largest:
-            raise FeatureFileError(path, f"at least {largest + 1} rows (largest item id is {largest})", f"{matrix.shape[0]} rows")
+    for path in modalities.values():
+        require_rows_for_ids(path, read_feature_matrix(path).shape[0], largest, "train/val/test.txt")
     log(
         f"[dataset_prep] {src}: interactions { {s: len(f) for s, f in frames.items()} }, "
         f"{len(cold_valid)} cold-valid and {len(cold_test)} cold-test items"

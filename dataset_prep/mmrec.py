@@ -36,7 +36,7 @@ from dataset_prep.common import (
     dataset_yaml_text,
     write_benchmark_dataset,
 )
-from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
+from recbole_mamex.data.features import read_feature_matrix, require_rows_for_ids
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 OPTIONAL_COLUMNS = {"rating": "rating:float", "timestamp": "timestamp:float"}
@@ -60,11 +60,16 @@ def discover(src: Path) -> tuple[Path, dict[str, Path]]:
     inters = sorted(src.glob("*.inter"))
     if len(inters) != 1:
         raise DataImportError(src, "exactly one .inter file (or pass --inter)", f"{len(inters)}: {[p.name for p in inters]}")
-    modalities = {}
-    for path in sorted(src.glob("*.npy")):
-        name = path.stem[: -len("_feat")] if path.stem.endswith("_feat") else path.stem
-        modalities[name] = path
-    return inters[0], modalities
+    return inters[0], discover_modalities(src)
+
+
+def discover_modalities(src: Path, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Every ``.npy`` in ``src`` (but ``exclude``) as a modality named after its file minus ``_feat``."""
+    return {
+        (path.stem[: -len("_feat")] if path.stem.endswith("_feat") else path.stem): path
+        for path in sorted(src.glob("*.npy"))
+        if path.name not in exclude
+    }
 
 
 def read_mmrec_inter(path: Path, with_splits: bool = True) -> pd.DataFrame:
@@ -118,8 +123,7 @@ def check_features(modalities: dict[str, Path], inter: pd.DataFrame, inter_path:
     shapes = {}
     for name, path in modalities.items():
         matrix = read_feature_matrix(path)
-        if matrix.shape[0] <= largest:
-            raise FeatureFileError(path, f"at least {largest + 1} rows (largest itemID in {inter_path.name} is {largest})", f"{matrix.shape[0]} rows")
+        require_rows_for_ids(path, matrix.shape[0], largest, inter_path.name)
         shapes[name] = tuple(int(x) for x in matrix.shape)
     return shapes
 

@@ -190,14 +190,16 @@ def rows_for_items(spec: ModalitySpec, n_rows: int, item_tokens: Sequence[str]) 
                 f"item token '{text}'",
             )
         rows[internal_id] = int(text)
-    largest = int(rows.max()) if len(rows) > 1 else -1
-    if largest >= n_rows:
-        raise FeatureFileError(
-            spec.path,
-            f"at least {largest + 1} rows (the largest item id in the interactions is {largest})",
-            f"{n_rows} rows",
-        )
+    require_rows_for_ids(spec.path, n_rows, int(rows.max()) if len(rows) > 1 else -1)
     return rows
+
+
+def require_rows_for_ids(path, n_rows: int, largest_id: int, where: str = "the interactions") -> None:
+    """Under the MMRec convention (row i = item i) a matrix needs a row for the largest item id."""
+    if largest_id >= n_rows:
+        raise FeatureFileError(
+            path, f"at least {largest_id + 1} rows (the largest item id in {where} is {largest_id})", f"{n_rows} rows"
+        )
 
 
 def load_item_features(specs: Sequence[ModalitySpec], item_tokens: Sequence[str]) -> ItemFeatures:

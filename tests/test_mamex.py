@@ -93,7 +93,7 @@ def test_cold_item_score_depends_on_content_only(tiny_dataset):
         model.modality_features(name)[b] = model.modality_features(name)[a]
     model.modality_mask[b] = model.modality_mask[a]
     model.train(False)
-    model._item_cache = None
+    model._eval_cache = None
     vectors = model.item_vectors()
     torch.testing.assert_close(vectors[a], vectors[b])
     users = Interaction({"user_id": torch.arange(1, 5)})
@@ -119,7 +119,7 @@ def test_evaluation_cache_is_reused_and_dropped_when_training(tiny_dataset):
     first = model.item_vectors()
     assert model.item_vectors() is first
     model.train()
-    assert model._item_cache is None
+    assert model._eval_cache is None
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = Interaction({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([1, 2]), "neg_item_id": torch.tensor([3, 4])})
     model.calculate_loss(batch).backward()

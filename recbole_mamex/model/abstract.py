@@ -20,6 +20,8 @@ class MultimodalRecommender(GeneralRecommender):
     internal item-id order, that move with the model (``.to(device)``) and are *not* saved in
     checkpoints (``persistent=False``): they are data, re-read from the dataset when a checkpoint is
     loaded. ``modality_mask[i, m]`` is True when item ``i`` has modality ``m`` (row 0 is padding).
+    :meth:`evaluation_cached` keeps what evaluation needs (item vectors, propagated embeddings) between
+    evaluation batches.
     """
 
     is_abstract_base = True
@@ -42,6 +44,26 @@ class MultimodalRecommender(GeneralRecommender):
         for name in self.modality_names:
             self.register_buffer(self._buffer_name(name), torch.from_numpy(features.matrices[name]), persistent=False)
         self.register_buffer("modality_mask", torch.from_numpy(features.mask), persistent=False)
+        self._eval_cache = None
+
+    def evaluation_cached(self, compute):
+        """``compute()`` while training; in evaluation its result, computed once (without gradients) and
+        kept until the model trains again or loads other weights."""
+        if self.training:
+            return compute()
+        if self._eval_cache is None:
+            with torch.no_grad():
+                self._eval_cache = compute()
+        return self._eval_cache
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._eval_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._eval_cache = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @staticmethod
     def _buffer_name(modality: str) -> str:

@@ -81,7 +81,6 @@ class MAMEX(MultimodalRecommender):
             }
         )
         self.fusion_gate = ModalityGate(len(self.modality_names), self.embedding_size, config["fusion_dropout"])
-        self._item_cache = None
         self.apply(xavier_normal_initialization)
 
     # ----------------------------------------------------------------- item tower
@@ -144,23 +143,9 @@ class MAMEX(MultimodalRecommender):
             + self.fusion_balance_weight * aux["fuse"]
         )
 
-    def train(self, mode: bool = True):
-        if mode:
-            self._item_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._item_cache = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
     def item_vectors(self) -> torch.Tensor:
         """``[n_items, d]`` fused item vectors, computed once per evaluation (cached while not training)."""
-        if self.training:
-            return self.item_tower()["item"]
-        if self._item_cache is None:
-            with torch.no_grad():
-                self._item_cache = self.item_tower()["item"]
-        return self._item_cache
+        return self.evaluation_cached(lambda: self.item_tower()["item"])
 
     def predict(self, interaction):
         user_e = self.user_embedding(interaction[self.USER_ID])

@@ -83,10 +83,7 @@ class RLMultimodalRec(MultimodalRecommender):
         trained[dataset.inter_feat[dataset.iid_field].numpy()] = True
         self.register_buffer("item_has_training", torch.from_numpy(trained), persistent=False)
         self.cold_item_id = config["cold_item_id"]
-        self.restore_user_e = None
-        self.restore_item_e = None
         self.apply(xavier_uniform_initialization)
-        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
 
     # ----------------------------------------------------------------- content and ego embeddings
     def content(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +121,6 @@ class RLMultimodalRec(MultimodalRecommender):
 
     # ----------------------------------------------------------------- RecBole interface
     def calculate_loss(self, interaction):
-        self.restore_user_e = self.restore_item_e = None
         user = interaction[self.USER_ID]
         pos_item, neg_item = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
         all_users = self.user_embedding.weight
@@ -135,22 +131,8 @@ class RLMultimodalRec(MultimodalRecommender):
         reg_loss = self.reg_loss(all_users[user], all_items[pos_item], all_items[neg_item], require_pow=self.require_pow)
         return mf_loss + self.reg_weight * reg_loss
 
-    def train(self, mode: bool = True):
-        if mode:
-            self.restore_user_e = self.restore_item_e = None
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self.restore_user_e = self.restore_item_e = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
     def _final_embeddings(self):
-        if self.training:
-            return self.forward()
-        if self.restore_user_e is None or self.restore_item_e is None:
-            with torch.no_grad():
-                self.restore_user_e, self.restore_item_e = self.forward()
-        return self.restore_user_e, self.restore_item_e
+        return self.evaluation_cached(self.forward)
 
     def predict(self, interaction):
         users, items = self._final_embeddings()

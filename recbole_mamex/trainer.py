@@ -42,13 +42,10 @@ def check_candidate_config(config) -> None:
     kind = config["eval_candidates"]
     if kind is not None and kind not in CANDIDATE_KINDS:
         raise CandidateEvaluationError(f"eval_candidates: expected one of {list(CANDIDATE_KINDS)} or none, found {kind!r}")
-    kinds = config["test_candidates"]
-    if kinds is not None:
-        if isinstance(kinds, str):
-            kinds = [kinds]
-        bad = [k for k in kinds if k not in CANDIDATE_KINDS]
-        if bad or not isinstance(kinds, (list, tuple)):
-            raise CandidateEvaluationError(f"test_candidates: expected a list of {list(CANDIDATE_KINDS)}, found {config['test_candidates']!r}")
+    listed = config["test_candidates"]
+    kinds = candidate_kinds_for_test(config) if isinstance(listed, (str, list, tuple, type(None))) else [listed]
+    if any(k not in CANDIDATE_KINDS for k in kinds):
+        raise CandidateEvaluationError(f"test_candidates: expected a list of {list(CANDIDATE_KINDS)}, found {config['test_candidates']!r}")
     mode = config["eval_args"]["mode"]
     modes = list(mode.values()) if isinstance(mode, dict) else [mode]
     if (kind is not None or kinds) and any(m != "full" for m in modes):
@@ -83,6 +80,7 @@ def rank_with_tie_order(scores: torch.Tensor, order: torch.Tensor, depth: int) -
 
 
 def candidate_kinds_for_test(config) -> list[str]:
+    """``test_candidates`` as a list (a single name is allowed; absent means none)."""
     kinds = config["test_candidates"]
     if kinds is None:
         return []

@@ -91,17 +91,6 @@ class MultimodalDataset(Dataset):
                 continue
             cold = self._cold_mask(split, warm)
             part.candidate_items = {"cold": cold, "warm": warm.copy(), "all": warm | cold}
-        trained_on = datasets[0].inter_feat[self.iid_field].numpy()
-        if self.cold_item_tokens is not None:
-            cold_ids = np.concatenate([np.flatnonzero(datasets[1].candidate_items["cold"]),
-                                       np.flatnonzero(datasets[2].candidate_items["cold"])])
-            leaked = np.intersect1d(cold_ids, trained_on)
-            if len(leaked):
-                tokens = self.field2id_token[self.iid_field][leaked[:3]].tolist()
-                raise ColdItemsFileError(
-                    f"{self.config['cold_items_file']}: expected cold items to have no training interaction, "
-                    f"found {len(leaked)} in the train file, e.g. {tokens}"
-                )
         return datasets
 
     def _cold_mask(self, split: str, warm: np.ndarray) -> np.ndarray:
@@ -113,6 +102,13 @@ class MultimodalDataset(Dataset):
         token_to_id = self.field2token_id[self.iid_field]
         ids = [token_to_id[t] for t in self.cold_item_tokens[split] if t in token_to_id]
         cold[ids] = True
+        leaked = np.flatnonzero(cold & warm)
+        if len(leaked):
+            tokens = self.field2id_token[self.iid_field][leaked[:3]].tolist()
+            raise ColdItemsFileError(
+                f"{self.config['cold_items_file']}: expected cold items to have no training interaction, "
+                f"found {len(leaked)} of the cold_{split} items in the train file, e.g. {tokens}"
+            )
         return cold
 
     def __str__(self):

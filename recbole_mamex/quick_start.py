@@ -65,9 +65,12 @@ def run_recbole_mamex(
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_by_candidates = {}
     for kind in candidate_kinds_for_test(config):
-        test_by_candidates[kind] = trainer.evaluate(
-            test_data, load_best_model=False, show_progress=config["show_progress"], candidates=kind
-        )
+        if kind == config["eval_candidates"]:
+            test_by_candidates[kind] = test_result  # just evaluated on these candidates
+        else:
+            test_by_candidates[kind] = trainer.evaluate(
+                test_data, load_best_model=False, show_progress=config["show_progress"], candidates=kind
+            )
         logger.info(set_color(f"test result [{kind} candidates]", "yellow") + f": {dict2str(test_by_candidates[kind])}")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())

@@ -16,7 +16,10 @@ Variants, each in its own process (so peak RSS is per variant), in one run:
 
 Each MAMEX and RLMultimodalRec variant also reports its item tower's multiply-adds over the epoch (forward, plus the weight
 gradient: the features need no gradient), divided by this machine's measured matmul rate for the same
-shapes: the floor the epoch cannot beat.
+shapes: the floor the epoch cannot beat. For MAMEX the rate is measured two ways: the best of 5 products
+after the epoch (the machine at its fastest moment), and one product after every training step, summed
+(the machine's speed at the moment of each step: this VM's speed drifts by tens of percent within
+minutes, and the epoch is a sum of single timings too).
 
     python bench/sports_scale.py                      # CPU
     python bench/sports_scale.py --device cuda        # GPU
@@ -97,6 +100,19 @@ def matmul_rate(n: int, k: int, m: int, dtype, device) -> float:
     return n * k * m / best
 
 
+def timed_product(rows: int, operand, sync) -> float:
+    """Seconds of one (rows x k) @ ``operand`` product now: a fresh left operand, one untimed warm-up."""
+    import torch
+
+    a = torch.randn(rows, operand.shape[0], device=operand.device).to(operand.dtype)
+    a @ operand
+    sync()
+    start = time.perf_counter()
+    a @ operand
+    sync()
+    return time.perf_counter() - start
+
+
 def build(model_name: str, work: Path, device: str, seed: int, **spec):
     """Config, train/test data, model and trainer for one benchmark variant."""
     from recbole.data import data_preparation
@@ -164,13 +180,7 @@ def run_paired(work: Path, device: str, seed: int) -> dict:
             sync()
             spent[precision] += time.perf_counter() - start
             # the same product shape as the tower's: (rows x 4096) @ (4096 x E*d), at this moment's speed
-            a = torch.randn(rows, 4096, device=device).to(operands[precision].dtype)
-            a @ operands[precision]
-            sync()
-            start = time.perf_counter()
-            a @ operands[precision]
-            sync()
-            seconds = time.perf_counter() - start
+            seconds = timed_product(rows, operands[precision], sync)
             floor[precision] += seconds * (2 * per_item_macs * rows) / (rows * 4096 * width)
     return {
         "fp32_epoch_s": spent["none"], "bf16_epoch_s": spent["bf16"],
@@ -197,32 +207,40 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         model.train()
         optimizer = trainer.optimizer
         limit = catalogue_batches if config["tower_scope"] == "catalogue" else None
-        tower_items, n_batches = 0, 0
-        sync()
-        start = time.perf_counter()
-        for batch in train_data:
+        dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
+        width = model.n_experts * model.embedding_size
+        operand = torch.randn(4096, width, device=device).to(dtype)
+        tower_items, n_batches, elapsed, floor_interleaved = 0, 0, 0.0, 0.0
+        batches = iter(train_data)
+        while not (limit and n_batches >= limit):
+            sync()
+            start = time.perf_counter()  # the data loader's work is part of the epoch
+            batch = next(batches, None)
+            if batch is None:
+                break
             batch = batch.to(config["device"])
-            items = torch.cat([batch["item_id"], batch["neg_item_id"]])
-            tower_items += model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
             optimizer.zero_grad()
             loss = model.calculate_loss(batch)
             loss.backward()
             optimizer.step()
+            sync()
+            elapsed += time.perf_counter() - start
             n_batches += 1
-            if limit and n_batches >= limit:
-                break
-        sync()
-        elapsed = time.perf_counter() - start
+            items = torch.cat([batch["item_id"], batch["neg_item_id"]])
+            rows = model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
+            tower_items += rows
+            # this step's floor at this moment's matmul speed (the VM's speed drifts within minutes)
+            floor_interleaved += timed_product(rows, operand, sync) * (2 * per_item_macs * rows) / (rows * 4096 * width)
         scale = len(train_data) / n_batches
         figures.update(
             timed_batches=n_batches,
             epoch_s=elapsed * scale,
             extrapolated=n_batches < len(train_data),
             tower_gmacs_per_epoch=2 * per_item_macs * tower_items * scale / 1e9,
+            floor_interleaved_s=floor_interleaved * scale,
         )
-        dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
         rows = max(1, tower_items // n_batches)
-        rate = matmul_rate(rows, 4096, model.n_experts * model.embedding_size, dtype, device)
+        rate = matmul_rate(rows, 4096, width, dtype, device)
         figures.update(matmul_gmacs_per_s=rate / 1e9, floor_s=figures["tower_gmacs_per_epoch"] * 1e9 / rate)
     elif model_name == "RLMultimodalRec":
         sync()
@@ -310,15 +328,16 @@ def main():
         results[variant] = in_subprocess(variant)
     paired = in_subprocess("paired") if args.paired else None
 
-    print("\n| variant | epoch s | eval s | peak RSS GB | tower GMAC/epoch | matmul floor s | epoch / floor |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| variant | epoch s | eval s | peak RSS GB | tower GMAC/epoch | floor s (best of 5) | epoch / floor "
+          "| floor s (per step) | epoch / floor |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for variant, r in results.items():
-        floor = r.get("floor_s")
+        floor, per_step = r.get("floor_s"), r.get("floor_interleaved_s")
         epoch = f"{r['epoch_s']:.1f}" + (f" (from {r['timed_batches']} of {r['batches_per_epoch']} batches)" if r["extrapolated"] else "")
-        print(
-            f"| {variant} | {epoch} | {r['eval_s']:.1f} | {r['peak_rss_gb']:.2f} | "
-            + (f"{r['tower_gmacs_per_epoch']:.0f} | {floor:.1f} | {r['epoch_s'] / floor:.2f} |" if floor else "- | - | - |")
-        )
+        row = f"| {variant} | {epoch} | {r['eval_s']:.1f} | {r['peak_rss_gb']:.2f} | "
+        row += f"{r['tower_gmacs_per_epoch']:.0f} | {floor:.1f} | {r['epoch_s'] / floor:.2f} | " if floor else "- | - | - | "
+        row += f"{per_step:.1f} | {r['epoch_s'] / per_step:.2f} |" if per_step else "- | - |"
+        print(row)
     fp32, bf16 = results.get("mamex_batch_fp32"), results.get("mamex_batch_bf16")
     cat, lgcn = results.get("mamex_catalogue_fp32"), results.get("lightgcn")
     print()

@@ -78,6 +78,60 @@ def test_topk_leaves_exactly_k_experts_and_gradients_reach_the_selected_ones():
         SparseMoE(4, 4, n_experts=2, top_k=3)
 
 
+def _reference_moe(moe, x):
+    """SparseMoE's forward written with plain autograd ops (nn.Linear on already-gathered rows)."""
+    fused = moe.projection(x)
+    split = moe.n_experts * moe.out_dim
+    logits = fused[:, split:]
+    top_logits, top_index = logits.topk(moe.top_k, dim=-1)
+    gates = torch.zeros_like(logits).scatter(-1, top_index, torch.softmax(top_logits, dim=-1))
+    outputs = fused[:, :split].reshape(-1, moe.n_experts, moe.out_dim)
+    return torch.bmm(gates.unsqueeze(1).to(outputs.dtype), outputs).squeeze(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gathered_projection_matches_plain_autograd(dtype):
+    """The buffered gather + padded product gives the outputs and parameter gradients of plain autograd,
+    with gathered rows, with all rows, and when two forwards share the workspace before one backward."""
+    torch.manual_seed(0)
+    moe = SparseMoE(in_dim=40, out_dim=5, n_experts=4, top_k=2)  # 24 columns: padded to 32
+    source = torch.randn(50, 40).to(dtype)
+    first, second = torch.tensor([7, 3, 49, 0, 3]), torch.tensor([1, 2, 8])
+    weights = torch.randn(5, 5), torch.randn(3, 5)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+    def grads(loss):
+        moe.zero_grad()
+        loss.backward()
+        return moe.projection.weight.grad.clone(), moe.projection.bias.grad.clone()
+
+    for rows in (first, None):
+        with autocast:
+            h, _, _ = moe(source, rows)
+            expected = _reference_moe(moe, source if rows is None else source[rows])
+        assert h.dtype == dtype and torch.equal(h, expected)
+        w = torch.randn(h.shape)
+        torch.testing.assert_close(grads((h.float() * w).sum()), grads((expected.float() * w).sum()), rtol=0, atol=0)
+    # the second forward overwrites the gathered rows of the first: the first's backward must gather again
+    with autocast:
+        h1, _, _ = moe(source, first)
+        h2, _, _ = moe(source, second)
+        r1, r2 = _reference_moe(moe, source[first]), _reference_moe(moe, source[second])
+    ours = grads((h1.float() * weights[0]).sum() + (h2.float() * weights[1]).sum())
+    theirs = grads((r1.float() * weights[0]).sum() + (r2.float() * weights[1]).sum())
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(ours, theirs, **tolerance)
+    assert moe.projection.weight.shape == (24, 40) and set(moe.state_dict()) == {"projection.weight", "projection.bias"}
+
+
+def test_sparse_moe_passes_gradient_to_an_input_that_needs_it():
+    torch.manual_seed(0)
+    moe = SparseMoE(in_dim=6, out_dim=3, n_experts=2, top_k=1)
+    x = torch.randn(4, 6, requires_grad=True)
+    moe(x, torch.tensor([0, 2]))[0].sum().backward()
+    assert x.grad is not None and x.grad[[0, 2]].abs().sum() > 0 and x.grad[[1, 3]].abs().sum() == 0
+
+
 def test_balance_losses_zero_only_when_uniform():
     assert kl_from_uniform(torch.full((4,), 0.25)).item() == pytest.approx(0.0, abs=1e-7)
     assert kl_from_uniform(torch.tensor([0.4, 0.2, 0.2, 0.2])).item() > 0

@@ -84,20 +84,22 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
         self.apply(xavier_normal_initialization)
 
     # ----------------------------------------------------------------- item tower
-    def item_tower(self, items: torch.Tensor | None = None) -> dict:
-        """Run the tower on ``items`` (internal ids; ``None`` = whole catalogue, padding included).
+    def item_tower(self, items: torch.Tensor | slice | None = None) -> dict:
+        """Run the tower on ``items``: internal ids (a tensor, gathered), a ``slice`` of the id range (a view,
+        no copy) or ``None`` (whole catalogue, padding row 0 included).
 
         Returns a dict with ``item`` ``[N, d]`` (fused vectors), ``modality`` ``[N, M, d]``, ``fusion``
         ``[N, M]`` weights, ``gates`` and ``router`` (per modality ``[N, E]``) and ``mask`` ``[N, M]``.
         """
-        mask = self.modality_mask if items is None else self.modality_mask[items]
+        gathered = isinstance(items, torch.Tensor)
+        rows = slice(None) if items is None else items
+        mask = self.modality_mask[rows]
         per_modality, gates, router = [], {}, {}
         with self.content_autocast():
             for name in self.modality_names:
                 x = self.modality_features(name)
-                if items is not None:
-                    x = torch.index_select(x, 0, items)
-                h, gates[name], router[name] = self.modality_moe[name](x)
+                moe = self.modality_moe[name]
+                h, gates[name], router[name] = moe(x, items) if gathered else moe(x[rows])
                 per_modality.append(h)
             stacked = torch.stack(per_modality, dim=1).float()
         fusion = self.fusion_gate(stacked, mask).float()
@@ -127,8 +129,7 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
             tower = self.item_tower(items)
             pos_index, neg_index = inverse[: len(pos)], inverse[len(pos) :]
         else:
-            items = torch.arange(1, self.n_items, device=pos.device)
-            tower = self.item_tower(items)
+            tower = self.item_tower(slice(1, None))
             pos_index, neg_index = pos - 1, neg - 1
         user_e = self.user_embedding(user)
         pos_e, neg_e = tower["item"][pos_index], tower["item"][neg_index]
@@ -155,7 +156,7 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
         was_training = self.training
         self.eval()
         try:
-            tower = self.item_tower(torch.arange(1, self.n_items, device=self.modality_mask.device))
+            tower = self.item_tower(slice(1, None))
         finally:
             self.train(was_training)
         columns = {"item": np.asarray(item_tokens)[1:]}

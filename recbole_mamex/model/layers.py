@@ -141,7 +141,7 @@ class SparseMoE(nn.Module):
     ``x`` that needs no gradient (the stored features), the gather and the product go through reusable
     buffers (:class:`_GatheredProjection`); otherwise it is a plain ``nn.Linear`` on the gathered rows.
 
-    Returns ``(h, gates, router_probs)``: the mixed output ``[N, out_dim]``, the sparse weights ``[N, E]``
+    Returns ``(h, gates, router_probs)``: the mixed output ``[N, out_dim]`` (float32), the sparse weights ``[N, E]``
     (k non-zero entries per row, summing to 1), and the dense router softmax ``[N, E]`` used by the
     load-balance loss.
     """
@@ -170,8 +170,10 @@ class SparseMoE(nn.Module):
         router_probs = torch.softmax(logits.float(), dim=-1)
         top_logits, top_index = logits.topk(self.top_k, dim=-1)
         gates = torch.zeros_like(logits).scatter(-1, top_index, torch.softmax(top_logits, dim=-1))
-        outputs = outputs.reshape(outputs.shape[0], self.n_experts, self.out_dim)
-        h = torch.bmm(gates.unsqueeze(1).to(outputs.dtype), outputs).squeeze(1)
+        # the gate-weighted sum in float32: as an element-wise product and sum it is several times faster on
+        # a CPU than a batched [1 x E] @ [E x out] product per row, and bf16 outputs lose nothing in it
+        outputs = outputs.reshape(outputs.shape[0], self.n_experts, self.out_dim).float()
+        h = (gates.float().unsqueeze(-1) * outputs).sum(1)
         return h, gates, router_probs
 
 

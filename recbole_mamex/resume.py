@@ -7,7 +7,9 @@ the first: the state at the end of the previous epoch, after its validation and 
 It holds what RecBole's ``resume_checkpoint`` reads (weights, optimizer, epoch, early-stopping counter and
 best score) plus what an exact continuation needs: the best valid result, the best checkpoint's path,
 and the random states that the next epoch draws from (python, numpy: RecBole's negative sampler, torch:
-dropout and initialisation, the training dataloader's shuffling generator).
+dropout and initialisation, the training dataloader's shuffling generator). When the training finishes
+(``fit`` returns), the last checkpoint it wrote is removed, unless ``keep_last_checkpoint: True``: an
+interrupted training leaves it, a finished one leaves only RecBole's best checkpoint.
 
 ``run_recbole_mamex(..., resume_from=FILE)`` (``--resume FILE`` on the command line, with the same
 arguments as the interrupted run) rebuilds model, data and trainer from the config, then loads the
@@ -24,6 +26,7 @@ with ``nproc > 1``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -74,6 +77,7 @@ class LastCheckpointMixin:
         self._resumed_from = None
         self._keep_last = False
         self._pending_rng = None
+        self._wrote_last = False
 
     @property
     def last_model_file(self) -> str:
@@ -82,7 +86,13 @@ class LastCheckpointMixin:
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._keep_last = saved
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        if self._wrote_last and not self.config["keep_last_checkpoint"]:
+            # finished: nothing to resume; only what this training wrote is removed
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.last_model_file)
+            self._wrote_last = False
+        return result
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self._pending_rng is not None:
@@ -112,6 +122,7 @@ class LastCheckpointMixin:
         partial = self.last_model_file + ".partial"
         torch.save(state, partial, pickle_protocol=4)
         os.replace(partial, self.last_model_file)  # an interruption while writing keeps the previous one
+        self._wrote_last = True
 
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint``, plus (for a last checkpoint) the best result, the best

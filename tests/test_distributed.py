@@ -18,7 +18,7 @@ from recbole_mamex.utils import get_trainer
 from helpers import FAST, write_mmrec
 
 # Exact metrics: RecBole rounds each process's metrics to metric_decimal_place before they are combined.
-DDP = {**FAST, "epochs": 2, "metric_decimal_place": 12}
+DDP = {**FAST, "epochs": 2, "metric_decimal_place": 12, "keep_last_checkpoint": True}
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def test_resuming_without_the_random_states_would_differ(tiny_dataset, workdir, 
 def test_resume_from_the_command_line(tiny_dataset, workdir, one_thread, capsys):
     args = ["--model=BPR", "--dataset=tiny", "--epochs=3", "--eval_step=1", "--train_batch_size=256",
             "--show_progress=False", "--state=WARNING", "--seed=7", "--metric_decimal_place=12"]
-    assert main(args) == 0
+    assert main([*args, "--keep_last_checkpoint=True"]) == 0
     first = capsys.readouterr().out.splitlines()
     (last,) = [os.path.join("saved", p) for p in os.listdir("saved") if p.endswith("-last.pth")]
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
@@ -119,3 +119,13 @@ def test_resume_from_the_command_line(tiny_dataset, workdir, one_thread, capsys)
     assert "resume: checkpoint saved/none-last.pth not found" in capsys.readouterr().err
     assert main([*args[1:], "--model=LightGCN", "--resume", last]) == 2
     assert f"resume: {last} was written for model 'BPR', this run has 'LightGCN'" in capsys.readouterr().err
+
+
+def test_a_finished_training_removes_its_last_checkpoint_unless_asked_to_keep_it(tiny_dataset, workdir):
+    config = {**CONFIG, "epochs": 3}
+    run_recbole_mamex("BPR", "tiny", config_dict={**config, "checkpoint_dir": "finished"}, cmd_args=[])
+    (best,) = os.listdir("finished")
+    assert not best.endswith("-last.pth")
+    run_recbole_mamex("BPR", "tiny", config_dict={**config, "checkpoint_dir": "kept", "keep_last_checkpoint": True}, cmd_args=[])
+    last = [p for p in os.listdir("kept") if p.endswith("-last.pth")]
+    assert len(last) == 1 and len(os.listdir("kept")) == 2

@@ -100,8 +100,14 @@ def matmul_rate(n: int, k: int, m: int, dtype, device, repeats: int = 5) -> tupl
     return n * k * m / min(seconds), n * k * m / float(np.median(seconds))
 
 
-def timed_product(rows: int, operand, sync) -> float:
-    """Seconds of one (rows x k) @ ``operand`` product now: a fresh left operand, one untimed warm-up."""
+def tower_macs_per_item(model) -> int:
+    """MAMEX's item-tower multiply-adds per item, forward: every modality's fused projection (experts + router)."""
+    return sum(model.modality_dims.values()) * (model.n_experts * model.embedding_size + model.n_experts)
+
+
+def floor_now(macs: float, rows: int, operand, sync) -> float:
+    """Seconds ``macs`` multiply-adds take at the rate of one (rows x k) @ ``operand`` product timed now (a
+    fresh left operand, one untimed warm-up): a step's floor at the machine's speed of that moment."""
     import torch
 
     a = torch.randn(rows, operand.shape[0], device=operand.device).to(operand.dtype)
@@ -110,7 +116,7 @@ def timed_product(rows: int, operand, sync) -> float:
     start = time.perf_counter()
     a @ operand
     sync()
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) * macs / (rows * operand.shape[0] * operand.shape[1])
 
 
 def build(model_name: str, work: Path, device: str, seed: int, **spec):
@@ -157,8 +163,7 @@ def run_paired(work: Path, device: str, seed: int) -> dict:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     spent = {p: 0.0 for p in runs}
     floor = {p: 0.0 for p in runs}
-    dims = sum(model.modality_dims.values())
-    per_item_macs = dims * (model.n_experts * model.embedding_size + model.n_experts)
+    per_item_macs = tower_macs_per_item(model)
     width = model.n_experts * model.embedding_size
     operands = {}
     for precision in runs:
@@ -180,8 +185,7 @@ def run_paired(work: Path, device: str, seed: int) -> dict:
             sync()
             spent[precision] += time.perf_counter() - start
             # the same product shape as the tower's: (rows x 4096) @ (4096 x E*d), at this moment's speed
-            seconds = timed_product(rows, operands[precision], sync)
-            floor[precision] += seconds * (2 * per_item_macs * rows) / (rows * 4096 * width)
+            floor[precision] += floor_now(2 * per_item_macs * rows, rows, operands[precision], sync)
     return {
         "fp32_epoch_s": spent["none"], "bf16_epoch_s": spent["bf16"],
         "fp32_floor_s": floor["none"], "bf16_floor_s": floor["bf16"],
@@ -202,8 +206,7 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
     figures = {"variant": variant, "load_s": load_s, "batches_per_epoch": len(train_data)}
 
     if model_name == "MAMEX":
-        dims = sum(model.modality_dims.values())
-        per_item_macs = dims * (model.n_experts * model.embedding_size + model.n_experts)
+        per_item_macs = tower_macs_per_item(model)
         model.train()
         optimizer = trainer.optimizer
         limit = catalogue_batches if config["tower_scope"] == "catalogue" else None
@@ -230,7 +233,7 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
             rows = model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
             tower_items += rows
             # this step's floor at this moment's matmul speed (the VM's speed drifts within minutes)
-            floor_interleaved += timed_product(rows, operand, sync) * (2 * per_item_macs * rows) / (rows * 4096 * width)
+            floor_interleaved += floor_now(2 * per_item_macs * rows, rows, operand, sync)
         scale = len(train_data) / n_batches
         figures.update(
             timed_batches=n_batches,

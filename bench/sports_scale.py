@@ -129,7 +129,7 @@ def build(model_name: str, work: Path, device: str, seed: int, **spec):
 
     settings = {
         "data_path": str(work / "dataset"), "checkpoint_dir": str(work / "saved"), "seed": seed,
-        "show_progress": False, "state": "WARNING", "use_gpu": device == "cuda", "eval_batch_size": 1 << 22,
+        "show_progress": False, "state": "WARNING", "use_gpu": device == "cuda",
         "test_candidates": None, **spec,
     }
     if model_name in ("LightGCN", "RLMultimodalRec"):

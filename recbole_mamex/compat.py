@@ -269,6 +269,49 @@ def ddp_on_cpu() -> None:
         abstract_trainer.__init__ = __init__
 
 
+SCORE_BYTES = 4  # a float32 score
+
+
+def full_sort_users_per_batch(config, n_items: int) -> int:
+    """Users per full-sort evaluation batch of a general model: as many as fit ``full_sort_batch_mb`` MiB
+    of float32 scores (``n_items`` per user), at least one. Without that key (``~``, or a checkpoint from
+    before it existed): RecBole's rule, ``eval_batch_size // n_items``. Evaluation and serving both size
+    their batches here."""
+    budget = config["full_sort_batch_mb"]
+    if budget is None:
+        return max(int(config["eval_batch_size"]) // n_items, 1)
+    return max(int(float(budget) * 2**20) // (SCORE_BYTES * n_items), 1)
+
+
+def full_sort_batches_by_memory() -> None:
+    """Size RecBole's full-sort evaluation batches by a score-matrix budget (:func:`full_sort_users_per_batch`).
+
+    RecBole 1.2.1's ``FullSortEvalDataLoader`` puts ``eval_batch_size // n_items`` users in a batch, at
+    least one: with its default 4096 that is 2 users on Last.fm-2K and ONE user on any catalogue of more
+    than 4,096 items, so a validation of Amazon Sports is 35,598 Python iterations around a 1 x 18,357
+    product. With this shim a general model's batch holds ``full_sort_batch_mb`` MiB of scores (our
+    default 64: 913 users on Sports, every user at once on Last.fm). ``eval_batch_size`` keeps its
+    other RecBole roles (sampled evaluation, pairs per ``predict`` call for models without
+    ``full_sort_predict``, sequential models' batches). Metrics do not depend on the batch size
+    (``tests/test_eval_batches.py``).
+    """
+    from recbole.data.dataloader.general_dataloader import FullSortEvalDataLoader
+
+    if getattr(FullSortEvalDataLoader._init_batch_size_and_step, "recbole_mamex_shim", False):
+        return
+    recbole_rule = FullSortEvalDataLoader._init_batch_size_and_step
+
+    def _init_batch_size_and_step(self):
+        if self.is_sequential or self.config["full_sort_batch_mb"] is None:
+            return recbole_rule(self)
+        users = full_sort_users_per_batch(self.config, self._dataset.item_num)
+        self.step = users
+        self.set_batch_size(users * self._dataset.item_num)
+
+    _init_batch_size_and_step.recbole_mamex_shim = True
+    FullSortEvalDataLoader._init_batch_size_and_step = _init_batch_size_and_step
+
+
 # name -> shim, in the order they are applied (numpy before anything that imports RecBole).
 SHIMS = {
     "quiet_known_warnings": quiet_known_warnings,
@@ -277,6 +320,7 @@ SHIMS = {
     "torch_load_recbole_checkpoints": torch_load_recbole_checkpoints,
     "autograd_anomaly_off": autograd_anomaly_off,
     "ddp_on_cpu": ddp_on_cpu,
+    "full_sort_batches_by_memory": full_sort_batches_by_memory,
 }
 
 _applied: set[str] = set()

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_mamex.compat import full_sort_users_per_batch
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
-from recbole_mamex.trainer import rank_with_tie_order, tie_break_order
+from recbole_mamex.trainer import tie_break_order, top_with_tie_order
 
 SPLITS = ("valid", "test")
 
@@ -142,8 +143,8 @@ class Recommender:
         batch_size: int | None = None,
     ) -> dict[str, list[Recommendation]]:
         """Top-``k`` candidate items for each user token, best first; see the module docstring.
-        Users are scored ``batch_size`` at a time (default: RecBole's full-sort evaluation batch,
-        ``eval_batch_size // n_items`` users)."""
+        Users are scored ``batch_size`` at a time (default: as many as a full-sort evaluation batch
+        holds, :func:`recbole_mamex.compat.full_sort_users_per_batch`)."""
         if split not in SPLITS:
             raise ServingError(self.checkpoint, f"split one of {list(SPLITS)}", repr(split))
         if not isinstance(k, int) or k < 1:
@@ -153,7 +154,7 @@ class Recommender:
         mask = self.candidate_mask(candidates, split)
         history = self.history(split) if exclude_history else None
         item_tokens = self.dataset.field2id_token[self.iid_field]
-        batch_size = batch_size or max(self.config["eval_batch_size"] // self.n_items, 1)
+        batch_size = batch_size or full_sort_users_per_batch(self.config, self.n_items)
         result: dict[str, list[Recommendation]] = {}
         for start in range(0, len(ids), batch_size):
             batch = ids[start : start + batch_size]
@@ -162,9 +163,8 @@ class Recommender:
             if history is not None:
                 rows, cols = history[batch].nonzero()
                 scores[torch.as_tensor(rows), torch.as_tensor(cols)] = -np.inf
-            scores[:, ~mask] = -np.inf
-            order = rank_with_tie_order(scores, self._tie_order, k)
-            top = torch.topk(order, min(k, self.n_items), dim=1).indices
+            scores.masked_fill_(~mask, -np.inf)
+            top = top_with_tie_order(scores, self._tie_order, min(k, self.n_items))
             top_scores = torch.gather(scores, 1, top)
             for row, token in enumerate(tokens[start : start + batch_size]):
                 keep = torch.isfinite(top_scores[row])

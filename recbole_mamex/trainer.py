@@ -11,9 +11,9 @@ all items and masked the user's training items:
 - equal scores are ranked in a fixed random order of the items (seeded by ``seed``): ``torch.topk``
   leaves the order of ties unspecified, and RecBole numbers items by first appearance in the files, where
   popular items come first, so a model that ties (Pop on cold items, any constant score) could get a
-  popularity ranking for free. A row whose top ``max(topk) + 1`` scores hold a tie has its scores
-  replaced by their rank under (score descending, then that fixed order), which the collector's top-k
-  then reads; rows without such a tie (the usual case for a trained model) are left untouched.
+  popularity ranking for free. :func:`top_with_tie_order` gives the collector each row's top-k under
+  (score descending, then that fixed order); only rows with a tie among their top ``max(topk) + 1``
+  scores (rare for a trained model) need more than one ``torch.topk``.
 
 RecBole's collector and metrics (Recall, NDCG, Hit, Precision, MRR, ...) then run unchanged on what is left.
 ``test_candidates: [cold, warm, all]`` makes :func:`recbole_mamex.quick_start.run_recbole_mamex` report
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from recbole.evaluator import Collector
 from recbole.utils import set_color
 
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
@@ -58,25 +59,21 @@ def tie_break_order(n_items: int, seed) -> torch.Tensor:
     return torch.randperm(n_items, generator=generator)
 
 
-def rank_with_tie_order(scores: torch.Tensor, order: torch.Tensor, depth: int) -> torch.Tensor:
-    """Scores whose top ``depth`` ranking is unambiguous: rows with equal values among their top
-    ``depth + 1`` scores are replaced by ``-rank`` under (score descending, then position in ``order``);
-    other rows are returned as they are (their top-k cannot depend on how ties are broken)."""
+def top_with_tie_order(scores: torch.Tensor, order: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each row's ``k`` best scores, best first, equal scores ranked by position in ``order``.
+
+    One ``torch.topk`` of depth ``k + 1`` gives the answer for every row whose top ``k + 1`` values are
+    all different (its top ``k`` cannot depend on how ties are broken); only rows with a tie there are
+    sorted in full under (score descending, then position in ``order``)."""
     n = scores.shape[1]
-    top = torch.topk(scores, min(depth + 1, n), dim=1).values
-    tied = (top[:, 1:] == top[:, :-1]).any(dim=1)
-    if not bool(tied.any()):
-        return scores
-    rows = torch.nonzero(tied).squeeze(1)
-    permuted = scores[rows][:, order]
-    ranking = torch.sort(permuted, dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(ranking)
-    ranks.scatter_(1, ranking, torch.arange(n, device=scores.device).expand_as(ranking))
-    resolved = torch.empty_like(permuted)
-    resolved[:, order] = -ranks.to(scores.dtype)
-    scores = scores.clone()
-    scores[rows] = resolved
-    return scores
+    top = torch.topk(scores, min(k + 1, n), dim=1)
+    indices = top.indices[:, :k]
+    tied = (top.values[:, 1:] == top.values[:, :-1]).any(dim=1)
+    if bool(tied.any()):
+        rows = torch.nonzero(tied).squeeze(1)
+        ranking = torch.sort(scores[rows][:, order], dim=1, descending=True, stable=True).indices[:, :k]
+        indices[rows] = order[ranking]
+    return indices
 
 
 def candidate_kinds_for_test(config) -> list[str]:
@@ -87,12 +84,96 @@ def candidate_kinds_for_test(config) -> list[str]:
     return [kinds] if isinstance(kinds, str) else list(kinds)
 
 
-class CandidateEvaluationMixin:
+class _RegisterWithout:
+    """A view of RecBole's metric register in which ``keys`` are not needed."""
+
+    def __init__(self, register, keys):
+        self.register, self.keys = register, keys
+
+    def need(self, key):
+        return key not in self.keys and self.register.need(key)
+
+
+class TopkCollector(Collector):
+    """RecBole's ``Collector`` with the inputs of the top-k metrics built from lists instead of matrices.
+
+    For ``rec.topk`` (Recall, NDCG, Hit, MRR, Precision, MAP) RecBole fills a zero int matrix of the
+    scores' shape, sets each (user, positive item) to 1, sums it per row and gathers it at the top-k,
+    and it runs a second ``torch.topk`` for ``rec.items``: three passes over a users x items matrix
+    besides the top-k. Here one top-k serves both keys, and the positives stay a list: unique
+    ``user * n_items + item`` keys, counted per user with ``bincount`` and looked up at the top-k with
+    ``isin``. The tensors handed to RecBole's metrics are equal to RecBole's (``tests/test_eval_batches.py``).
+
+    A trainer that has already ranked the batch (with ties broken, see :func:`top_with_tie_order`) hands
+    that top-k over with :meth:`give_topk` for the next :meth:`eval_batch_collect` of the same scores.
+    """
+
+    TOPK_KEYS = ("rec.items", "rec.topk")
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._given = None
+
+    def give_topk(self, scores: torch.Tensor, indices: torch.Tensor) -> None:
+        self._given = (scores, indices)
+
+    def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+        given, self._given = self._given, None
+        need_items, need_topk = (self.register.need(key) for key in self.TOPK_KEYS)
+        if need_items or need_topk:
+            depth = max(self.topk)
+            if given is None:
+                top = torch.topk(scores_tensor, depth, dim=-1).indices
+            elif given[0] is scores_tensor:
+                top = given[1][:, :depth]
+            else:  # a trainer mixin after the one that ranked replaced the scores: its ranking would be lost
+                raise RuntimeError("TopkCollector: the top-k handed over belongs to other scores than those collected")
+            if need_items:
+                self.data_struct.update_tensor("rec.items", top)
+            if need_topk:
+                self.data_struct.update_tensor("rec.topk", topk_hits(top, scores_tensor.shape[1], positive_u, positive_i))
+        register = self.register
+        self.register = _RegisterWithout(register, self.TOPK_KEYS)
+        try:
+            super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        finally:
+            self.register = register
+
+
+def topk_hits(top: torch.Tensor, n_items: int, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """RecBole's ``rec.topk`` for one batch: per row, 1/0 whether each of the ``top`` items is a positive
+    of that row, then the row's number of distinct positives (int64, ``rows x (k + 1)``)."""
+    rows = top.shape[0]
+    keys = torch.unique(positive_u.to(top.device).long() * n_items + positive_i.to(top.device).long())
+    counts = torch.bincount(torch.div(keys, n_items, rounding_mode="floor"), minlength=rows)
+    top_keys = torch.arange(rows, device=top.device).unsqueeze(1) * n_items + top
+    return torch.cat((torch.isin(top_keys, keys).long(), counts.unsqueeze(1)), dim=1)
+
+
+class TopkCollectorMixin:
+    """Put in front of a RecBole trainer class: its evaluations collect with :class:`TopkCollector`."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        if type(self.eval_collector) is Collector:
+            self.eval_collector = TopkCollector(config)
+
+
+def with_topk_collector(trainer_class: type) -> type:
+    """``trainer_class`` collecting top-k metrics with :class:`TopkCollector` (a cached subclass)."""
+    return derive_trainer(trainer_class, TopkCollectorMixin, "Topk", "collecting top-k metrics without dense matrices")
+
+
+class CandidateEvaluationMixin(TopkCollectorMixin):
     """Put in front of a RecBole trainer class; see the module docstring."""
 
     def __init__(self, config, model):
         super().__init__(config, model)
         check_candidate_config(config)
+        if not isinstance(self.eval_collector, TopkCollector):
+            raise CandidateEvaluationError(
+                f"candidate evaluation needs RecBole's Collector, found {type(self.eval_collector).__name__}"
+            )
         self.eval_candidates = config["eval_candidates"]
         self._active_candidates = None
         self._mask_cache = {}
@@ -105,8 +186,10 @@ class CandidateEvaluationMixin:
         if kind is None:
             self._active_candidates = None
             return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        mask = self._candidate_mask(eval_data, kind)
         self._active_candidates = {
-            "mask": self._candidate_mask(eval_data, kind),
+            "mask": mask,
+            "outside": ~mask,
             "tie_order": self._tie_order(),
             "evaluated": 0,
             "skipped": 0,
@@ -158,12 +241,10 @@ class CandidateEvaluationMixin:
         if active is None:
             return interaction, scores, positive_u, positive_i
         mask = active["mask"]
-        scores[:, ~mask] = -np.inf
+        scores.masked_fill_(active["outside"], -np.inf)
         positive_u, positive_i = positive_u.to(scores.device), positive_i.to(scores.device)
         kept = mask[positive_i]
         positive_u, positive_i = positive_u[kept], positive_i[kept]
-        if active["tie_order"] is not None:
-            scores = rank_with_tie_order(scores, active["tie_order"], max(self.config["topk"]))
         has_positive = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
         has_positive[positive_u] = True
         n_kept = int(has_positive.sum().item())
@@ -175,6 +256,9 @@ class CandidateEvaluationMixin:
             rows = torch.nonzero(has_positive).squeeze(1)
             scores = scores[rows]
             interaction = interaction[rows.cpu()]
+        if active["tie_order"] is not None:
+            # the collector's top-k, with equal scores in the fixed order
+            self.eval_collector.give_topk(scores, top_with_tie_order(scores, active["tie_order"], max(self.config["topk"])))
         return interaction, scores, positive_u, positive_i
 
 

@@ -97,7 +97,7 @@ def get_model(model_name: str) -> type:
 
 def get_trainer(model_type, model_name: str, config=None) -> type:
     """``<Model>Trainer`` from this package if it defines one, else RecBole's choice; given ``config``,
-    with fused Adam (``fused_optimizer``), a resumable last checkpoint (:mod:`recbole_mamex.resume`), exact multi-process evaluation for a
+    with fused Adam (``fused_optimizer``), top-k metrics collected without dense matrices, a resumable last checkpoint (:mod:`recbole_mamex.resume`), exact multi-process evaluation for a
     distributed run (:mod:`recbole_mamex.distributed`), and candidate-restricted evaluation when it sets
     ``eval_candidates`` or ``test_candidates``."""
     from recbole_mamex import trainer as our_trainers
@@ -106,7 +106,7 @@ def get_trainer(model_type, model_name: str, config=None) -> type:
 
     trainer = getattr(our_trainers, f"{model_name}Trainer", None) or _recbole_get_trainer(model_type, model_name)
     if config is not None:
-        trainer = our_trainers.with_fused_optimizer(with_last_checkpoint(trainer))
+        trainer = our_trainers.with_topk_collector(our_trainers.with_fused_optimizer(with_last_checkpoint(trainer)))
         if not config["single_spec"]:
             trainer = with_distributed_evaluation(trainer)
     if config is not None and (config["eval_candidates"] is not None or config["test_candidates"]):

@@ -24,16 +24,22 @@ def trainer_rankings(checkpoint, kind, k):
     config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
     batch_eval = trainer._full_sort_batch_eval
-    captured = {}
+    give_topk = trainer.eval_collector.give_topk
+    captured, given = {}, {}
+
+    def keep(scores, indices):
+        given["top"] = indices
+        give_topk(scores, indices)
 
     def capture(batched_data):
         interaction, scores, positive_u, positive_i = batch_eval(batched_data)
-        top = torch.topk(scores, k, dim=1).indices  # what RecBole's collector reads
+        top = given.pop("top")[:, :k]  # the top-k the collector reads (ties in the seeded order)
         for uid, items in zip(interaction[dataset.uid_field].tolist(), top.tolist()):
             captured[dataset.field2id_token[dataset.uid_field][uid]] = [dataset.field2id_token[dataset.iid_field][i] for i in items]
         return interaction, scores, positive_u, positive_i
 
     trainer._full_sort_batch_eval = capture
+    trainer.eval_collector.give_topk = keep
     trainer.evaluate(test_data, load_best_model=False, candidates=kind)
     return captured
 

@@ -1,0 +1,164 @@
+"""Full-sort evaluation batches sized by a score budget, and top-k metrics collected without dense matrices:
+neither may change a metric."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from recbole.data import data_preparation
+from recbole.evaluator import Collector
+from recbole.utils import init_seed
+
+from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
+from recbole_mamex import compat
+from recbole_mamex.compat import full_sort_users_per_batch
+from recbole_mamex.config import Config
+from recbole_mamex.trainer import TopkCollector, top_with_tie_order
+from recbole_mamex.utils import create_dataset, get_model, get_trainer
+
+from helpers import FAST, write_mmrec
+
+N_USERS, N_ITEMS = 37, 61
+METRICS = ["Recall", "NDCG", "Hit", "MRR", "Precision", "MAP"]
+EXACT = {**FAST, "metrics": METRICS, "topk": [3, 10], "metric_decimal_place": 12, "valid_metric": "NDCG@10"}
+
+
+@pytest.fixture
+def cold_dataset(workdir):
+    write_mmrec(workdir / "raw", n_users=N_USERS, n_items=N_ITEMS, per_user=13, seed=3)
+    frame, user_col, item_col, modalities, source = source_from_mmrec(workdir / "raw", [])
+    make_cold_dataset(frame, user_col, item_col, modalities, "eb", source, seed=2, log=lambda *_: None)
+    return workdir / "dataset" / "eb"
+
+
+def evaluations(model_name, settings, score_fn=None):
+    """Validation and test metrics for every candidate set, after one training epoch (seeded)."""
+    config = Config(model=model_name, dataset="eb", config_dict={**EXACT, "epochs": 1, **settings}, cmd_args=[])
+    init_seed(config["seed"], True)
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    torch.manual_seed(0)
+    model = get_model(model_name)(config, train._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], model_name, config)(config, model)
+    if score_fn is not None:
+        model.full_sort_predict = lambda interaction: score_fn(interaction, dataset.item_num)
+    else:
+        trainer.fit(train, saved=False)
+    results = {"users per batch": valid.step}
+    for name, data in (("valid", valid), ("test", test)):
+        for kind in (None, "cold", "warm", "all"):
+            results[(name, kind)] = dict(trainer.evaluate(data, load_best_model=False, candidates=kind))
+    return results
+
+
+def few_distinct_scores(interaction, n_items):
+    """Scores with many ties: (user + item) mod 3."""
+    users = interaction["user_id"].unsqueeze(1)
+    return ((users + torch.arange(n_items)) % 3).float().flatten()
+
+
+@pytest.mark.parametrize(
+    "model_name, score_fn", [("BPR", None), ("Pop", None), ("BPR", few_distinct_scores)], ids=["BPR", "Pop", "ties"]
+)
+def test_batch_size_does_not_change_any_metric(cold_dataset, model_name, score_fn):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        row_bytes = 4 * (N_ITEMS + 1)  # RecBole adds the padding item 0
+        budgets = {
+            "one user": 1e-9,
+            "three users": 3 * row_bytes / 2**20,
+            "every user": 64,
+            "RecBole's rule": None,  # eval_batch_size 4096 // 62 items = 66 users
+        }
+        runs = {name: evaluations(model_name, {"full_sort_batch_mb": mb}, score_fn) for name, mb in budgets.items()}
+    finally:
+        torch.set_num_threads(threads)
+    assert [run.pop("users per batch") for run in runs.values()] == [1, 3, 270_600, 66]
+    reference = runs.pop("one user")
+    for name, run in runs.items():
+        assert run == reference, name
+
+
+def test_users_per_batch_follow_the_budget():
+    assert full_sort_users_per_batch({"full_sort_batch_mb": 64, "eval_batch_size": 4096}, 18_357) == 913
+    assert full_sort_users_per_batch({"full_sort_batch_mb": 64, "eval_batch_size": 4096}, 1_426) == 11_765
+    assert full_sort_users_per_batch({"full_sort_batch_mb": 1e-6, "eval_batch_size": 4096}, 1_426) == 1
+    assert full_sort_users_per_batch({"full_sort_batch_mb": None, "eval_batch_size": 4096}, 18_357) == 1
+    assert full_sort_users_per_batch({"full_sort_batch_mb": None, "eval_batch_size": 4096}, 1_426) == 2
+
+
+LOADER_STEP = """
+    import json, sys
+    sys.path.insert(0, {tests!r})
+    import recbole_mamex
+    from recbole.data import data_preparation
+    from recbole_mamex.config import Config
+    from recbole_mamex.utils import create_dataset
+    from helpers import FAST
+    config = Config(model="BPR", dataset="eb", config_dict=FAST, cmd_args=[])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    print(json.dumps([valid.step, test.step]))
+"""
+
+
+def test_loader_shim_sizes_batches_and_recbole_alone_does_not(cold_dataset, workdir):
+    code = textwrap.dedent(LOADER_STEP.format(tests=os.path.dirname(__file__)))
+    steps = {}
+    for disabled in ("", "full_sort_batches_by_memory"):
+        env = {**os.environ, compat.DISABLE_ENV: disabled}
+        done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        steps[disabled] = done.stdout.strip().splitlines()[-1]
+    assert steps[""] == "[270600, 270600]"  # 64 MiB of scores: every user in one batch
+    assert steps["full_sort_batches_by_memory"] == "[66, 66]"  # RecBole: 4096 // 62
+
+
+def collect(collector_class, scores, positive_u, positive_i, metrics):
+    config = {"metrics": metrics, "topk": [2, 5], "eval_args": {"mode": "full"}, "device": torch.device("cpu")}
+    collector = collector_class(config)
+    for rows in (slice(0, 4), slice(4, None)):
+        keep = (positive_u >= rows.start) & (positive_u < (rows.stop or 10**9))
+        collector.eval_batch_collect(scores[rows], None, positive_u[keep] - rows.start, positive_i[keep])
+    return {key: collector.data_struct[key] for key in ("rec.topk", "rec.items") if key in collector.data_struct}
+
+
+def test_topk_collector_gives_recboles_tensors():
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.rand(9, 23, generator=generator)
+    positive_u = torch.tensor([0, 0, 1, 2, 2, 2, 4, 5, 5, 7, 8, 8, 8])
+    positive_i = torch.tensor([3, 3, 7, 1, 2, 22, 0, 9, 10, 4, 5, 6, 5])  # repeated pairs count once, as in RecBole
+    for metrics in (["Recall", "NDCG", "MRR"], ["ItemCoverage"], ["Hit", "GiniIndex", "GAUC"]):
+        ours = collect(TopkCollector, scores, positive_u, positive_i, metrics)
+        theirs = collect(Collector, scores, positive_u, positive_i, metrics)
+        assert ours.keys() == theirs.keys() and ours
+        for key in ours:
+            assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), (metrics, key)
+
+
+def test_topk_collector_refuses_a_top_k_of_other_scores():
+    collector = TopkCollector({"metrics": ["Recall"], "topk": [2], "eval_args": {"mode": "full"}, "device": torch.device("cpu")})
+    collector.give_topk(torch.zeros(2, 3), torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="other scores"):
+        collector.eval_batch_collect(torch.zeros(2, 3), None, torch.tensor([0]), torch.tensor([1]))
+
+
+def brute_force_top(scores, order, k):
+    position = np.empty(len(order), dtype=int)
+    position[order] = np.arange(len(order))
+    return np.stack([np.lexsort((position, -row))[:k] for row in scores])
+
+
+@pytest.mark.parametrize("k", [1, 4, 11, 30])
+def test_top_with_tie_order_matches_a_brute_force(k):
+    rng = np.random.default_rng(k)
+    scores = rng.integers(0, 4, size=(50, 12)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[:10] = rng.random((10, 12))  # rows without ties take the one-top-k path
+    order = rng.permutation(12)
+    top = top_with_tie_order(torch.from_numpy(scores), torch.from_numpy(order), k)
+    assert np.array_equal(top.numpy(), brute_force_top(scores, order, k))

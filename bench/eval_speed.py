@@ -21,12 +21,14 @@ evaluates Sports user by user; ``--recbole-repeats`` (default 1) times it fewer 
 
     python bench/eval_speed.py                       # both datasets
     python bench/eval_speed.py --datasets lastfm     # one
+    python bench/eval_speed.py --datasets sports --profile   # where one shipped validation spends its time
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -84,6 +86,18 @@ def floor_seconds(model, valid, users_per_batch: int, k: int) -> float:
         return time.perf_counter() - start
 
 
+def profile(dataset: str, work: Path, candidates) -> None:
+    """torch.profiler's table of one shipped validation (after one untimed), by operator."""
+    import torch
+
+    _, valid, _, trainer = build(dataset, work)
+    timed_validation(trainer, valid, candidates)
+    trainer.model.train()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        trainer.evaluate(valid, load_best_model=False, candidates=candidates)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def measure(name: str, dataset: str, work: Path, repeats: int, recbole_repeats: int) -> dict:
     from recbole.evaluator import Collector
 
@@ -132,29 +146,37 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/recbole-mamex-bench"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--recbole-repeats", type=int, default=1, help="repeats of RecBole's setting on Sports")
+    parser.add_argument("--profile", action="store_true", help="print an operator profile of one shipped validation instead")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = args.work.resolve()
     if args.one:
         import recbole_mamex  # noqa: F401
 
+        work.mkdir(parents=True, exist_ok=True)
+        os.chdir(work)  # the dataset yaml is found under ./properties, as for a user
+
+        dataset = "lastfm-2k-cold"
         if args.one == "sports":
             from sports_scale import DEFAULT_INTERACTIONS, NAME, prepare
 
             prepare(work, DEFAULT_INTERACTIONS, 2025)
-            result = measure("sports", NAME, work, args.repeats, args.recbole_repeats)
-        else:
-            result = measure("lastfm", "lastfm-2k-cold", work, args.repeats, args.repeats)
+            dataset = NAME
+        if args.profile:
+            for candidates in (None, "cold"):
+                print(f"{args.one}, candidates {candidates}:")
+                profile(dataset, work, candidates)
+            return 0
+        repeats = args.recbole_repeats if args.one == "sports" else args.repeats
+        result = measure(args.one, dataset, work, args.repeats, repeats)
         print("RESULT " + json.dumps(result))
         return 0
     for name in args.datasets:  # each dataset in its own process (its own peak memory)
-        done = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--work", str(work), "--repeats", str(args.repeats),
-             "--recbole-repeats", str(args.recbole_repeats)],
-            stdout=subprocess.PIPE, text=True,
-        )
+        command = [sys.executable, __file__, "--one", name, "--work", str(work), "--repeats", str(args.repeats),
+                   "--recbole-repeats", str(args.recbole_repeats)]
+        done = subprocess.run(command + (["--profile"] if args.profile else []), stdout=subprocess.PIPE, text=True)
         print(done.stdout, end="")
-        if done.returncode:
+        if done.returncode or args.profile:
             return done.returncode
         result = json.loads(done.stdout.strip().splitlines()[-1][len("RESULT "):])
         s = result["seconds"]

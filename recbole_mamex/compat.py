@@ -290,7 +290,7 @@ def full_sort_batches_by_memory() -> None:
     least one: with its default 4096 that is 2 users on Last.fm-2K and ONE user on any catalogue of more
     than 4,096 items, so a validation of Amazon Sports is 35,598 Python iterations around a 1 x 18,357
     product. With this shim a general model's batch holds ``full_sort_batch_mb`` MiB of scores (our
-    default 64: 913 users on Sports, every user at once on Last.fm). ``eval_batch_size`` keeps its
+    default 16: 228 users on Sports, every user at once on Last.fm). ``eval_batch_size`` keeps its
     other RecBole roles (sampled evaluation, pairs per ``predict`` call for models without
     ``full_sort_predict``, sequential models' batches). Metrics do not depend on the batch size
     (``tests/test_eval_batches.py``).
@@ -312,6 +312,30 @@ def full_sort_batches_by_memory() -> None:
     FullSortEvalDataLoader._init_batch_size_and_step = _init_batch_size_and_step
 
 
+def random_ranking_per_user() -> None:
+    """Give every user of a batch its own random scores in RecBole's ``Random`` model.
+
+    RecBole 1.2.1's ``Random.full_sort_predict`` draws ONE random score per item and repeats it for every
+    user of the batch, so its metrics depend on how users are batched: with 2 users per batch (RecBole's
+    default on Last.fm-2K) a validation averages ~900 random rankings, with every user in one batch
+    (:func:`full_sort_batches_by_memory`) it is a single ranking and Recall@20 on Last.fm's cold split
+    swings from 0.09 to 0.17 between seeds. Here each (user, item) score is drawn independently, so the
+    model is the per-user random ranker its name says, whatever the batch size.
+    """
+    import torch
+    from recbole.model.general_recommender.random import Random
+
+    if getattr(Random.full_sort_predict, "recbole_mamex_shim", False):
+        return
+
+    def full_sort_predict(self, interaction):
+        users = interaction[self.USER_ID].shape[0]
+        return torch.rand(users, self.n_items, device=self.device, dtype=torch.float64).view(-1)
+
+    full_sort_predict.recbole_mamex_shim = True
+    Random.full_sort_predict = full_sort_predict
+
+
 # name -> shim, in the order they are applied (numpy before anything that imports RecBole).
 SHIMS = {
     "quiet_known_warnings": quiet_known_warnings,
@@ -321,6 +345,7 @@ SHIMS = {
     "autograd_anomaly_off": autograd_anomaly_off,
     "ddp_on_cpu": ddp_on_cpu,
     "full_sort_batches_by_memory": full_sort_batches_by_memory,
+    "random_ranking_per_user": random_ranking_per_user,
 }
 
 _applied: set[str] = set()

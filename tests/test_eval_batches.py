@@ -114,7 +114,7 @@ def test_loader_shim_sizes_batches_and_recbole_alone_does_not(cold_dataset, work
         done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         steps[disabled] = done.stdout.strip().splitlines()[-1]
-    assert steps[""] == "[270600, 270600]"  # 64 MiB of scores: every user in one batch
+    assert steps[""] == "[67650, 67650]"  # 16 MiB of scores: every user in one batch
     assert steps["full_sort_batches_by_memory"] == "[66, 66]"  # RecBole: 4096 // 62
 
 
@@ -162,3 +162,35 @@ def test_top_with_tie_order_matches_a_brute_force(k):
     order = rng.permutation(12)
     top = top_with_tie_order(torch.from_numpy(scores), torch.from_numpy(order), k)
     assert np.array_equal(top.numpy(), brute_force_top(scores, order, k))
+
+
+RANDOM_ROWS = """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import recbole_mamex, torch
+    from recbole.data import data_preparation
+    from recbole.model.general_recommender import Random
+    from recbole_mamex.config import Config
+    from recbole_mamex.utils import create_dataset
+    from helpers import FAST
+    config = Config(model="Random", dataset="eb", config_dict=FAST, cmd_args=[])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    model = Random(config, train._dataset)
+    users = next(iter(valid))[0]
+    scores = model.full_sort_predict(users).view(len(users), -1)
+    print(len(users), int((scores == scores[0]).all(dim=1).sum()))
+"""
+
+
+def test_random_model_ranks_each_user_on_its_own(cold_dataset, workdir):
+    code = textwrap.dedent(RANDOM_ROWS.format(tests=os.path.dirname(__file__)))
+    rows = {}
+    for disabled in ("", "random_ranking_per_user"):
+        env = {**os.environ, compat.DISABLE_ENV: disabled}
+        done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        rows[disabled] = done.stdout.split()[-2:]
+    users = rows[""][0]
+    assert int(users) > 10
+    assert rows["random_ranking_per_user"] == [users, users]  # RecBole: every user of the batch gets row 0's scores
+    assert rows[""] == [users, "1"]  # here: only row 0 itself

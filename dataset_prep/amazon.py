@@ -54,7 +54,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +69,7 @@ from dataset_prep.common import (
     add_output_options,
     atomic_write_text,
     check_destination,
+    temporary_import_directory,
     dataset_yaml_text,
     frame_to_atomic,
     run_reporting_errors,
@@ -480,7 +480,8 @@ def prepare_amazon(
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if properties_dir is not None and not shipped_says_it else None
     if shipped_says_it:
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
-    check_destination(Path(out_root), name, yaml_path, force)
+    inputs = [reviews, meta, images]
+    check_destination(Path(out_root), name, yaml_path, force, inputs)
     for path in (reviews, meta, images):
         if path is not None and not Path(path).is_file():
             raise DataImportError(path, "an input file", "no such file")
@@ -510,7 +511,7 @@ def prepare_amazon(
         "reviews": review_stats.as_dict() | {"distinct_pairs": n_read, "after_k_core": len(frame)},
     }
 
-    with tempfile.TemporaryDirectory(prefix=f".{name}.features-", dir=_mkdir(out_root)) as feature_dir:
+    with temporary_import_directory(out_root, f"{name}.features", log) as feature_dir:
         modality_paths = {}
         if images is not None:
             started = time.perf_counter()
@@ -555,7 +556,8 @@ def prepare_amazon(
             f"{name}.prep.json": json.dumps(report, indent=1) + "\n",
         }
         final_dir, _ = write_benchmark_dataset(
-            name, texts_by_split, {m: modality_paths[m] for m in modality_files}, out_root, extra_files=extra, force=force, log=log
+            name, texts_by_split, {m: modality_paths[m] for m in modality_files}, out_root, extra_files=extra, force=force, log=log,
+            sources=inputs,
         )
     if yaml_path is not None:
         atomic_write_text(yaml_path, yaml_text)

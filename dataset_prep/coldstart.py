@@ -223,14 +223,17 @@ def make_cold_dataset(
     link: bool = False,
     write_yaml: bool = True,
     log=print,
+    sources=(),
 ) -> ColdSplit:
     """Split ``frame`` and write the cold-start dataset ``name``; see the module docstring. Each modality
     file is read once here and checked (readable, 2-D, finite floats, a row for every integer item id, a
-    non-zero row for at least one item)."""
+    non-zero row for at least one item). ``sources``: the files ``frame`` was read from (none may lie in the
+    directory written, see :func:`dataset_prep.common.check_destination`)."""
     from recbole_mamex.data.features import check_mmrec_feature_file
 
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
-    check_destination(Path(out_root), name, yaml_path, force)
+    sources = [*sources, *modalities.values()]
+    check_destination(Path(out_root), name, yaml_path, force, sources)
     items = frame[item_col].astype(str)
     numeric = items.str.isdigit()
     for path in modalities.values():
@@ -259,6 +262,7 @@ def make_cold_dataset(
         force=force,
         log=log,
         yaml_path=yaml_path,
+        sources=sources,
         yaml_text=lambda files: dataset_yaml_text(
             name,
             files,
@@ -295,13 +299,16 @@ def main(argv=None) -> int:
         if args.dataset:
             frame, user_col, item_col, modalities, source = source_from_prepared(args.dataset, args.out)
             name = args.name or f"{args.dataset}-cold"
+            read_from = args.out / args.dataset
         else:
             frame, user_col, item_col, modalities, source = source_from_mmrec(args.mmrec, args.modality)
             name = args.name or f"{args.mmrec.name}-cold"
+            read_from = args.mmrec
+        inputs = [path for path in read_from.iterdir() if path.is_file()]  # the interactions read are among them
         make_cold_dataset(
             frame, user_col, item_col, modalities, name, source,
             out_root=args.out, properties_dir=args.properties, fraction=args.fraction, seed=args.seed,
-            force=args.force, link=args.link,
+            force=args.force, link=args.link, sources=inputs,
         )
 
     return run_reporting_errors(task)

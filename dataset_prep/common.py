@@ -3,8 +3,11 @@ import from leaving a half-written dataset behind."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +58,111 @@ class DatasetExistsError(FileExistsError):
     def __init__(self, path):
         self.path = os.fspath(path)
         super().__init__(f"{self.path} already exists; pass --force to replace it (nothing was written)")
+
+
+MANIFEST = ".dataset_prep.json"  # in every dataset directory an importer wrote: the files it wrote
+IMPORTING_MARKER = ".dataset_prep-importing"  # in every temporary directory of an import in progress
+TEMPORARY_GLOB = ".*.importing-*"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _within(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
+
+
+def refuse_sources_inside(final_dir: Path, sources) -> None:
+    """An import's inputs (and, for symlinks, their targets) must lie outside the directory it writes:
+    replacing that directory would delete them, and a ``--link`` dataset would point at deleted files."""
+    targets = {os.path.abspath(final_dir), os.path.realpath(final_dir)}
+    for source in sources:
+        if source is None:
+            continue
+        for candidate, how in ((os.path.abspath(source), ""), (os.path.realpath(source), " (through a symlink)")):
+            if any(_within(candidate, target) for target in targets):
+                raise DataImportError(
+                    source,
+                    f"input files outside {final_dir}, the directory this import writes and would replace",
+                    f"this input inside it{how}; write the dataset under another --name or --out, or move the "
+                    "input out first (nothing was written)",
+                )
+
+
+def check_replaceable(final_dir: Path) -> None:
+    """``--force`` replaces only a dataset directory an importer wrote, holding nothing but the files it
+    wrote (its manifest lists them): it never deletes a file it did not create."""
+    manifest = final_dir / MANIFEST
+    expected = f"a dataset directory written by dataset_prep, with only the files it wrote (listed in {MANIFEST}), for --force to replace"
+    if not final_dir.is_dir() or not manifest.is_file():
+        raise DataImportError(final_dir, expected, "no such list: remove or rename the directory yourself, or choose another --name (nothing was written)")
+    try:
+        listed = set(json.loads(manifest.read_text(encoding="utf-8"))["files"]) | {MANIFEST}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataImportError(manifest, "the file list dataset_prep wrote", f"an unreadable file ({err})") from None
+    others = sorted(
+        os.path.relpath(os.path.join(root, name), final_dir)
+        for root, dirs, files in os.walk(final_dir)
+        for name in files + [d for d in dirs if not os.listdir(os.path.join(root, d))]
+        if os.path.relpath(os.path.join(root, name), final_dir) not in listed
+    )
+    if others:
+        raise DataImportError(
+            final_dir, expected,
+            f"{len(others)} other file(s), e.g. {others[:5]}: move them out or choose another --name (nothing was written)",
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(out_root: Path, log=print) -> None:
+    """Remove the temporary directories of imports that were killed (their marker names a process of
+    this host that no longer runs); point at those without a marker, which this code did not write."""
+    host = socket.gethostname()
+    for path in sorted(Path(out_root).glob(TEMPORARY_GLOB)):
+        if not path.is_dir():
+            continue
+        try:
+            owner = json.loads((path / IMPORTING_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log(f"[dataset_prep] {path} looks like an unfinished import without a marker: remove it if no import is running")
+            continue
+        if owner.get("host") == host and isinstance(owner.get("pid"), int) and not _alive(owner["pid"]):
+            shutil.rmtree(path, ignore_errors=True)
+            log(f"[dataset_prep] removed {path}, left by an import (process {owner['pid']}) that did not finish")
+
+
+def temporary_import_dir(out_root: Path, label: str, log=print) -> Path:
+    """A new directory ``<out_root>/.<label>.importing-XXXX`` with the marker of this process (so a later
+    import can remove it when this one is killed), permissions from the user's umask."""
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_root, log)
+    path = Path(tempfile.mkdtemp(prefix=f".{label}.importing-", dir=out_root))
+    os.chmod(path, 0o777 & ~_umask())
+    (path / IMPORTING_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def temporary_import_directory(out_root: Path, label: str, log=print):
+    """:func:`temporary_import_dir`, removed on leaving."""
+    path = temporary_import_dir(out_root, label, log)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def replace_dir(new_dir: Path, final_dir: Path) -> None:
@@ -135,13 +243,17 @@ def shipped_dataset_settings(name: str) -> dict:
         return yaml.safe_load(f) or {}
 
 
-def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: bool) -> Path:
-    """The dataset directory to write; refuses an existing dataset or yaml unless ``force``."""
+def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: bool, sources=()) -> Path:
+    """The dataset directory to write; refuses an existing dataset or yaml unless ``force``, a directory
+    ``force`` may not replace (:func:`check_replaceable`), and inputs inside it (:func:`refuse_sources_inside`)."""
     final_dir = Path(out_root) / name
-    if final_dir.exists() and not force:
+    if (final_dir.exists() or final_dir.is_symlink()) and not force:
         raise DatasetExistsError(final_dir)
     if yaml_path is not None and Path(yaml_path).exists() and not force:
         raise DatasetExistsError(yaml_path)
+    refuse_sources_inside(final_dir, sources)
+    if final_dir.exists() or final_dir.is_symlink():
+        check_replaceable(final_dir)
     return final_dir
 
 
@@ -156,6 +268,7 @@ def write_benchmark_dataset(
     log=print,
     yaml_path: Path | None = None,
     yaml_text=None,
+    sources=(),
 ) -> tuple[Path, dict[str, str]]:
     """Write ``<out_root>/<name>/``: ``<name>.<split>.inter`` for every split text, the modality
     ``.npy`` files (copied, or symlinked with ``link``) as ``<modality>.npy``, and ``extra_files``;
@@ -163,14 +276,16 @@ def write_benchmark_dataset(
     ``yaml_text(modality_files)`` is written to a temporary file first and renamed right after the
     directory, so a yaml that cannot be written leaves no dataset behind.
 
+    The inputs (``modality_paths`` and the other ``sources`` the importer read) must lie outside the
+    directory; ``force`` replaces only a directory an importer wrote (see :func:`check_destination`).
+    The directory gets a manifest of what it holds; a killed import's temporary directory is removed by
+    the next import into ``out_root``.
+
     Returns the dataset directory and the modality file names (for the yaml).
     """
     out_root = Path(out_root)
-    final_dir = out_root / name
-    if final_dir.exists() and not force:
-        raise DatasetExistsError(final_dir)
-    out_root.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.importing-", dir=out_root))
+    final_dir = check_destination(out_root, name, None, force, [*sources, *modality_paths.values()])
+    tmp_dir = temporary_import_dir(out_root, name, log)
     tmp_yaml = None
     try:
         for split, text in split_texts.items():
@@ -187,6 +302,9 @@ def write_benchmark_dataset(
             (tmp_dir / filename).write_text(text, encoding="utf-8")
         if yaml_path is not None:
             tmp_yaml = _temporary_text(Path(yaml_path), yaml_text(modality_files))
+        (tmp_dir / IMPORTING_MARKER).unlink()
+        written = sorted(os.listdir(tmp_dir))
+        (tmp_dir / MANIFEST).write_text(json.dumps({"written_by": "dataset_prep", "files": written}, indent=1) + "\n", encoding="utf-8")
         replace_dir(tmp_dir, final_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -204,6 +322,7 @@ def _temporary_text(path: Path, text: str) -> Path:
     """``text`` in a new temporary file beside ``path`` (for a later rename onto it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -93,7 +93,8 @@ def import_lattice(
     """Import a LATTICE/MILK-layout split; see the module docstring. Returns the split counts."""
     src = Path(src)
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml"
-    check_destination(Path(out_root), name, yaml_path, force)
+    sources = [src / filename for filename in SPLIT_FILES.values()] + [src / "cold_item_index.npy"] + list((modalities or {}).values())
+    check_destination(Path(out_root), name, yaml_path, force, sources)
     frames = {split: read_user_item_lines(src / filename) for split, filename in SPLIT_FILES.items()}
     cold = read_cold_items(src / "cold_item_index.npy")
     if modalities is None:
@@ -137,6 +138,7 @@ def import_lattice(
         force=force,
         log=log,
         yaml_path=yaml_path,
+        sources=sources,
         yaml_text=lambda files: dataset_yaml_text(
             name,
             files,

@@ -162,7 +162,8 @@ def import_mmrec(
         write_yaml = False  # e.g. amazon-sports: the shipped yaml names these files and applies everywhere
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
-    check_destination(out_root, name, yaml_path, force)
+    sources = [inter_path, *modalities.values()]
+    check_destination(out_root, name, yaml_path, force, sources)
 
     log(f"[dataset_prep] reading {inter_path}")
     frame = read_mmrec_inter(inter_path)
@@ -179,7 +180,7 @@ def import_mmrec(
     for modality, path in modality_paths.items():
         log(f"[dataset_prep] modality {modality}: {shapes[modality][0]} x {shapes[modality][1]} from {path}")
     final_dir, _ = write_benchmark_dataset(
-        name, split_texts, modality_paths, out_root, link=link, force=force, log=log, yaml_path=yaml_path,
+        name, split_texts, modality_paths, out_root, link=link, force=force, log=log, yaml_path=yaml_path, sources=sources,
         yaml_text=lambda files: dataset_yaml_text(name, files, mmrec_source(source or str(inter_path.parent))),
     )
     return ImportResult(

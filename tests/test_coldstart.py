@@ -117,7 +117,7 @@ def test_cli_splits_a_prepared_dataset(tiny_dataset, workdir, capsys):
     assert coldstart_main(["--dataset", "tiny", "--seed", "1"]) == 0
     out = workdir / "dataset" / "tiny-cold"
     assert sorted(p.name for p in out.iterdir()) == [
-        "audio.npy", "text.npy", "tiny-cold.cold_items.json", "tiny-cold.test.inter", "tiny-cold.train.inter", "tiny-cold.valid.inter",
+        ".dataset_prep.json", "audio.npy", "text.npy", "tiny-cold.cold_items.json", "tiny-cold.test.inter", "tiny-cold.train.inter", "tiny-cold.valid.inter",
     ]
     source_rows = sum(len((workdir / "dataset" / "tiny" / f"tiny.{s}.inter").read_text().splitlines()) - 1 for s in ("train", "valid", "test"))
     cold_rows = sum(len((out / f"tiny-cold.{s}.inter").read_text().splitlines()) - 1 for s in ("train", "valid", "test"))

@@ -87,9 +87,21 @@ def test_existing_dataset_is_not_overwritten_without_force(tmp_path):
 def test_force_replaces_an_existing_dataset(tmp_path):
     write_mmrec(tmp_path / "raw")
     run_import(tmp_path)
-    (tmp_path / "dataset" / "tiny" / "stale.txt").write_text("old")
+    (tmp_path / "dataset" / "tiny" / "tiny.train.inter").write_text("old")  # a file the importer wrote
     run_import(tmp_path, force=True)
-    assert not (tmp_path / "dataset" / "tiny" / "stale.txt").exists()
+    assert (tmp_path / "dataset" / "tiny" / "tiny.train.inter").read_text().startswith("user_id:token")
+    assert sorted(p.name for p in (tmp_path / "dataset").iterdir()) == ["tiny"]
+
+
+def test_force_never_deletes_a_file_the_importer_did_not_write(tmp_path):
+    write_mmrec(tmp_path / "raw")
+    run_import(tmp_path)
+    (tmp_path / "dataset" / "tiny" / "stale.txt").write_text("old")
+    with pytest.raises(DataImportError, match=r"1 other file\(s\), e.g. \['stale.txt'\]"):
+        run_import(tmp_path, force=True)
+    assert (tmp_path / "dataset" / "tiny" / "stale.txt").read_text() == "old"
+    (tmp_path / "dataset" / "tiny" / "stale.txt").unlink()
+    run_import(tmp_path, force=True)
     assert sorted(p.name for p in (tmp_path / "dataset").iterdir()) == ["tiny"]
 
 

@@ -1,0 +1,155 @@
+"""Nothing lost: an import never deletes its inputs or files it did not write, and cleans up after a killed
+import (issue: data loss found by a hostile user test). Each test failed before the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataset_prep.coldstart import main as coldstart_main
+from dataset_prep.lattice import import_lattice
+from dataset_prep.mmrec import main as mmrec_main
+
+from helpers import write_mmrec
+
+MANIFEST = ".dataset_prep.json"  # dataset_prep.common.MANIFEST
+IMPORTING_MARKER = ".dataset_prep-importing"  # dataset_prep.common.IMPORTING_MARKER
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (symlinks as their target's path) by relative name."""
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_symlink():
+            out[str(path.relative_to(directory))] = os.readlink(path).encode()
+        elif path.is_file():
+            out[str(path.relative_to(directory))] = path.read_bytes()
+    return out
+
+
+def mmrec_folder_inside_dataset(workdir: Path, name: str, sub: str = "") -> Path:
+    """An MMRec folder placed where RecBole expects dataset ``name`` (optionally in a subfolder)."""
+    write_mmrec(workdir / "raw")
+    folder = workdir / "dataset" / name / sub
+    folder.mkdir(parents=True)
+    shutil.copy(workdir / "raw" / "tiny.inter", folder / f"{name}.inter")
+    shutil.copy(workdir / "raw" / "text_feat.npy", folder / "text_feat.npy")
+    return folder
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_mmrec_refuses_a_source_inside_the_dataset_it_would_replace(workdir, capsys, link):
+    folder = mmrec_folder_inside_dataset(workdir, "mine")
+    before = snapshot(workdir / "dataset")
+    argv = [str(folder), "--name", "mine", "--force"] + (["--link"] if link else [])
+    assert mmrec_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "mine.inter" in err and "inside it" in err and "nothing was written" in err
+    assert snapshot(workdir / "dataset") == before
+    assert not (workdir / "properties" / "dataset" / "mine.yaml").exists()
+
+
+def test_raw_files_in_a_subfolder_and_files_beside_them_survive(workdir, capsys):
+    folder = mmrec_folder_inside_dataset(workdir, "mine3", sub="raw")
+    (workdir / "dataset" / "mine3" / "NOTES.txt").write_text("my notes")
+    before = snapshot(workdir / "dataset")
+    assert mmrec_main([str(folder), "--name", "mine3", "--force"]) == 2
+    assert "inside it" in capsys.readouterr().err
+    assert snapshot(workdir / "dataset") == before
+
+
+def test_coldstart_onto_its_own_source_refuses(tiny_dataset, workdir, capsys):
+    before = snapshot(workdir / "dataset" / "tiny")
+    assert coldstart_main(["--dataset", "tiny", "--name", "tiny", "--force", "--link"]) == 2
+    err = capsys.readouterr().err
+    assert "inside it" in err and "tiny" in err
+    assert snapshot(workdir / "dataset" / "tiny") == before
+    assert not (workdir / "dataset" / "tiny" / "text.npy").is_symlink()
+
+
+def test_lattice_source_inside_the_destination_refuses(workdir):
+    src = workdir / "dataset" / "lat"
+    src.mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (src / f"{split}.txt").write_text("0 1 2\n")
+    before = snapshot(src)
+    with pytest.raises(Exception, match="inside it"):
+        import_lattice(src, "lat", out_root=workdir / "dataset", properties_dir=workdir / "properties", force=True, log=lambda *_: None)
+    assert snapshot(src) == before
+
+
+def test_force_refuses_a_directory_the_importer_did_not_write(workdir, capsys):
+    write_mmrec(workdir / "raw")
+    mine = workdir / "dataset" / "tiny"
+    mine.mkdir(parents=True)
+    (mine / "results.csv").write_text("keep me")
+    assert mmrec_main([str(workdir / "raw"), "--name", "tiny", "--force"]) == 2
+    assert MANIFEST in capsys.readouterr().err
+    assert (mine / "results.csv").read_text() == "keep me"
+
+
+def dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_killed_imports_temporary_directory_is_removed_by_the_next_import(workdir, capsys):
+    write_mmrec(workdir / "raw")
+    out = workdir / "dataset"
+    out.mkdir()
+    stale = out / ".tiny.importing-dead"
+    stale.mkdir()
+    (stale / "tiny.train.inter").write_text("partial copy")
+    (stale / IMPORTING_MARKER).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    running = out / ".other.importing-live"
+    running.mkdir()
+    (running / IMPORTING_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    unknown = out / ".old.importing-nomarker"
+    unknown.mkdir()
+    assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert not stale.exists() and f"removed dataset/{stale.name}, left by an import" in printed
+    assert running.exists()  # its process still runs
+    assert unknown.exists() and f"dataset/{unknown.name} looks like an unfinished import" in printed
+
+
+def test_a_sigkilled_import_leaves_a_directory_the_next_one_removes(workdir):
+    write_mmrec(workdir / "raw")
+    code = (
+        "import os, signal, sys, shutil\n"
+        "sys.argv = ['mmrec', 'raw', '--name', 'killed']\n"
+        "real_copy = shutil.copyfile\n"
+        "def copy_then_die(*args, **kwargs):\n"
+        "    real_copy(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "shutil.copyfile = copy_then_die\n"
+        "from dataset_prep.mmrec import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9
+    left = list((workdir / "dataset").glob(".killed.importing-*"))
+    assert len(left) == 1 and (left[0] / IMPORTING_MARKER).is_file()
+    assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 0
+    assert not left[0].exists()
+
+
+def test_imported_files_follow_the_users_umask(workdir):
+    write_mmrec(workdir / "raw")
+    old = os.umask(0o022)
+    try:
+        assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 0
+    finally:
+        os.umask(old)
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(workdir / "dataset" / "tiny") == 0o755
+    assert mode(workdir / "dataset" / "tiny" / "tiny.train.inter") == 0o644
+    assert mode(workdir / "properties" / "dataset" / "tiny.yaml") == 0o644

@@ -215,11 +215,51 @@ def run_file(out: Path, model: str, seed: int) -> Path:
     return out / "runs" / f"{model}-seed{seed}.json"
 
 
+class CompareError(ValueError):
+    """A comparison that cannot run as asked (found before any training)."""
+
+
+# Config keys that do not change what a run trains or reports: a finished run made with other values of
+# these is still the same run. Everything else in the final config, and the versions below, must match.
+NEUTRAL_KEYS = frozenset({
+    "state", "show_progress", "verbose", "log_wandb", "wandb_project", "checkpoint_dir", "save_dataset",
+    "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "keep_last_checkpoint",
+    "full_sort_batch_mb", "eval_batch_size", "device", "gpu_id", "use_gpu", "worker", "shuffle",
+})
+VERSION_KEYS = ("recbole_mamex", "recbole", "torch")
+
+
+def run_settings(seed: int, protocol: str, extra: dict) -> dict:
+    """The config_dict of one comparison run."""
+    return {"seed": seed, "show_progress": False, "state": "WARNING", **PROTOCOLS[protocol], **extra}
+
+
+def planned_config(model, seed, dataset, protocol, config_files, extra) -> dict:
+    """The final config (as saved in a run record) that :func:`run_one` would train with, without training."""
+    from recbole_mamex.config import Config
+
+    config = Config(model=model, dataset=dataset, config_file_list=list(config_files) or None,
+                    config_dict=run_settings(seed, protocol, extra), cmd_args=[])
+    return _jsonable(dict(config.final_config_dict))
+
+
+def setting_differences(record: dict, planned: dict) -> list[str]:
+    """``key: recorded -> planned`` for every setting (and version) that differs, neutral keys left out."""
+    recorded = record.get("config") or {}
+    keys = sorted((set(recorded) | set(planned)) - NEUTRAL_KEYS)
+    missing = "(not set)"
+    diffs = [f"{k}: {recorded.get(k, missing)!r} -> {planned.get(k, missing)!r}" for k in keys if recorded.get(k, missing) != planned.get(k, missing)]
+    now = versions()
+    diffs += [f"{k} version: {record.get('versions', {}).get(k)!r} -> {now[k]!r}" for k in VERSION_KEYS
+              if record.get("versions", {}).get(k) != now[k]]
+    return diffs
+
+
 def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> dict:
     """Train and test one (model, seed); returns the record saved for it."""
     from recbole_mamex.quick_start import run_recbole_mamex
 
-    settings = {"seed": seed, "show_progress": False, "state": "WARNING", **PROTOCOLS[protocol], **extra}
+    settings = run_settings(seed, protocol, extra)
     start = time.time()
     result = run_recbole_mamex(
         model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
@@ -240,22 +280,43 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> di
     }
 
 
-def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print) -> list[dict]:
-    """Run every missing (model, seed), saving each as it finishes; returns all records."""
+def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
+            plan=None, rerun: bool = False) -> list[dict]:
+    """Run every missing (model, seed), saving each as it finishes; returns all records.
+
+    A finished run is reused only when it was made on this dataset and protocol and, given ``plan``
+    (``plan(model, seed)`` -> the final config the run would use, see :func:`planned_config`), with the
+    same settings and versions (:func:`setting_differences`). Otherwise: a :class:`CompareError` naming
+    the differences, checked for every job before the first one trains; with ``rerun``, those runs are
+    trained again and their records replaced.
+    """
     extra = extra or {}
     jobs = [(m, s) for m in models for s in seeds]
+    stale = {}
+    for model, seed in jobs:
+        path = run_file(out, model, seed)
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        if (record.get("dataset"), record.get("protocol")) != (dataset, protocol):
+            raise CompareError(
+                f"{path}: expected a run on dataset '{dataset}' with protocol '{protocol}', found "
+                f"'{record.get('dataset')}' / '{record.get('protocol')}'; use another --out"
+            )
+        diffs = setting_differences(record, plan(model, seed)) if plan is not None else []
+        if diffs and not rerun:
+            raise CompareError(
+                f"{path}: a finished run made with other settings than this command: {'; '.join(diffs[:6])}"
+                + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+                + ". Use another --out to keep both, or --rerun to train the differing runs again (their records are replaced)"
+            )
+        stale[(model, seed)] = bool(diffs)
     records, durations = [], []
     for index, (model, seed) in enumerate(jobs, start=1):
         path = run_file(out, model, seed)
-        if path.is_file():
-            record = json.loads(path.read_text())
-            if (record.get("dataset"), record.get("protocol")) != (dataset, protocol):
-                raise ValueError(
-                    f"{path}: expected a run on dataset '{dataset}' with protocol '{protocol}', found "
-                    f"'{record.get('dataset')}' / '{record.get('protocol')}'; use another --out"
-                )
-            log(f"[{index}/{len(jobs)}] {model} seed {seed}: done before, skipped")
-            records.append(record)
+        if (model, seed) in stale and not stale[(model, seed)]:
+            log(f"[{index}/{len(jobs)}] {model} seed {seed}: done before, skipped (same settings)")
+            records.append(json.loads(path.read_text()))
             continue
         remaining = len(jobs) - index + 1
         eta = f", ETA {np.mean(durations) * remaining / 60:.1f} min" if durations else ""
@@ -272,6 +333,15 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
     return records
 
 
+def shared_settings(records) -> dict:
+    """The config entries (neutral keys left out) that every run has with the same value."""
+    configs = [r.get("config") or {} for r in records]
+    if not configs or not all(configs):
+        return {}
+    keys = set.intersection(*(set(c) for c in configs)) - NEUTRAL_KEYS
+    return {k: configs[0][k] for k in sorted(keys) if all(c[k] == configs[0][k] for c in configs)}
+
+
 def write_outputs(records, metrics, out: Path, our_models, title: str) -> list[Comparison]:
     kinds = list(dict.fromkeys(k for r in records for k in r["results"]))
     comparisons = [aggregate(records, kind, metrics, our_models) for kind in kinds]
@@ -284,6 +354,9 @@ def write_outputs(records, metrics, out: Path, our_models, title: str) -> list[C
         atomic_write_text(out / f"table_{name}.csv", to_csv(comparison, metrics))
         atomic_write_text(out / f"table_{name}.tex", to_latex(comparison, metrics))
         markdown.append(to_markdown(comparison, metrics))
+    shared = shared_settings(records)
+    if shared:
+        markdown += ["## Settings shared by every run", ""] + [f"- `{k}`: `{json.dumps(v)}`" for k, v in shared.items()] + [""]
     atomic_write_text(out / "summary.md", "\n".join(markdown))
     plot(comparisons, metrics[1] if len(metrics) > 1 else metrics[0], out / "main_metric.png", title)
     return comparisons
@@ -299,24 +372,94 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config entries for every run")
     parser.add_argument("--out", type=Path, help="results directory (default: results/<dataset>-<protocol>)")
+    parser.add_argument("--rerun", action="store_true", help="train again the finished runs whose settings differ from this command's")
     args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
+
+def user_errors() -> tuple[type, ...]:
+    """The errors a comparison reports as one ``error:`` line (exit status 2)."""
     import yaml
 
-    from recbole_mamex.utils import get_model, proposed_models
+    from recbole_mamex.data.features import InputFileError
+    from recbole_mamex.data.prepare import DatasetNotPreparedError
+    from recbole_mamex.utils import UnknownModelError
 
-    for model in args.models:
-        get_model(model)  # an unknown name fails now, not after an hour of runs
-    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    return (CompareError, UnknownModelError, DatasetNotPreparedError, InputFileError, FileNotFoundError, yaml.YAMLError)
+
+
+def parse_set(items) -> dict:
+    """``--set key=value ...`` (values read as yaml) as a dict."""
+    import yaml
+
+    bad = [item for item in items if "=" not in item or not item.split("=", 1)[0]]
+    if bad:
+        raise CompareError(f"--set: expected key=value entries, found {bad}")
+    pairs = [item.split("=", 1) for item in items]
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise CompareError(f"--set: expected each key once, found {sorted(k for k in set(keys) if keys.count(k) > 1)} repeated")
+    try:
+        return {key: yaml.safe_load(value) for key, value in pairs}
+    except yaml.YAMLError as err:
+        raise CompareError(f"--set: expected yaml values, found one yaml cannot read ({err})") from None
+
+
+def check_plan(models, seeds, metrics, plan) -> None:
+    """What would otherwise fail after hours of runs: repeated seeds or models, a model that is not a
+    general recommender, metrics the runs would not compute."""
+    from recbole.utils import ModelType
+
+    from recbole_mamex.utils import get_model
+
+    for name, values in (("--seeds", seeds), ("--models", models)):
+        repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+        if repeated:
+            raise CompareError(f"{name}: expected each once, found {repeated} repeated (a run counted twice skews mean, sd and the paired test)")
+    for model in models:
+        model_type = get_model(model).type
+        if model_type not in (ModelType.GENERAL, ModelType.TRADITIONAL):
+            raise CompareError(
+                f"--models: expected general recommenders (ours, or RecBole's general models such as BPR, LightGCN, Pop), "
+                f"found {model} of type {model_type.name}"
+            )
+        config = plan(model, seeds[0])
+        computed = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]}
+        missing = [m for m in metrics if m not in computed]
+        if missing:
+            raise CompareError(
+                f"--metrics: expected metrics the runs compute ({sorted(computed)}; set metrics/topk with --set or "
+                f"--config_files), found {missing}"
+            )
+
+
+def _main(args) -> int:
+    from recbole_mamex.data.prepare import ensure_dataset_files
+    from recbole_mamex.utils import proposed_models
+
+    extra = parse_set(args.set)
+    metrics = [m.lower() for m in args.metrics]
+    cache = {}
+
+    def plan(model, seed):
+        if (model, seed) not in cache:
+            cache[(model, seed)] = planned_config(model, seed, args.dataset, args.protocol, args.config_files, extra)
+        return cache[(model, seed)]
+
+    check_plan(args.models, args.seeds, metrics, plan)  # an unknown model name fails here too
+    from recbole_mamex.config import Config
+
+    ensure_dataset_files(Config(model=args.models[0], dataset=args.dataset, config_file_list=list(args.config_files) or None,
+                                config_dict=run_settings(args.seeds[0], args.protocol, extra), cmd_args=[]))
     out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
     title = f"{args.dataset}, {args.protocol} protocol, seeds {args.seeds}"
     start = time.time()
-    records = run_all(args.models, args.seeds, args.dataset, args.protocol, out, args.config_files, extra)
-    metrics = [m.lower() for m in args.metrics]
-    missing = [m for m in metrics if m not in next(iter(records[0]["results"].values()))]
-    if missing:
-        print(f"error: metrics {missing} were not computed; set metrics/topk in a config file", file=sys.stderr)
-        return 2
+    records = run_all(args.models, args.seeds, args.dataset, args.protocol, out, args.config_files, extra,
+                      plan=plan, rerun=args.rerun)
     comparisons = write_outputs(records, metrics, out, set(proposed_models()), title)
     for comparison in comparisons:
         print(to_markdown(comparison, metrics))

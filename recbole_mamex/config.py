@@ -19,8 +19,13 @@ from pathlib import Path
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_mamex.data.features import InputFileError
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.utils import get_model
+
+
+class ConfigFileError(InputFileError):
+    """A config file (``--config_files``) that is missing or not a yaml mapping."""
 
 
 def user_properties_dir() -> Path:
@@ -62,6 +67,22 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(sys.argv[1:]) if cmd_args is None else list(cmd_args)
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+    def _load_config_files(self, file_list):
+        merged = {}
+        for file in file_list or []:
+            if not os.path.isfile(file):
+                raise ConfigFileError(file, "a yaml config file", "no such file")
+            try:
+                loaded = super()._load_config_files([file])
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                raise ConfigFileError(file, "a yaml mapping of config keys", f"text yaml cannot read{where}: {getattr(err, 'problem', err)}") from None
+            except (TypeError, ValueError, AttributeError):
+                raise ConfigFileError(file, "a yaml mapping of config keys (key: value lines)", "another yaml value") from None
+            merged.update(loaded or {})
+        return merged
 
     def compatibility_settings(self):
         # RecBole re-aliases numpy names here; recbole_mamex.compat already did it once at import.

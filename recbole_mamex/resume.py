@@ -2,7 +2,8 @@
 
 RecBole saves only the best model (at each improvement on validation). :class:`LastCheckpointMixin`, which
 :func:`recbole_mamex.utils.get_trainer` puts in front of any RecBole ``Trainer``, also keeps a *last*
-checkpoint next to it, ``<best file>-last.pth``, rewritten (atomically) at the start of every epoch after
+checkpoint next to it, ``<best file>-last.pth``, where the best file is RecBole's name made unique per
+run (:func:`unique_checkpoint_path`), rewritten (atomically) at the start of every epoch after
 the first: the state at the end of the previous epoch, after its validation and early-stopping update.
 It holds what RecBole's ``resume_checkpoint`` reads (weights, optimizer, epoch, early-stopping counter and
 best score) plus what an exact continuation needs: the best valid result, the best checkpoint's path,
@@ -40,6 +41,17 @@ class ResumeError(ValueError):
     """A checkpoint that this run cannot go on from."""
 
 
+def unique_checkpoint_path(recbole_file) -> str:
+    """RecBole's ``saved/<Model>-<time>.pth`` with a random suffix, ``saved/<Model>-<time>-<6 hex>.pth``:
+    two runs of one model started in the same second get different files (RecBole's name has a
+    one-second resolution, so one run's checkpoint could hold the other's weights). The suffix comes from
+    the operating system's randomness, not from the seeded generators a run draws from."""
+    import secrets
+
+    stem, ext = os.path.splitext(os.fspath(recbole_file))
+    return f"{stem}-{secrets.token_hex(3)}{ext or '.pth'}"
+
+
 def last_checkpoint_path(best_file) -> str:
     """``saved/MAMEX-<time>.pth`` -> ``saved/MAMEX-<time>-last.pth``."""
     stem, ext = os.path.splitext(os.fspath(best_file))
@@ -74,6 +86,7 @@ class LastCheckpointMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        self.saved_model_file = unique_checkpoint_path(self.saved_model_file)
         self._resumed_from = None
         self._keep_last = False
         self._pending_rng = None

@@ -153,3 +153,90 @@ def test_imported_files_follow_the_users_umask(workdir):
     assert mode(workdir / "dataset" / "tiny") == 0o755
     assert mode(workdir / "dataset" / "tiny" / "tiny.train.inter") == 0o644
     assert mode(workdir / "properties" / "dataset" / "tiny.yaml") == 0o644
+
+
+# ---------------------------------------------------------------------------------------------------- compare
+
+
+def compare(workdir, *args):
+    from recbole_mamex.compare import main
+
+    return main(["--dataset", "tiny-cold", "--seeds", "1", "--out", str(workdir / "res"), *args])
+
+
+def test_compare_refuses_finished_runs_made_with_other_settings(cold_tiny, workdir, capsys):
+    (workdir / "fast.yaml").write_text("train_batch_size: 256\n")
+    base = ["--models", "BPR", "--config_files", "fast.yaml"]
+    assert compare(workdir, *base, "--set", "epochs=1") == 0
+    record = workdir / "res" / "runs" / "BPR-seed1.json"
+    first = record.read_text()
+    summary = (workdir / "res" / "summary.md").read_text()
+    assert "## Settings shared by every run" in summary and "- `epochs`: `1`" in summary
+    capsys.readouterr()
+    assert compare(workdir, *base, "--set", "epochs=2", "learning_rate=0.05") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "epochs: 1 -> 2" in err and "learning_rate: 0.001 -> 0.05" in err and "--rerun" in err
+    assert record.read_text() == first and (workdir / "res" / "summary.md").read_text() == summary
+    # a changed config file counts too; a setting that changes nothing (show_progress) does not
+    (workdir / "fast.yaml").write_text("train_batch_size: 128\n")
+    assert compare(workdir, *base, "--set", "epochs=1") == 2
+    assert "train_batch_size: 256 -> 128" in capsys.readouterr().err
+    (workdir / "fast.yaml").write_text("train_batch_size: 256\nshow_progress: True\n")
+    assert compare(workdir, *base, "--set", "epochs=1") == 0
+    assert "done before, skipped" in capsys.readouterr().out
+    assert compare(workdir, *base, "--set", "epochs=2", "--rerun") == 0
+    assert json.loads(record.read_text())["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "BPR", "--seeds", "2020", "2020"], "--seeds: expected each once, found [2020] repeated"),
+        (["--models", "BPR", "BPR"], "--models: expected each once"),
+        (["--models", "BPR", "--set", "epochs", "2"], "--set: expected key=value entries, found ['epochs', '2']"),
+        (["--models", "MAMX"], "Unknown model 'MAMX'. Did you mean MAMEX"),
+        (["--models", "BPR", "GRU4Rec"], "expected general recommenders"),
+        (["--models", "BPR", "--metrics", "Recall@50"], "--metrics: expected metrics the runs compute"),
+        (["--models", "BPR", "--config_files", "bad.yaml"], "bad.yaml"),
+        (["--models", "BPR", "--config_files", "missing.yaml"], "missing.yaml"),
+    ],
+    ids=["seeds twice", "model twice", "set without =", "unknown model", "sequential model", "metric not computed",
+         "bad yaml", "missing config file"],
+)
+def test_compare_errors_are_one_line_before_any_training(cold_tiny, workdir, capsys, args, message):
+    (workdir / "bad.yaml").write_text("epochs: [1\n")
+    argv = ["--dataset", "tiny-cold", "--out", str(workdir / "res")] + (["--seeds", "1"] if "--seeds" not in args else []) + args
+    from recbole_mamex.compare import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert not (workdir / "res" / "runs").exists()
+
+
+def test_compare_on_a_dataset_that_is_not_there(workdir, capsys):
+    from recbole_mamex.compare import main
+
+    assert main(["--dataset", "tiny-cld", "--models", "BPR", "--seeds", "1", "--out", str(workdir / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset 'tiny-cld'") and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+
+
+def test_two_trainings_started_in_the_same_second_write_different_checkpoints(cold_tiny, workdir, monkeypatch):
+    import recbole.trainer.trainer as recbole_trainer
+    import torch
+
+    from recbole_mamex.quick_start import run_recbole_mamex
+
+    from helpers import FAST
+
+    monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Dec-02-2026_05-00-00")  # the same second
+    files = [run_recbole_mamex(model="BPR", dataset="tiny-cold", config_dict={**FAST, "epochs": 1, "seed": seed},
+                               cmd_args=[])["model_file"] for seed in (1, 2)]
+    assert files[0] != files[1] and all("BPR-Dec-02-2026_05-00-00-" in f for f in files)
+    seeds = [torch.load(f, weights_only=False)["config"]["seed"] for f in files]
+    assert seeds == [1, 2]  # each checkpoint holds its own run

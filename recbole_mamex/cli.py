@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     cmd_args = split_config_args(extra)
     config_files = args.config_files.split() if args.config_files else None
 
+    from recbole_mamex.config import ConfigError
     from recbole_mamex.data.prepare import DatasetNotPreparedError
     from recbole_mamex.data.features import InputFileError
     from recbole_mamex.distributed import DistributedConfigError
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
             resume_from=args.resume,
         )
     except (UnknownModelError, DatasetNotPreparedError, InputFileError, HyperFileError, ResumeError,
-            DistributedConfigError, FileNotFoundError) as err:
+            DistributedConfigError, ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     kind = result["config"]["eval_candidates"]

@@ -281,14 +281,15 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> di
 
 
 def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
-            plan=None, rerun: bool = False) -> list[dict]:
+            plan=None, rerun: bool = False, before_training=None) -> list[dict]:
     """Run every missing (model, seed), saving each as it finishes; returns all records.
 
     A finished run is reused only when it was made on this dataset and protocol and, given ``plan``
     (``plan(model, seed)`` -> the final config the run would use, see :func:`planned_config`), with the
     same settings and versions (:func:`setting_differences`). Otherwise: a :class:`CompareError` naming
     the differences, checked for every job before the first one trains; with ``rerun``, those runs are
-    trained again and their records replaced.
+    trained again and their records replaced. ``before_training()`` is called once, before the first
+    run that has to be trained (none when every run is on disk).
     """
     extra = extra or {}
     jobs = [(m, s) for m in models for s in seeds]
@@ -318,6 +319,9 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
             log(f"[{index}/{len(jobs)}] {model} seed {seed}: done before, skipped (same settings)")
             records.append(json.loads(path.read_text()))
             continue
+        if before_training is not None:
+            before_training()
+            before_training = None
         remaining = len(jobs) - index + 1
         eta = f", ETA {np.mean(durations) * remaining / 60:.1f} min" if durations else ""
         log(f"[{index}/{len(jobs)}] {model} seed {seed}: training{eta}")
@@ -385,11 +389,13 @@ def user_errors() -> tuple[type, ...]:
     """The errors a comparison reports as one ``error:`` line (exit status 2)."""
     import yaml
 
+    from recbole_mamex.config import ConfigError
     from recbole_mamex.data.features import InputFileError
     from recbole_mamex.data.prepare import DatasetNotPreparedError
     from recbole_mamex.utils import UnknownModelError
 
-    return (CompareError, UnknownModelError, DatasetNotPreparedError, InputFileError, FileNotFoundError, yaml.YAMLError)
+    return (CompareError, ConfigError, UnknownModelError, DatasetNotPreparedError, InputFileError, FileNotFoundError,
+            yaml.YAMLError)
 
 
 def parse_set(items) -> dict:
@@ -451,15 +457,18 @@ def _main(args) -> int:
         return cache[(model, seed)]
 
     check_plan(args.models, args.seeds, metrics, plan)  # an unknown model name fails here too
-    from recbole_mamex.config import Config
 
-    ensure_dataset_files(Config(model=args.models[0], dataset=args.dataset, config_file_list=list(args.config_files) or None,
-                                config_dict=run_settings(args.seeds[0], args.protocol, extra), cmd_args=[]))
+    def dataset_is_there():  # a missing dataset is one error line, not a traceback in the first run
+        from recbole_mamex.config import Config
+
+        ensure_dataset_files(Config(model=args.models[0], dataset=args.dataset, config_file_list=list(args.config_files) or None,
+                                    config_dict=run_settings(args.seeds[0], args.protocol, extra), cmd_args=[]))
+
     out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
     title = f"{args.dataset}, {args.protocol} protocol, seeds {args.seeds}"
     start = time.time()
     records = run_all(args.models, args.seeds, args.dataset, args.protocol, out, args.config_files, extra,
-                      plan=plan, rerun=args.rerun)
+                      plan=plan, rerun=args.rerun, before_training=dataset_is_there)
     comparisons = write_outputs(records, metrics, out, set(proposed_models()), title)
     for comparison in comparisons:
         print(to_markdown(comparison, metrics))

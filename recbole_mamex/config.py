@@ -12,6 +12,9 @@ Layers, lowest priority first (RecBole's rule, with ours inserted after RecBole'
 
 from __future__ import annotations
 
+import difflib
+import functools
+import numbers
 import os
 import sys
 from pathlib import Path
@@ -26,6 +29,79 @@ from recbole_mamex.utils import get_model
 
 class ConfigFileError(InputFileError):
     """A config file (``--config_files``) that is missing or not a yaml mapping."""
+
+
+class ConfigError(ValueError):
+    """A config entry that no layer defines (a misspelt key) or a value out of its range."""
+
+
+# Keys that RecBole or this package set while running, or read with a default, without a yaml entry.
+RUNTIME_KEYS = frozenset({
+    "encoding", "verbose",
+    "model", "dataset", "config_files", "local_rank", "world_size", "nproc", "ip", "port", "offset", "device",
+    "single_spec", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_neg_sample_args", "test_neg_sample_args",
+    "unchecked_keys",
+})
+
+
+@functools.lru_cache(maxsize=1)
+def known_config_keys() -> frozenset:
+    """Every key some layer defines: RecBole's property files (overall, dataset sample, quick-start, every
+    model's yaml) and ours (overall, every model and dataset yaml), RecBole's argument lists and
+    :data:`RUNTIME_KEYS`. A key set for one model that only another model reads is accepted: a comparison
+    passes the same ``--set`` to every model."""
+    import recbole
+    from recbole.utils import argument_list
+
+    roots = [Path(recbole.__file__).parent / "properties", properties_dir()]
+    keys = set(RUNTIME_KEYS)
+    for root in roots:
+        for path in root.rglob("*.yaml"):
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
+            if isinstance(loaded, dict):
+                keys.update(map(str, loaded))
+    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+        keys.update(getattr(argument_list, name))
+    return frozenset(keys)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# key -> (test, what is expected); checked whenever the key is set (None is allowed where RecBole allows it)
+VALUE_RULES = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "train_batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "eval_batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "eval_step": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "stopping_step": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "embedding_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "n_experts": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "top_k": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "n_layers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "full_sort_batch_mb": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
+    "topk": (lambda v: (isinstance(v, list) and v and all(_is_int(k) and k >= 1 for k in v)) or (_is_int(v) and v >= 1),
+             "a positive integer or a list of them"),
+}
+
+
+def check_values(config: dict) -> None:
+    """Every value :data:`VALUE_RULES` knows, and every ``*_weight`` (non-negative numbers), in range."""
+    for key, value in config.items():
+        rule = VALUE_RULES.get(key)
+        if rule is None and key.endswith("_weight") and value is not None:
+            rule = (lambda v: (_is_number(v) and v >= 0) or (isinstance(v, list) and all(_is_number(x) and x >= 0 for x in v)),
+                    "a number >= 0")
+        if rule is not None and not rule[0](value):
+            raise ConfigError(f"{key}: expected {rule[1]}, found {value!r}")
 
 
 def user_properties_dir() -> Path:
@@ -67,6 +143,29 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(sys.argv[1:]) if cmd_args is None else list(cmd_args)
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        self._check_keys(config_file_list)
+        check_values(self.final_config_dict)
+
+    def _check_keys(self, config_file_list) -> None:
+        """Refuse a key that no layer defines (see :func:`known_config_keys`) in the config files, the
+        config_dict or the command line, naming the closest known keys; ``unchecked_keys: [...]`` lets
+        a user's own keys through."""
+        allowed = known_config_keys() | set(self.internal_config_dict) | set(self.final_config_dict.get("unchecked_keys") or [])
+        layers = (
+            (f"--config_files {' '.join(map(str, config_file_list or []))}", self.file_config_dict),
+            ("config_dict", self.variable_config_dict),
+            ("the command line", self.cmd_config_dict),
+        )
+        for where, layer in layers:
+            unknown = sorted(str(key) for key in (layer or {}) if str(key) not in allowed)
+            if unknown:
+                key = unknown[0]
+                close = difflib.get_close_matches(key, sorted(allowed), n=3, cutoff=0.7)
+                hint = f" Did you mean {' or '.join(close)}?" if close else ""
+                raise ConfigError(
+                    f"{key} (in {where}): expected a config key of RecBole or recbole_mamex, found a key no layer "
+                    f"defines.{hint} To pass keys of your own, list them: unchecked_keys: [{', '.join(unknown)}]"
+                )
 
     def _load_config_files(self, file_list):
         merged = {}

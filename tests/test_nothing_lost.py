@@ -240,3 +240,56 @@ def test_two_trainings_started_in_the_same_second_write_different_checkpoints(co
     assert files[0] != files[1] and all("BPR-Dec-02-2026_05-00-00-" in f for f in files)
     seeds = [torch.load(f, weights_only=False)["config"]["seed"] for f in files]
     assert seeds == [1, 2]  # each checkpoint holds its own run
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--learning_rat=0.01"], "learning_rat (in the command line): expected a config key"),
+        (["--config_files=typo.yaml"], "learning_rat (in --config_files typo.yaml)"),
+        (["--epochs=abc"], "epochs: expected a positive integer, found 'abc'"),
+        (["--epochs=0"], "epochs: expected a positive integer, found 0"),
+        (["--train_batch_size=0"], "train_batch_size: expected a positive integer, found 0"),
+        (["--learning_rate=-0.1"], "learning_rate: expected a number > 0, found -0.1"),
+        (["--align_weight=-1"], "align_weight: expected a number >= 0, found -1"),
+        (["--config_files=bad.yaml"], "bad.yaml: expected a yaml mapping of config keys, found text yaml cannot read at line 3"),
+    ],
+    ids=["misspelt flag", "misspelt yaml key", "epochs abc", "epochs 0", "batch 0", "negative lr", "negative weight", "bad yaml"],
+)
+def test_cli_config_errors_are_one_line_before_training(cold_tiny, workdir, capsys, argv, message):
+    from recbole_mamex.cli import main
+
+    (workdir / "typo.yaml").write_text("learning_rat: 0.01\n")
+    (workdir / "bad.yaml").write_text("epochs: 2\nmetrics: [Recall\n")
+    assert main(["--model=MAMEX", "--dataset=tiny-cold", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and message in captured.err and captured.err.count("\n") == 1, captured.err
+    assert "Did you mean learning_rate?" in captured.err if "learning_rat " in message else True
+    assert not (workdir / "saved").exists()
+
+
+def test_compare_set_with_a_misspelt_key(cold_tiny, workdir, capsys):
+    assert compare(workdir, "--models", "BPR", "--set", "learning_rat=0.01") == 2
+    assert "Did you mean learning_rate?" in capsys.readouterr().err
+
+
+def test_own_keys_pass_when_listed(cold_tiny, workdir):
+    from recbole_mamex.config import Config
+
+    config = Config(model="BPR", dataset="tiny-cold", config_dict={"my_note": "run A", "unchecked_keys": ["my_note"]}, cmd_args=[])
+    assert config["my_note"] == "run A"
+
+
+def test_every_key_the_package_reads_is_a_known_key():
+    import re
+
+    from recbole_mamex.config import known_config_keys
+
+    root = Path(__file__).resolve().parent.parent
+    read = set()
+    for path in [*root.joinpath("recbole_mamex").rglob("*.py"), *root.joinpath("dataset_prep").rglob("*.py")]:
+        read.update(re.findall(r'config\["([A-Za-z_]+)"\]', path.read_text(encoding="utf-8")))
+    assert read and not read - known_config_keys()

@@ -219,13 +219,6 @@ class CompareError(ValueError):
     """A comparison that cannot run as asked (found before any training)."""
 
 
-# Config keys that do not change what a run trains or reports: a finished run made with other values of
-# these is still the same run. Everything else in the final config, and the versions below, must match.
-NEUTRAL_KEYS = frozenset({
-    "state", "show_progress", "verbose", "log_wandb", "wandb_project", "checkpoint_dir", "save_dataset",
-    "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "keep_last_checkpoint",
-    "full_sort_batch_mb", "eval_batch_size", "device", "gpu_id", "use_gpu", "worker", "shuffle",
-})
 VERSION_KEYS = ("recbole_mamex", "recbole", "torch")
 
 
@@ -245,10 +238,9 @@ def planned_config(model, seed, dataset, protocol, config_files, extra) -> dict:
 
 def setting_differences(record: dict, planned: dict) -> list[str]:
     """``key: recorded -> planned`` for every setting (and version) that differs, neutral keys left out."""
-    recorded = record.get("config") or {}
-    keys = sorted((set(recorded) | set(planned)) - NEUTRAL_KEYS)
-    missing = "(not set)"
-    diffs = [f"{k}: {recorded.get(k, missing)!r} -> {planned.get(k, missing)!r}" for k in keys if recorded.get(k, missing) != planned.get(k, missing)]
+    from recbole_mamex.config import config_differences
+
+    diffs = config_differences(record.get("config") or {}, planned)
     now = versions()
     diffs += [f"{k} version: {record.get('versions', {}).get(k)!r} -> {now[k]!r}" for k in VERSION_KEYS
               if record.get("versions", {}).get(k) != now[k]]
@@ -339,6 +331,8 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
 
 def shared_settings(records) -> dict:
     """The config entries (neutral keys left out) that every run has with the same value."""
+    from recbole_mamex.config import NEUTRAL_KEYS
+
     configs = [r.get("config") or {} for r in records]
     if not configs or not all(configs):
         return {}

@@ -66,6 +66,22 @@ def known_config_keys() -> frozenset:
     return frozenset(keys)
 
 
+# Config keys that do not change what a run trains or reports: a finished run (a comparison's record) or an
+# interrupted one (a resume) made with other values of these is still the same run.
+NEUTRAL_KEYS = frozenset({
+    "state", "show_progress", "verbose", "log_wandb", "wandb_project", "checkpoint_dir", "save_dataset",
+    "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "keep_last_checkpoint",
+    "full_sort_batch_mb", "eval_batch_size", "device", "gpu_id", "use_gpu", "worker", "shuffle",
+})
+
+
+def config_differences(before: dict, now: dict) -> list[str]:
+    """``key: before -> now`` for every config entry that differs, :data:`NEUTRAL_KEYS` left out."""
+    missing = "(not set)"
+    keys = sorted((set(before) | set(now)) - NEUTRAL_KEYS, key=str)
+    return [f"{k}: {before.get(k, missing)!r} -> {now.get(k, missing)!r}" for k in keys if before.get(k, missing) != now.get(k, missing)]
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

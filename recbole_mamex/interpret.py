@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from recbole_mamex.data.features import InputFileError
+
 
 def modality_report_from_checkpoint(model_file) -> pd.DataFrame:
     from recbole_mamex.quick_start import load_data_and_model
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
         return 2
     try:
         report = modality_report_from_checkpoint(args.model_file)
-    except TypeError as err:
+    except (TypeError, InputFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from dataset_prep.common import atomic_write_text

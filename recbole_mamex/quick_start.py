@@ -14,6 +14,7 @@ from recbole.data import data_preparation
 from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
 from recbole_mamex.config import Config
+from recbole_mamex.resume import read_checkpoint
 from recbole_mamex.trainer import candidate_kinds_for_test
 from recbole_mamex.utils import create_dataset, get_model, get_trainer
 
@@ -121,7 +122,7 @@ def load_data_and_model(model_file):
     Returns:
         (config, model, dataset, train_data, valid_data, test_data), as RecBole's function does.
     """
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

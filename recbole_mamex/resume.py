@@ -36,9 +36,34 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_mamex.data.features import InputFileError
+
 
 class ResumeError(ValueError):
     """A checkpoint that this run cannot go on from."""
+
+
+class CheckpointFileError(InputFileError):
+    """A checkpoint file that cannot be read (missing, empty, truncated, not a checkpoint)."""
+
+
+def read_checkpoint(path) -> dict:
+    """``torch.load`` of a checkpoint this package (or RecBole) wrote, onto the CPU; an unreadable file is a
+    :class:`CheckpointFileError` naming it. ``weights_only=False``: RecBole checkpoints hold the whole
+    Config object, so load only files your own runs wrote."""
+    import pickle
+    import zipfile
+
+    if not os.path.isfile(path):
+        raise CheckpointFileError(path, "a checkpoint file saved by a training run", "no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError) as err:
+        size = os.path.getsize(path)
+        raise CheckpointFileError(path, "a checkpoint saved by a training run", f"a file torch cannot read ({size} bytes, {type(err).__name__}: {err})") from None
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointFileError(path, "a checkpoint saved by a training run (with config and state_dict)", f"a {type(checkpoint).__name__}")
+    return checkpoint
 
 
 def unique_checkpoint_path(recbole_file) -> str:
@@ -140,15 +165,26 @@ class LastCheckpointMixin:
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint``, plus (for a last checkpoint) the best result, the best
         checkpoint's path and the random states."""
+        from recbole_mamex.config import config_differences
+
         if not os.path.isfile(resume_file):
             raise FileNotFoundError(f"resume: checkpoint {resume_file} not found")
-        checkpoint = torch.load(resume_file, map_location="cpu", weights_only=False)  # our own file
+        checkpoint = read_checkpoint(resume_file)
         for key in ("model", "dataset"):
             if checkpoint["config"][key] != self.config[key]:
                 raise ResumeError(
                     f"resume: {resume_file} was written for {key} {checkpoint['config'][key]!r}, "
                     f"this run has {self.config[key]!r}: run the interrupted command again"
                 )
+        # the optimizer state and counters come from the checkpoint: a changed setting would be logged but
+        # not used (an lr given now would be replaced by the saved one), so a resume takes none
+        diffs = config_differences(dict(checkpoint["config"].final_config_dict), dict(self.config.final_config_dict))
+        if diffs:
+            raise ResumeError(
+                f"resume: {resume_file} was written with other settings than this command: {'; '.join(diffs[:6])}"
+                + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+                + ". Resume with the interrupted run's own arguments, or start a new run to change them"
+            )
         super().resume_checkpoint(resume_file)
         if "best_model_file" not in checkpoint:
             return  # a RecBole best checkpoint: RecBole's behaviour (it becomes the best file)

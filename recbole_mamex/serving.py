@@ -36,6 +36,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_mamex.compat import full_sort_users_per_batch
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
+from recbole_mamex.data.features import InputFileError
 from recbole_mamex.trainer import tie_break_order, top_with_tie_order
 
 SPLITS = ("valid", "test")
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
             args.checkpoint, args.users, k=args.k, candidates=args.items or args.candidates,
             exclude_history=not args.keep_history, split=args.split,
         )
-    except ServingError as err:
+    except (ServingError, InputFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:

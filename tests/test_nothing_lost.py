@@ -293,3 +293,48 @@ def test_every_key_the_package_reads_is_a_known_key():
     for path in [*root.joinpath("recbole_mamex").rglob("*.py"), *root.joinpath("dataset_prep").rglob("*.py")]:
         read.update(re.findall(r'config\["([A-Za-z_]+)"\]', path.read_text(encoding="utf-8")))
     assert read and not read - known_config_keys()
+
+
+# ---------------------------------------------------------------------------------------------------- resume, checkpoints
+
+
+RUN = ["--model=BPR", "--dataset=tiny", "--epochs=3", "--train_batch_size=256", "--show_progress=False",
+       "--state=WARNING", "--seed=7"]
+
+
+def interrupted_run(capsys) -> str:
+    from recbole_mamex.cli import main
+
+    assert main([*RUN, "--keep_last_checkpoint=True"]) == 0
+    capsys.readouterr()
+    (last,) = [os.path.join("saved", p) for p in os.listdir("saved") if p.endswith("-last.pth")]
+    return last
+
+
+def test_resume_refuses_changed_training_settings(tiny_dataset, workdir, capsys):
+    from recbole_mamex.cli import main
+
+    last = interrupted_run(capsys)
+    assert main([*RUN, "--learning_rate=0.01", "--resume", last]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: resume: ") and "learning_rate: 0.001 -> 0.01" in err and err.count("\n") == 1
+    assert main([*RUN, "--resume", last]) == 0  # the interrupted run's own arguments
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a checkpoint at all"], ids=["empty", "truncated zip", "text"])
+def test_unreadable_checkpoints_are_one_error_line(tiny_dataset, workdir, capsys, content):
+    from recbole_mamex.cli import main as cli_main
+    from recbole_mamex.interpret import main as interpret_main
+    from recbole_mamex.serving import main as serving_main
+
+    bad = workdir / "bad.pth"
+    bad.write_bytes(content)
+    for command in (
+        lambda: serving_main([str(bad), "--users", "1"]),
+        lambda: interpret_main([str(bad), "--out", str(workdir / "w.csv")]),
+        lambda: cli_main([*RUN, "--resume", str(bad)]),
+    ):
+        assert command() == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {bad}: expected a checkpoint saved by a training run, found a file torch cannot read"), err
+        assert err.count("\n") == 1

@@ -14,6 +14,7 @@ from recbole.data import data_preparation
 from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
 from recbole_mamex.config import Config
+from recbole_mamex.data.features import InputFileError
 from recbole_mamex.resume import read_checkpoint
 from recbole_mamex.trainer import candidate_kinds_for_test
 from recbole_mamex.utils import create_dataset, get_model, get_trainer
@@ -112,12 +113,16 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     )
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, allow_changed_features: bool = False):
     """Rebuild config, model, dataset and dataloaders from a checkpoint that a run of this package (or of
     RecBole) saved; the model holds the saved weights.
 
     The checkpoint is unpickled with ``weights_only=False`` because RecBole checkpoints hold the whole
     Config object: only load files your own runs wrote.
+
+    The item features must be those the model was trained on (the checkpoint records a fingerprint of
+    each modality, see ``ItemFeatures.fingerprints``): other features of the same shape are a
+    :class:`CheckpointMismatchError` naming the files, unless ``allow_changed_features``.
 
     Returns:
         (config, model, dataset, train_data, valid_data, test_data), as RecBole's function does.
@@ -136,13 +141,33 @@ def load_data_and_model(model_file):
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     check_checkpoint_shapes(model_file, checkpoint["state_dict"], model.state_dict())
+    other = dict(checkpoint.get("other_parameter") or {})
+    if not allow_changed_features:
+        check_feature_fingerprints(model_file, other.get("feature_fingerprints"), model)
+    other.pop("feature_fingerprints", None)  # the model keeps the fingerprints of the features it now holds
     model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model.load_other_parameter(other)
     return config, model, data, train_data, valid_data, test_data
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputFileError):
     """A checkpoint whose weights do not fit the model rebuilt from the dataset's current files."""
+
+
+def check_feature_fingerprints(model_file, saved, model) -> None:
+    """Refuse a checkpoint whose model was trained on other item features than the dataset's files hold now
+    (same shapes, other values), naming the modalities and their files."""
+    current = getattr(model, "feature_fingerprints", None)
+    if not saved or current is None:
+        return  # a model without features, or a checkpoint from before fingerprints were recorded
+    changed = sorted(name for name in set(saved) | set(current) if saved.get(name) != current.get(name))
+    if changed:
+        files = ", ".join(f"{name} ({model.feature_sources.get(name, 'not in the dataset now')})" for name in changed)
+        raise CheckpointMismatchError(
+            model_file, "the item features the model was trained on",
+            f"other features for {files}. Did a feature file change since training? To use the checkpoint with "
+            "these features anyway, pass allow_changed_features=True (serving: --allow-changed-features)",
+        )
 
 
 def check_checkpoint_shapes(model_file, saved: dict, current: dict) -> None:
@@ -155,8 +180,8 @@ def check_checkpoint_shapes(model_file, saved: dict, current: dict) -> None:
     ]
     if diff:
         raise CheckpointMismatchError(
-            f"{model_file}: expected the dataset files the model was trained on (parameter shapes in the checkpoint), "
-            f"found files that build other shapes (checkpoint vs now): {'; '.join(diff[:4])}"
+            model_file, "the dataset files the model was trained on (parameter shapes in the checkpoint)",
+            f"files that build other shapes (checkpoint vs now): {'; '.join(diff[:4])}"
             + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
-            + ". Did the item features or the interactions change since training?"
+            + ". Did the item features or the interactions change since training?",
         )

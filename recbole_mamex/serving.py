@@ -60,13 +60,15 @@ class Recommender:
     """A checkpoint loaded once (model, dataset and splits, through
     :func:`recbole_mamex.quick_start.load_data_and_model`), answering :meth:`recommend` calls."""
 
-    def __init__(self, checkpoint):
+    def __init__(self, checkpoint, allow_changed_features: bool = False):
         from recbole_mamex.quick_start import load_data_and_model
 
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.is_file():
             raise ServingError(self.checkpoint, "a checkpoint file saved by a training run", "no such file")
-        config, model, dataset, train_data, valid_data, test_data = load_data_and_model(self.checkpoint)
+        config, model, dataset, train_data, valid_data, test_data = load_data_and_model(
+            self.checkpoint, allow_changed_features=allow_changed_features
+        )
         self.config, self.model, self.dataset = config, model.eval(), dataset
         self.splits = {"train": train_data._dataset, "valid": valid_data._dataset, "test": test_data._dataset}
         self.uid_field, self.iid_field = dataset.uid_field, dataset.iid_field
@@ -176,9 +178,10 @@ class Recommender:
         return result
 
 
-def recommend(checkpoint, users, k: int = 10, candidates="cold", exclude_history: bool = True, split: str = "test"):
+def recommend(checkpoint, users, k: int = 10, candidates="cold", exclude_history: bool = True, split: str = "test",
+              allow_changed_features: bool = False):
     """One call: load ``checkpoint`` and return ``{user token: [Recommendation(item, score), ...]}``."""
-    return Recommender(checkpoint).recommend(users, k=k, candidates=candidates, exclude_history=exclude_history, split=split)
+    return Recommender(checkpoint, allow_changed_features).recommend(users, k=k, candidates=candidates, exclude_history=exclude_history, split=split)
 
 
 def main(argv=None) -> int:
@@ -191,11 +194,13 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=SPLITS, default="test", help="whose cold items and history (default test)")
     parser.add_argument("--keep-history", action="store_true", help="do not exclude the user's earlier interactions")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tab-separated lines")
+    parser.add_argument("--allow-changed-features", action="store_true",
+                        help="serve even if the item features differ from those the model was trained on")
     args = parser.parse_args(argv)
     try:
         recs = recommend(
             args.checkpoint, args.users, k=args.k, candidates=args.items or args.candidates,
-            exclude_history=not args.keep_history, split=args.split,
+            exclude_history=not args.keep_history, split=args.split, allow_changed_features=args.allow_changed_features,
         )
     except (ServingError, InputFileError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -338,3 +338,27 @@ def test_unreadable_checkpoints_are_one_error_line(tiny_dataset, workdir, capsys
         err = capsys.readouterr().err
         assert err.startswith(f"error: {bad}: expected a checkpoint saved by a training run, found a file torch cannot read"), err
         assert err.count("\n") == 1
+
+
+def test_a_checkpoint_refuses_features_that_changed_with_the_same_shape(cold_tiny, workdir, capsys):
+    import numpy as np
+
+    from recbole_mamex.quick_start import run_recbole_mamex
+    from recbole_mamex.serving import main as serving_main
+
+    from helpers import FAST
+
+    checkpoint = run_recbole_mamex(model="VBPR", dataset="tiny-cold", config_dict={**FAST, "epochs": 1}, cmd_args=[])["model_file"]
+    users = ["1", "2"]
+    assert serving_main([checkpoint, "--users", *users, "--candidates", "all"]) == 0
+    capsys.readouterr()
+    text = cold_tiny / "text.npy"
+    if text.is_symlink():
+        text.unlink()
+    changed = np.load(workdir / "raw" / "text_feat.npy")[::-1].copy()  # same shape and dtype, other rows
+    np.save(text, changed)
+    assert serving_main([checkpoint, "--users", *users, "--candidates", "all"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {checkpoint}: expected the item features the model was trained on") and "text.npy" in err
+    assert err.count("\n") == 1
+    assert serving_main([checkpoint, "--users", *users, "--candidates", "all", "--allow-changed-features"]) == 0

@@ -74,6 +74,23 @@ class ItemFeatures:
     def dims(self) -> dict[str, int]:
         return {name: int(self.matrices[name].shape[1]) for name in self.names}
 
+    def fingerprints(self) -> dict[str, str]:
+        """A cheap fingerprint of each modality's aligned matrix: its shape and dtype, a hash of up to 512
+        evenly spaced rows, and the float64 sum and sum of squares of all values (one pass). Checkpoints
+        record it, so a model is not silently served with other features of the same shape."""
+        import hashlib
+
+        out = {}
+        for name in self.names:
+            matrix = self.matrices[name]
+            rows = np.unique(np.linspace(0, max(len(matrix) - 1, 0), num=min(len(matrix), 512)).astype(np.int64))
+            digest = hashlib.blake2b(np.ascontiguousarray(matrix[rows]).tobytes(), digest_size=8)
+            digest.update(repr((matrix.shape, str(matrix.dtype))).encode())
+            wide = matrix.astype(np.float64, copy=False)
+            digest.update(np.array([wide.sum(), np.square(wide).sum()]).tobytes())
+            out[name] = f"{matrix.shape[0]}x{matrix.shape[1]}:{digest.hexdigest()}"
+        return out
+
     def coverage(self) -> dict[str, float]:
         """Share of real items (padding excluded) that have each modality."""
         real = self.mask[1:]

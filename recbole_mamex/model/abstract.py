@@ -27,6 +27,8 @@ class MultimodalRecommender(GeneralRecommender):
     is_abstract_base = True
     #: True for re-implemented baselines: a comparison counts them as baselines, not as our models.
     is_baseline = False
+    #: saved in checkpoints by RecBole's other_parameter mechanism; checked when a checkpoint is loaded
+    other_parameter_name = ["feature_fingerprints"]
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -46,6 +48,8 @@ class MultimodalRecommender(GeneralRecommender):
         for name in self.modality_names:
             self.register_buffer(self._buffer_name(name), torch.from_numpy(features.matrices[name]), persistent=False)
         self.register_buffer("modality_mask", torch.from_numpy(features.mask), persistent=False)
+        self.feature_fingerprints = features.fingerprints()
+        self.feature_sources = dict(features.sources)
         self._eval_cache = None
 
     def evaluation_cached(self, compute):

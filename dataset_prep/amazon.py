@@ -64,6 +64,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from recbole_mamex.data.features import TEXT_ENCODING
 from dataset_prep.common import (
     DataImportError,
     add_output_options,
@@ -128,7 +129,7 @@ def open_text(path) -> io.TextIOBase:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+    return open(path, encoding=TEXT_ENCODING)
 
 
 def _lines(path, desc: str) -> Iterator[tuple[int, str]]:

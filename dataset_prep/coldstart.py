@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbole_mamex.data.features import TEXT_ENCODING, is_integer_token
 from dataset_prep.common import (
     DataImportError,
     add_output_options,
@@ -153,7 +154,7 @@ def read_atomic_inter(paths: list[Path]) -> tuple[pd.DataFrame, list[tuple[str, 
         if not path.is_file():
             raise DataImportError(path, "a RecBole atomic .inter file", "no such file")
         try:
-            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=TEXT_ENCODING)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DataImportError(path, "a tab-separated atomic file with a header line", f"{type(err).__name__}: {err}") from None
         if frames and list(frame.columns) != list(frames[0].columns):
@@ -235,12 +236,12 @@ def make_cold_dataset(
     sources = [*sources, *modalities.values()]
     check_destination(Path(out_root), name, yaml_path, force, sources)
     items = frame[item_col].astype(str)
-    numeric = items.str.isdigit()
+    numeric = items.map(is_integer_token)
     for path in modalities.values():
         if not numeric.all():
             raise DataImportError(
                 path,
-                "integer item ids (row i of every .npy is item i)",
+                "integer item ids written canonically (row i of every .npy is item i; 7, not 07)",
                 f"item tokens such as {items[~numeric].iloc[0]!r} in the interactions of {source}",
             )
         check_mmrec_feature_file(path, items.astype(int).to_numpy())

@@ -38,7 +38,7 @@ from dataset_prep.common import (
     write_benchmark_dataset,
 )
 from dataset_prep.mmrec import discover_modalities
-from recbole_mamex.data.features import check_mmrec_feature_file
+from recbole_mamex.data.features import TEXT_ENCODING, check_mmrec_feature_file, is_integer_token
 
 SPLIT_FILES = {"train": "train.txt", "valid": "val.txt", "test": "test.txt"}
 
@@ -48,14 +48,14 @@ def read_user_item_lines(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataImportError(path, "a file of 'uid item item ...' lines", "no such file")
     users, items = [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=TEXT_ENCODING) as f:
         for number, line in enumerate(f, start=1):
             fields = line.split()
             if not fields:
                 continue
-            if not all(field.isdigit() for field in fields):
-                bad = next(field for field in fields if not field.isdigit())
-                raise DataImportError(path, "non-negative integer ids on every line", f"{bad!r} on line {number}")
+            if not all(map(is_integer_token, fields)):
+                bad = next(field for field in fields if not is_integer_token(field))
+                raise DataImportError(path, "non-negative integer ids on every line (7, not 07)", f"{bad!r} on line {number}")
             users += [fields[0]] * (len(fields) - 1)
             items += fields[1:]
     if not items:

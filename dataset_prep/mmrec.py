@@ -38,7 +38,7 @@ from dataset_prep.common import (
     require_unique_pairs,
     write_benchmark_dataset,
 )
-from recbole_mamex.data.features import check_mmrec_feature_file
+from recbole_mamex.data.features import TEXT_ENCODING, check_mmrec_feature_file, is_integer_token
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 OPTIONAL_COLUMNS = {"rating": "rating:float", "timestamp": "timestamp:float"}
@@ -80,7 +80,7 @@ def read_mmrec_inter(path: Path, with_splits: bool = True) -> pd.DataFrame:
     if not path.is_file():
         raise DataImportError(path, "an MMRec .inter file", "no such file")
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=TEXT_ENCODING)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataImportError(path, "a tab-separated file with a header line", f"{type(err).__name__}: {err}") from None
     required = REQUIRED_COLUMNS if with_splits else REQUIRED_COLUMNS[:2]
@@ -117,10 +117,11 @@ def read_mmrec_inter(path: Path, with_splits: bool = True) -> pd.DataFrame:
 def check_features(modalities: dict[str, Path], inter: pd.DataFrame, inter_path: Path) -> dict[str, tuple[int, int]]:
     """Validate every feature file against the item ids of ``inter`` (MMRec convention: row i = id i)."""
     items = inter["itemID"].str.strip()
-    non_numeric = ~items.str.isdigit()
+    non_numeric = ~items.map(is_integer_token)
     if non_numeric.any() and modalities:
         raise DataImportError(
-            inter_path, "integer itemIDs (MMRec: row i of every .npy is item i)", f"itemID {items[non_numeric].iloc[0]!r}"
+            inter_path, "integer itemIDs written canonically (MMRec: row i of every .npy is item i; 7, not 07)",
+            f"itemID {items[non_numeric].iloc[0]!r}",
         )
     ids = items.astype(int).to_numpy() if modalities else None
     return {name: check_mmrec_feature_file(path, ids, inter_path.name) for name, path in modalities.items()}

@@ -102,6 +102,13 @@ class Recommender:
                     self.checkpoint, f"a dataset with a train/valid/test split for '{candidates}' candidates", "none"
                 )
             mask = np.asarray(sets[candidates], dtype=bool)
+            if not mask.any():
+                others = [kind for kind in CANDIDATE_KINDS if kind != candidates and np.asarray(sets[kind], dtype=bool).any()]
+                raise ServingError(
+                    self.checkpoint, f"{candidates} items in the {split} split of dataset '{self.config['dataset']}'",
+                    f"none (a dataset without a cold-start split has no cold items); use --candidates {' or '.join(others)}, "
+                    "or --items with item tokens",
+                )
         else:
             tokens = [str(t) for t in candidates]
             known = self.dataset.field2token_id[self.iid_field]

@@ -362,3 +362,78 @@ def test_a_checkpoint_refuses_features_that_changed_with_the_same_shape(cold_tin
     assert err.startswith(f"error: {checkpoint}: expected the item features the model was trained on") and "text.npy" in err
     assert err.count("\n") == 1
     assert serving_main([checkpoint, "--users", *users, "--candidates", "all", "--allow-changed-features"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------- input files
+
+
+def test_a_bom_in_ids_files_and_inter_files_is_dropped(workdir):
+    import numpy as np
+
+    from recbole_mamex.data.features import ModalitySpec, rows_for_items
+
+    features = workdir / "f.npy"
+    np.save(features, np.eye(3, dtype=np.float32))
+    ids = workdir / "ids.txt"
+    ids.write_bytes("\ufeffB00X1\nB00X2\nB00X3\n".encode("utf-8"))
+    rows = rows_for_items(ModalitySpec("image", features, ids), 3, ["[PAD]", "B00X1", "B00X3"])
+    assert rows.tolist() == [-1, 0, 2]  # the first item keeps its row
+
+
+def test_mmrec_inter_with_a_bom_imports(workdir):
+    raw = write_mmrec(workdir / "raw")
+    raw["inter"].write_bytes(b"\xef\xbb\xbf" + raw["inter"].read_bytes())
+    assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 0
+    from recbole_mamex.config import Config
+    from recbole_mamex.utils import create_dataset
+
+    from helpers import FAST
+
+    dataset = create_dataset(Config(model="BPR", dataset="tiny", config_dict=FAST, cmd_args=[]))
+    assert dataset.inter_num > 0
+
+
+def test_recbole_atomic_file_with_a_bom_loads(tiny_dataset, workdir):
+    from recbole_mamex.config import Config
+    from recbole_mamex.utils import create_dataset
+
+    from helpers import FAST
+
+    train = workdir / "dataset" / "tiny" / "tiny.train.inter"
+    plain = create_dataset(Config(model="BPR", dataset="tiny", config_dict=FAST, cmd_args=[])).inter_num
+    train.write_bytes(b"\xef\xbb\xbf" + train.read_bytes())
+    assert create_dataset(Config(model="BPR", dataset="tiny", config_dict=FAST, cmd_args=[])).inter_num == plain
+
+
+def test_integer_layouts_refuse_tokens_that_are_not_canonical_integers(workdir, capsys):
+    raw = write_mmrec(workdir / "raw")
+    lines = raw["inter"].read_text().splitlines()
+    user, item = lines[1].split("\t")[:2]
+    lines[1] = lines[1].replace(f"{user}\t{item}\t", f"{user}\t0{item}\t", 1)  # '07' beside '7'
+    raw["inter"].write_text("\n".join(lines) + "\n")
+    assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 2
+    assert f"itemID '0{item}'" in capsys.readouterr().err
+
+
+def test_float64_values_beyond_float32_are_named_with_their_rows(workdir):
+    import numpy as np
+
+    from recbole_mamex.data.features import FeatureFileError, read_feature_matrix
+
+    matrix = np.ones((5, 3))
+    matrix[3, 1] = 1e39
+    np.save(workdir / "big.npy", matrix)
+    with pytest.raises(FeatureFileError, match=r"big.npy: expected values within float32's range .* 1 row\(s\): 3"):
+        read_feature_matrix(workdir / "big.npy")
+
+
+def test_serving_cold_candidates_on_a_dataset_without_cold_items(tiny_dataset, workdir, capsys):
+    from recbole_mamex.quick_start import run_recbole_mamex
+    from recbole_mamex.serving import main as serving_main
+
+    from helpers import FAST
+
+    checkpoint = run_recbole_mamex(model="BPR", dataset="tiny", config_dict={**FAST, "epochs": 1}, cmd_args=[])["model_file"]
+    assert serving_main([checkpoint, "--users", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "use --candidates warm or all" in err

@@ -22,6 +22,7 @@ and what was found.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,27 @@ def read_feature_matrix(path) -> np.ndarray:
         bad_rows = np.flatnonzero(~finite.all(axis=1))
         shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
         raise FeatureFileError(path, "finite values", f"NaN or Inf in {len(bad_rows)} row(s): {shown}")
+    if np.finfo(matrix.dtype).max > np.finfo(np.float32).max:
+        # the models read float32: a float64 value beyond its range would become inf there
+        too_large = np.abs(matrix) > np.finfo(np.float32).max
+        if too_large.any():
+            bad_rows = np.flatnonzero(too_large.any(axis=1))
+            shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
+            raise FeatureFileError(
+                path, "values within float32's range (|x| <= 3.4e38; the models compute in float32)",
+                f"larger values in {len(bad_rows)} row(s): {shown}",
+            )
     return matrix
+
+
+INTEGER_TOKEN = re.compile(r"(0|[1-9][0-9]*)\Z")
+TEXT_ENCODING = "utf-8-sig"  # UTF-8; a byte-order mark at the start (Windows editors write one) is dropped
+
+
+def is_integer_token(text) -> bool:
+    """Whether ``text`` is a canonical non-negative integer: ``7``, not ``07``, ``+7`` or ``7.0``. Under the
+    MMRec convention (row i = item i) ``01`` and ``1`` would otherwise be two items sharing row 1."""
+    return bool(INTEGER_TOKEN.match(str(text)))
 
 
 def read_ids_file(path, n_rows: int, matrix_path) -> list[str]:
@@ -186,7 +207,7 @@ def read_ids_file(path, n_rows: int, matrix_path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(path, f"an ids file with one item token per row of {matrix_path}", "no such file")
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=TEXT_ENCODING) as f:
         tokens = [line.strip() for line in f if line.strip()]
     if len(tokens) != n_rows:
         raise FeatureFileError(path, f"{n_rows} item tokens (one per row of {matrix_path})", f"{len(tokens)}")
@@ -212,10 +233,10 @@ def rows_for_items(spec: ModalitySpec, n_rows: int, item_tokens: Sequence[str]) 
         if internal_id == 0:
             continue
         text = str(token)
-        if not text.isdigit():
+        if not is_integer_token(text):
             raise FeatureFileError(
                 spec.path,
-                "integer item ids (row i = item id i), or an 'ids' file mapping rows to item tokens",
+                "integer item ids written canonically (row i = item id i: 7, not 07), or an 'ids' file mapping rows to item tokens",
                 f"item token '{text}'",
             )
         rows[internal_id] = int(text)

@@ -154,9 +154,12 @@ def import_mmrec(
     """Import one MMRec dataset; see the module docstring. Returns what was written."""
     if not _NAME_RE.match(name or ""):
         raise DataImportError(None, "a dataset name of letters, digits, '.', '_' or '-'", repr(name))
-    for modality in modalities:
+    for modality, path in modalities.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", modality):
-            raise DataImportError(None, "modality names of letters, digits and '_'", repr(modality))
+            raise DataImportError(
+                None, "modality names of letters, digits and '_'",
+                f"{modality!r} (named after {Path(path).name}); name it yourself, e.g. --modality text={Path(path).name}",
+            )
     inter_path = Path(inter_path)
     out_root = Path(out_root)
     if write_yaml and shipped_dataset_settings(name).get("modalities") == {m: f"{m}.npy" for m in modalities}:
@@ -200,6 +203,8 @@ def _parse_modality_args(values: list[str], src: Path) -> dict[str, Path]:
         if "=" not in value:
             raise DataImportError(None, "--modality NAME=FILE", repr(value))
         modality, path = value.split("=", 1)
+        if modality in result:
+            raise DataImportError(None, "each modality named once in --modality", f"{modality!r} given twice ({result[modality]} and {path})")
         path = Path(path)
         # relative to SRC when the file is there (as in the commands this project prints), else to the cwd;
         # a file in neither place is reported under SRC

@@ -437,3 +437,24 @@ def test_serving_cold_candidates_on_a_dataset_without_cold_items(tiny_dataset, w
     assert serving_main([checkpoint, "--users", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "use --candidates warm or all" in err
+
+
+def test_modality_naming_hints(workdir, capsys):
+    write_mmrec(workdir / "raw")
+    (workdir / "raw" / "text_feat.npy").rename(workdir / "raw" / "all-MiniLM-L6-v2.npy")
+    assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 2
+    assert "--modality text=all-MiniLM-L6-v2.npy" in capsys.readouterr().err
+    argv = [str(workdir / "raw"), "--name", "tiny", "--modality", "text=all-MiniLM-L6-v2.npy", "--modality", "text=audio_feat.npy"]
+    assert mmrec_main(argv) == 2
+    assert "'text' given twice" in capsys.readouterr().err
+
+
+def test_an_ids_mapping_table_is_named_as_such(workdir):
+    import numpy as np
+
+    from recbole_mamex.data.features import FeatureFileError, ModalitySpec, rows_for_items
+
+    np.save(workdir / "f.npy", np.eye(2, dtype=np.float32))
+    (workdir / "i_id_mapping.csv").write_text("asin\titemID\nB001\t0\nB002\t1\n")
+    with pytest.raises(FeatureFileError, match="one item token per line and no header.*i_id_mapping"):
+        rows_for_items(ModalitySpec("image", workdir / "f.npy", workdir / "i_id_mapping.csv"), 2, ["[PAD]", "B001"])

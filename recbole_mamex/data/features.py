@@ -209,6 +209,12 @@ def read_ids_file(path, n_rows: int, matrix_path) -> list[str]:
         raise FeatureFileError(path, f"an ids file with one item token per row of {matrix_path}", "no such file")
     with open(path, encoding=TEXT_ENCODING) as f:
         tokens = [line.strip() for line in f if line.strip()]
+    if tokens and any(sep in tokens[0] for sep in ("\t", ",", " ")):
+        raise FeatureFileError(
+            path, f"one item token per line and no header (line r = row r of {matrix_path})",
+            f"columns on the first line ({tokens[0]!r}): a mapping table such as MMRec's i_id_mapping.csv; "
+            "write its token column alone, in row order",
+        )
     if len(tokens) != n_rows:
         raise FeatureFileError(path, f"{n_rows} item tokens (one per row of {matrix_path})", f"{len(tokens)}")
     seen: dict[str, int] = {}

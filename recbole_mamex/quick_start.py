@@ -14,6 +14,7 @@ from recbole.data import data_preparation
 from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
 from recbole_mamex.config import Config
+from recbole_mamex.data.prepare import ensure_dataset_files
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.resume import read_checkpoint
 from recbole_mamex.trainer import candidate_kinds_for_test
@@ -48,6 +49,7 @@ def run_recbole_mamex(
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
     )
+    ensure_dataset_files(config)  # a missing dataset is reported before the config is logged
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()

@@ -458,3 +458,11 @@ def test_an_ids_mapping_table_is_named_as_such(workdir):
     (workdir / "i_id_mapping.csv").write_text("asin\titemID\nB001\t0\nB002\t1\n")
     with pytest.raises(FeatureFileError, match="one item token per line and no header.*i_id_mapping"):
         rows_for_items(ModalitySpec("image", workdir / "f.npy", workdir / "i_id_mapping.csv"), 2, ["[PAD]", "B001"])
+
+
+def test_a_missing_dataset_is_reported_before_the_config_is_printed(workdir):
+    script = Path(__file__).resolve().parent.parent / "run_recbole_mamex.py"
+    done = subprocess.run([sys.executable, str(script), "--model=BPR", "--dataset=nosuch"], cwd=workdir,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: dataset 'nosuch'") and "Hyper Parameters" not in done.stdout + done.stderr

@@ -106,14 +106,21 @@ LOADER_STEP = """
 """
 
 
-def test_loader_shim_sizes_batches_and_recbole_alone_does_not(cold_dataset, workdir):
-    code = textwrap.dedent(LOADER_STEP.format(tests=os.path.dirname(__file__)))
-    steps = {}
-    for disabled in ("", "full_sort_batches_by_memory"):
+def last_line_with_and_without(shim: str, code_template: str, workdir) -> dict[str, str]:
+    """The last printed line of ``code_template`` run in a fresh process with every shim ("") and with
+    ``shim`` switched off."""
+    code = textwrap.dedent(code_template.format(tests=os.path.dirname(__file__)))
+    lines = {}
+    for disabled in ("", shim):
         env = {**os.environ, compat.DISABLE_ENV: disabled}
         done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-        steps[disabled] = done.stdout.strip().splitlines()[-1]
+        lines[disabled] = done.stdout.strip().splitlines()[-1]
+    return lines
+
+
+def test_loader_shim_sizes_batches_and_recbole_alone_does_not(cold_dataset, workdir):
+    steps = last_line_with_and_without("full_sort_batches_by_memory", LOADER_STEP, workdir)
     assert steps[""] == "[67650, 67650]"  # 16 MiB of scores: every user in one batch
     assert steps["full_sort_batches_by_memory"] == "[66, 66]"  # RecBole: 4096 // 62
 
@@ -183,13 +190,7 @@ RANDOM_ROWS = """
 
 
 def test_random_model_ranks_each_user_on_its_own(cold_dataset, workdir):
-    code = textwrap.dedent(RANDOM_ROWS.format(tests=os.path.dirname(__file__)))
-    rows = {}
-    for disabled in ("", "random_ranking_per_user"):
-        env = {**os.environ, compat.DISABLE_ENV: disabled}
-        done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        rows[disabled] = done.stdout.split()[-2:]
+    rows = {k: v.split() for k, v in last_line_with_and_without("random_ranking_per_user", RANDOM_ROWS, workdir).items()}
     users = rows[""][0]
     assert int(users) > 10
     assert rows["random_ranking_per_user"] == [users, users]  # RecBole: every user of the batch gets row 0's scores

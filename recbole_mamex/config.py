@@ -86,6 +86,16 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _modality_list(value) -> bool:
+    from recbole_mamex.data.dataset import modality_selection
+
+    try:
+        chosen = modality_selection(value)
+    except Exception:  # yaml that does not parse
+        return False
+    return chosen is None or (bool(chosen) and all(isinstance(x, str) for x in chosen))
+
+
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -104,6 +114,8 @@ VALUE_RULES = {
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "full_sort_batch_mb": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
+    "cold_candidates": (lambda v: v in ("split", "all_cold"), "split or all_cold"),
+    "use_modalities": (lambda v: _modality_list(v), "a list of modality names, or ~ (all)"),
     "topk": (lambda v: (isinstance(v, list) and v and all(_is_int(k) and k >= 1 for k in v)) or (_is_int(v) and v >= 1),
              "a positive integer or a list of them"),
 }

@@ -141,7 +141,7 @@ def create_dataset(config):
     if os.path.exists(file):
         with open(file, "rb") as f:
             saved = pickle.load(f)
-        if all(config[arg] == saved.config[arg] for arg in dataset_arguments + ["seed", "repeatable", "modalities", "cold_items_file"]):
+        if all(config[arg] == saved.config[arg] for arg in dataset_arguments + ["seed", "repeatable", "modalities", "use_modalities", "cold_items_file", "cold_candidates"]):
             getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
             return saved
     dataset = MultimodalDataset(config)

@@ -9,7 +9,7 @@ import numpy as np
 from recbole.data.dataset import Dataset
 from recbole.utils import FeatureType, set_color
 
-from recbole_mamex.data.features import InputFileError, ItemFeatures, load_item_features, parse_modalities
+from recbole_mamex.data.features import FeatureFileError, InputFileError, ItemFeatures, load_item_features, parse_modalities
 
 CANDIDATE_KINDS = ("cold", "warm", "all")
 SPLIT_NAMES = ("train", "valid", "test")
@@ -17,6 +17,21 @@ SPLIT_NAMES = ("train", "valid", "test")
 
 class DatasetFileError(InputFileError):
     """A file of a dataset that cannot be used; the message names the file, the expected and the found."""
+
+
+COLD_CANDIDATE_RULES = ("split", "all_cold")
+
+
+def modality_selection(value) -> list | None:
+    """``use_modalities`` as a list of names (None: every modality). The command line hands RecBole's
+    config a string: ``[text, audio]`` and ``text`` are read as yaml, ``~`` / ``none`` as None."""
+    if isinstance(value, str):
+        import yaml
+
+        value = yaml.safe_load(value) if value.strip().lower() not in ("none", "") else None
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
 
 
 class ColdItemsFileError(DatasetFileError):
@@ -95,6 +110,16 @@ class MultimodalDataset(Dataset):
 
     def _load_item_features(self) -> ItemFeatures | None:
         specs = parse_modalities(self.config["modalities"], self.dataset_path)
+        wanted = modality_selection(self.config["use_modalities"])
+        if wanted is not None and specs:
+            names = [spec.name for spec in specs]
+            unknown = [name for name in wanted if name not in names]
+            if unknown or not wanted:
+                raise FeatureFileError(
+                    None, f"use_modalities: a non-empty list of the modalities of dataset '{self.dataset_name}' ({names})",
+                    f"{wanted!r}",
+                )
+            specs = [spec for spec in specs if spec.name in wanted]  # the others are never read
         if not specs:
             return None
         tokens = self.field2id_token[self.iid_field]
@@ -146,9 +171,13 @@ class MultimodalDataset(Dataset):
             cold = ~warm
             cold[0] = False
             return cold
+        rule = self.config["cold_candidates"] or "split"
+        if rule not in COLD_CANDIDATE_RULES:
+            raise ColdItemsFileError(None, f"cold_candidates one of {list(COLD_CANDIDATE_RULES)}", repr(rule))
         cold = np.zeros(self.item_num, dtype=bool)
         token_to_id = self.field2token_id[self.iid_field]
-        ids = [token_to_id[t] for t in self.cold_item_tokens[split] if t in token_to_id]
+        tokens = self.cold_item_tokens[split] if rule == "split" else self.cold_item_tokens["valid"] + self.cold_item_tokens["test"]
+        ids = [token_to_id[t] for t in tokens if t in token_to_id]
         cold[ids] = True
         leaked = np.flatnonzero(cold & warm)
         if len(leaked):

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -371,6 +372,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config entries for every run")
     parser.add_argument("--out", type=Path, help="results directory (default: results/<dataset>-<protocol>)")
     parser.add_argument("--rerun", action="store_true", help="train again the finished runs whose settings differ from this command's")
+    parser.add_argument("--variant", nargs="*", default=[], metavar="MODEL-LABEL=KEY:VALUE;...",
+                        help="an extra row: MODEL with these settings on top of --set, e.g. MAMEX-text=use_modalities:[text]")
     args = parser.parse_args(argv)
     try:
         return _main(args)
@@ -409,7 +412,33 @@ def parse_set(items) -> dict:
         raise CompareError(f"--set: expected yaml values, found one yaml cannot read ({err})") from None
 
 
-def check_plan(models, seeds, metrics, plan) -> None:
+VARIANT_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)-([A-Za-z0-9_.]+)\Z")
+
+
+def parse_variants(items) -> dict[str, tuple[str, dict]]:
+    """``--variant MODEL-LABEL=key:value;key:value`` -> {row name: (model, settings)} (values read as yaml)."""
+    import yaml
+
+    variants = {}
+    for item in items:
+        name, _, spec = item.partition("=")
+        match = VARIANT_NAME.match(name)
+        pairs = [pair.partition(":") for pair in spec.split(";") if pair.strip()]
+        if not match or not pairs or any(not key.strip() or not sep for key, sep, _ in pairs):
+            raise CompareError(
+                f"--variant: expected MODEL-LABEL=key:value[;key:value] (e.g. MAMEX-text=use_modalities:[text]), found {item!r}"
+            )
+        if name in variants:
+            raise CompareError(f"--variant: expected each name once, found {name!r} repeated")
+        try:
+            settings = {key.strip(): yaml.safe_load(value) for key, _, value in pairs}
+        except yaml.YAMLError as err:
+            raise CompareError(f"--variant {name}: expected yaml values, found one yaml cannot read ({err})") from None
+        variants[name] = (match.group(1), settings)
+    return variants
+
+
+def check_plan(models, seeds, metrics, plan, model_of=lambda row: row) -> None:
     """What would otherwise fail after hours of runs: repeated seeds or models, a model that is not a
     general recommender, metrics the runs would not compute."""
     from recbole.utils import ModelType
@@ -421,7 +450,7 @@ def check_plan(models, seeds, metrics, plan) -> None:
         if repeated:
             raise CompareError(f"{name}: expected each once, found {repeated} repeated (a run counted twice skews mean, sd and the paired test)")
     for model in models:
-        model_type = get_model(model).type
+        model_type = get_model(model_of(model)).type
         if model_type not in (ModelType.GENERAL, ModelType.TRADITIONAL):
             raise CompareError(
                 f"--models: expected general recommenders (ours, or RecBole's general models such as BPR, LightGCN, Pop), "
@@ -442,15 +471,33 @@ def _main(args) -> int:
     from recbole_mamex.utils import proposed_models
 
     extra = parse_set(args.set)
+    variants = parse_variants(args.variant)
+    clash = [name for name in variants if name in args.models]
+    if clash:
+        raise CompareError(f"--variant: expected names other than the --models, found {clash}")
+    rows = list(args.models) + list(variants)
     metrics = [m.lower() for m in args.metrics]
     cache = {}
 
-    def plan(model, seed):
-        if (model, seed) not in cache:
-            cache[(model, seed)] = planned_config(model, seed, args.dataset, args.protocol, args.config_files, extra)
-        return cache[(model, seed)]
+    def resolve(row):
+        """(model, settings) of a row: a model with --set, or a variant with its own settings on top."""
+        model, own = variants.get(row, (row, {}))
+        return model, {**extra, **own}
 
-    check_plan(args.models, args.seeds, metrics, plan)  # an unknown model name fails here too
+    def plan(row, seed):
+        if (row, seed) not in cache:
+            model, settings = resolve(row)
+            cache[(row, seed)] = planned_config(model, seed, args.dataset, args.protocol, args.config_files, settings)
+        return cache[(row, seed)]
+
+    def runner(row, seed, dataset, protocol, config_files, _extra, on_epoch):
+        model, settings = resolve(row)
+        record = run_one(model, seed, dataset, protocol, config_files, settings, on_epoch)
+        if row in variants:
+            record.update({"model": row, "model_class": model, "variant": _jsonable(variants[row][1])})
+        return record
+
+    check_plan(rows, args.seeds, metrics, plan, model_of=lambda row: resolve(row)[0])  # unknown model names fail here
 
     def dataset_is_there():  # a missing dataset is one error line, not a traceback in the first run
         from recbole_mamex.config import Config
@@ -461,9 +508,10 @@ def _main(args) -> int:
     out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
     title = f"{args.dataset}, {args.protocol} protocol, seeds {args.seeds}"
     start = time.time()
-    records = run_all(args.models, args.seeds, args.dataset, args.protocol, out, args.config_files, extra,
+    records = run_all(rows, args.seeds, args.dataset, args.protocol, out, args.config_files, extra, runner=runner,
                       plan=plan, rerun=args.rerun, before_training=dataset_is_there)
-    comparisons = write_outputs(records, metrics, out, set(proposed_models()), title)
+    ours = {row for row in rows if resolve(row)[0] in proposed_models()}  # a variant of MAMEX is ours
+    comparisons = write_outputs(records, metrics, out, ours, title)
     for comparison in comparisons:
         print(to_markdown(comparison, metrics))
     print(f"wrote {out}/summary.md, table_*.md/.csv/.tex, main_metric.png ({time.time() - start:.0f} s)")

@@ -107,3 +107,24 @@ def test_all_cold_candidates_rank_valid_and_test_cold_items_together(cold_tiny):
     assert np.flatnonzero(valid._dataset.candidate_items["cold"]).tolist() == sorted(ids[str(t)] for t in cold["cold_valid"])
     with pytest.raises(ConfigError, match="cold_candidates: expected split or all_cold"):
         build(cold_candidates="both")
+
+
+def test_compare_variants_are_rows_with_their_own_settings(cold_tiny, workdir, capsys):
+    from recbole_mamex.compare import main
+
+    out = workdir / "res"
+    argv = ["--dataset", "tiny-cold", "--models", "Pop", "--variant", "MAMEX-text=use_modalities:[text];epochs:1",
+            "--seeds", "1", "--set", "epochs=2", "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads((out / "runs" / "MAMEX-text-seed1.json").read_text())
+    assert record["model_class"] == "MAMEX" and record["variant"] == {"use_modalities": ["text"], "epochs": 1}
+    assert record["config"]["use_modalities"] == ["text"] and record["config"]["epochs"] == 1
+    table = (out / "table_cold.md").read_text()
+    assert "| MAMEX-text |" in table and "| Pop |" in table
+    assert "MAMEX-text vs Pop" in table  # a variant of a proposed model is on "our" side
+    assert main(argv) == 0 and "MAMEX-text seed 1: done before, skipped" in capsys.readouterr().out
+    for bad, message in ((["--variant", "MAMEX"], "expected MODEL-LABEL=key:value"),
+                         (["--variant", "MAMX-a=epochs:1"], "Unknown model 'MAMX'"),
+                         (["--variant", "Pop-a=epochs:1", "Pop-a=epochs:2"], "'Pop-a' repeated")):
+        assert main(["--dataset", "tiny-cold", "--models", "Pop", "--seeds", "1", "--out", str(workdir / "r2"), *bad]) == 2
+        assert message in capsys.readouterr().err

@@ -75,10 +75,13 @@ class ItemFeatures:
     def dims(self) -> dict[str, int]:
         return {name: int(self.matrices[name].shape[1]) for name in self.names}
 
+    FINGERPRINT_BLOCK = 4096  # rows widened to float64 at a time for the sums
+
     def fingerprints(self) -> dict[str, str]:
         """A cheap fingerprint of each modality's aligned matrix: its shape and dtype, a hash of up to 512
-        evenly spaced rows, and the float64 sum and sum of squares of all values (one pass). Checkpoints
-        record it, so a model is not silently served with other features of the same shape."""
+        evenly spaced rows, and the float64 sum and sum of squares of all values (one pass, in blocks of
+        rows: no float64 copy of the whole matrix). Checkpoints record it, so a model is not silently
+        served with other features of the same shape."""
         import hashlib
 
         out = {}
@@ -87,8 +90,12 @@ class ItemFeatures:
             rows = np.unique(np.linspace(0, max(len(matrix) - 1, 0), num=min(len(matrix), 512)).astype(np.int64))
             digest = hashlib.blake2b(np.ascontiguousarray(matrix[rows]).tobytes(), digest_size=8)
             digest.update(repr((matrix.shape, str(matrix.dtype))).encode())
-            wide = matrix.astype(np.float64, copy=False)
-            digest.update(np.array([wide.sum(), np.square(wide).sum()]).tobytes())
+            total = squares = 0.0
+            for start in range(0, len(matrix), self.FINGERPRINT_BLOCK):
+                block = matrix[start : start + self.FINGERPRINT_BLOCK].astype(np.float64)
+                total += float(block.sum())
+                squares += float(np.einsum("ij,ij->", block, block))
+            digest.update(np.array([total, squares]).tobytes())
             out[name] = f"{matrix.shape[0]}x{matrix.shape[1]}:{digest.hexdigest()}"
         return out
 

@@ -284,9 +284,11 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
     trained again and their records replaced. ``before_training()`` is called once, before the first
     run that has to be trained (none when every run is on disk).
     """
+    from recbole_mamex.config import listed_differences
+
     extra = extra or {}
     jobs = [(m, s) for m in models for s in seeds]
-    stale = {}
+    finished = {}  # (model, seed) -> its record, when it can be reused
     for model, seed in jobs:
         path = run_file(out, model, seed)
         if not path.is_file():
@@ -300,17 +302,17 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
         diffs = setting_differences(record, plan(model, seed)) if plan is not None else []
         if diffs and not rerun:
             raise CompareError(
-                f"{path}: a finished run made with other settings than this command: {'; '.join(diffs[:6])}"
-                + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-                + ". Use another --out to keep both, or --rerun to train the differing runs again (their records are replaced)"
+                f"{path}: a finished run made with other settings than this command: {listed_differences(diffs)}"
+                ". Use another --out to keep both, or --rerun to train the differing runs again (their records are replaced)"
             )
-        stale[(model, seed)] = bool(diffs)
+        if not diffs:
+            finished[(model, seed)] = record
     records, durations = [], []
     for index, (model, seed) in enumerate(jobs, start=1):
         path = run_file(out, model, seed)
-        if (model, seed) in stale and not stale[(model, seed)]:
+        if (model, seed) in finished:
             log(f"[{index}/{len(jobs)}] {model} seed {seed}: done before, skipped (same settings)")
-            records.append(json.loads(path.read_text()))
+            records.append(finished[(model, seed)])
             continue
         if before_training is not None:
             before_training()

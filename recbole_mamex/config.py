@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.utils import get_model
@@ -82,6 +83,11 @@ def config_differences(before: dict, now: dict) -> list[str]:
     return [f"{k}: {before.get(k, missing)!r} -> {now.get(k, missing)!r}" for k in keys if before.get(k, missing) != now.get(k, missing)]
 
 
+def listed_differences(diffs: list[str], shown: int = 6) -> str:
+    """The first ``shown`` of :func:`config_differences`' lines, joined, and how many more there are."""
+    return "; ".join(diffs[:shown]) + (f" and {len(diffs) - shown} more" if len(diffs) > shown else "")
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -114,20 +120,23 @@ VALUE_RULES = {
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "full_sort_batch_mb": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
-    "cold_candidates": (lambda v: v in ("split", "all_cold"), "split or all_cold"),
+    "cold_candidates": (lambda v: v in COLD_CANDIDATE_RULES, " or ".join(COLD_CANDIDATE_RULES)),
     "use_modalities": (lambda v: _modality_list(v), "a list of modality names, or ~ (all)"),
     "topk": (lambda v: (isinstance(v, list) and v and all(_is_int(k) and k >= 1 for k in v)) or (_is_int(v) and v >= 1),
              "a positive integer or a list of them"),
 }
 
 
+WEIGHT_RULE = (lambda v: (_is_number(v) and v >= 0) or (isinstance(v, list) and all(_is_number(x) and x >= 0 for x in v)),
+               "a number >= 0")
+
+
 def check_values(config: dict) -> None:
-    """Every value :data:`VALUE_RULES` knows, and every ``*_weight`` (non-negative numbers), in range."""
+    """Every value :data:`VALUE_RULES` knows, and every ``*_weight`` (:data:`WEIGHT_RULE`), in range."""
     for key, value in config.items():
         rule = VALUE_RULES.get(key)
         if rule is None and key.endswith("_weight") and value is not None:
-            rule = (lambda v: (_is_number(v) and v >= 0) or (isinstance(v, list) and all(_is_number(x) and x >= 0 for x in v)),
-                    "a number >= 0")
+            rule = WEIGHT_RULE
         if rule is not None and not rule[0](value):
             raise ConfigError(f"{key}: expected {rule[1]}, found {value!r}")
 

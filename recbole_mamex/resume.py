@@ -165,7 +165,7 @@ class LastCheckpointMixin:
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint``, plus (for a last checkpoint) the best result, the best
         checkpoint's path and the random states."""
-        from recbole_mamex.config import config_differences
+        from recbole_mamex.config import config_differences, listed_differences
 
         if not os.path.isfile(resume_file):
             raise FileNotFoundError(f"resume: checkpoint {resume_file} not found")
@@ -181,9 +181,8 @@ class LastCheckpointMixin:
         diffs = config_differences(dict(checkpoint["config"].final_config_dict), dict(self.config.final_config_dict))
         if diffs:
             raise ResumeError(
-                f"resume: {resume_file} was written with other settings than this command: {'; '.join(diffs[:6])}"
-                + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-                + ". Resume with the interrupted run's own arguments, or start a new run to change them"
+                f"resume: {resume_file} was written with other settings than this command: {listed_differences(diffs)}"
+                ". Resume with the interrupted run's own arguments, or start a new run to change them"
             )
         super().resume_checkpoint(resume_file)
         if "best_model_file" not in checkpoint:

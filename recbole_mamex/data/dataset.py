@@ -19,7 +19,7 @@ class DatasetFileError(InputFileError):
     """A file of a dataset that cannot be used; the message names the file, the expected and the found."""
 
 
-COLD_CANDIDATE_RULES = ("split", "all_cold")
+COLD_CANDIDATE_RULES = ("split", "all_cold")  # cold_candidates: the values Config accepts
 
 
 def modality_selection(value) -> list | None:
@@ -171,9 +171,7 @@ class MultimodalDataset(Dataset):
             cold = ~warm
             cold[0] = False
             return cold
-        rule = self.config["cold_candidates"] or "split"
-        if rule not in COLD_CANDIDATE_RULES:
-            raise ColdItemsFileError(None, f"cold_candidates one of {list(COLD_CANDIDATE_RULES)}", repr(rule))
+        rule = self.config["cold_candidates"] or "split"  # checked by Config; absent in older checkpoints' configs
         cold = np.zeros(self.item_num, dtype=bool)
         token_to_id = self.field2token_id[self.iid_field]
         tokens = self.cold_item_tokens[split] if rule == "split" else self.cold_item_tokens["valid"] + self.cold_item_tokens["test"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +196,19 @@ def source_from_prepared(name: str, data_path: Path):
         if spec.ids_path is not None:
             raise DataImportError(spec.ids_path, "modalities given as plain .npy files (row i = item i)", "an ids mapping")
         modalities[spec.name] = spec.path
-    return frame, user_col, item_col, modalities, f"dataset '{name}'"
+    return frame, user_col, item_col, modalities, prepared_source_label(name)
+
+
+def prepared_source_label(name: str) -> str:
+    """The ``source`` a split of the prepared dataset ``name`` records (see :func:`base_dataset_of`)."""
+    return f"dataset '{name}'"
+
+
+def base_dataset_of(cold_items: dict) -> str | None:
+    """The prepared dataset a cold split (its ``cold_items.json`` content) was made from, or ``None`` when
+    it was made from other files (an MMRec directory)."""
+    match = re.fullmatch(r"dataset '(.+)'", str(cold_items.get("source", "")))
+    return match.group(1) if match else None
 
 
 def source_from_mmrec(src: Path, modality_args: list[str]):

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     ddp.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process (default: 0)")
     hyper = parser.add_argument_group("hyper-parameter search (RecBole's HyperTuning; needs the [hyper] extra)")
     hyper.add_argument("--hyper", metavar="FILE", default=None,
-                       help="search this .hyper space, selecting on validation (e.g. properties/hyper/mamex.hyper)")
+                       help="search this .hyper space, selecting on validation (e.g. properties/hyper/MAMEX.hyper)")
     hyper.add_argument("--hyper_algo", choices=["exhaustive", "random", "bayes"], default="exhaustive",
                        help="exhaustive (every choice combination), random, or bayes (TPE) (default: exhaustive)")
     hyper.add_argument("--max_evals", type=int, default=100, help="trials for random/bayes (default: 100)")

@@ -25,7 +25,7 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,11 @@ class Comparison:
     ours: dict[str, str | None]  # metric -> best of our models
     baseline: dict[str, str | None]  # metric -> best baseline
     improvement: dict[str, float]  # metric -> (ours - baseline) / baseline
-    p_value: dict[str, float]  # metric -> paired t-test p-value across seeds
+    p_value: dict[str, float]  # metric -> paired t-test p-value across (split, seed) pairs
+    labels: dict[str, str] = field(default_factory=dict)  # model -> the name its row shows (e.g. tuning marks)
+
+    def label(self, model: str) -> str:
+        return self.labels.get(model, model)
 
 
 def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Comparison:
@@ -57,7 +61,7 @@ def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Compari
     from scipy import stats
 
     rows = [
-        {"model": r["model"], "seed": r["seed"], **{m: float(r["results"][candidates][m]) for m in metrics}}
+        {"model": r["model"], "pair": pair_key(r), **{m: float(r["results"][candidates][m]) for m in metrics}}
         for r in runs
         if candidates in r["results"]
     ]
@@ -78,14 +82,20 @@ def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Compari
             improvement[metric], p_value[metric] = float("nan"), float("nan")
             continue
         improvement[metric] = float((mine.max() - theirs.max()) / theirs.max()) if theirs.max() else float("nan")
-        a = frame[frame["model"] == ours[metric]].set_index("seed")[metric]
-        b = frame[frame["model"] == baseline[metric]].set_index("seed")[metric]
-        seeds = sorted(set(a.index) & set(b.index))
-        if len(seeds) >= 2 and not np.allclose(a[seeds].to_numpy() - b[seeds].to_numpy(), 0):
-            p_value[metric] = float(stats.ttest_rel(a[seeds], b[seeds]).pvalue)
+        a = frame[frame["model"] == ours[metric]].set_index("pair")[metric]
+        b = frame[frame["model"] == baseline[metric]].set_index("pair")[metric]
+        pairs = sorted(set(a.index) & set(b.index))
+        if len(pairs) >= 2 and not np.allclose(a[pairs].to_numpy() - b[pairs].to_numpy(), 0):
+            p_value[metric] = float(stats.ttest_rel(a[pairs], b[pairs]).pvalue)
         else:
             p_value[metric] = float("nan")
     return Comparison(candidates, table, best, ours, baseline, improvement, p_value)
+
+
+def pair_key(record: dict) -> str:
+    """What pairs runs of two models in the paired test: the same cold split and the same seed."""
+    split = record.get("split_seed")
+    return f"split {split}, seed {record['seed']}" if split is not None else f"seed {record['seed']}"
 
 
 def _cell(comparison: Comparison, model: str, metric: str) -> tuple[str, bool]:
@@ -102,7 +112,7 @@ def to_markdown(comparison: Comparison, metrics) -> str:
         for metric in metrics:
             text, is_best = _cell(comparison, model, metric)
             cells.append(f"**{text}**" if is_best else text)
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append(f"| {comparison.label(model)} | " + " | ".join(cells) + " |")
     lines.append("| best ours vs best baseline | " + " | ".join(_improvement_text(comparison, m) for m in metrics) + " |")
     return "\n".join(lines) + "\n"
 
@@ -118,12 +128,12 @@ def _improvement_text(comparison: Comparison, metric: str) -> str:
 def to_csv(comparison: Comparison, metrics) -> str:
     rows = []
     for model in comparison.table.index:
-        row = {"candidates": comparison.candidates, "model": model}
+        row = {"candidates": comparison.candidates, "model": model, "label": comparison.label(model)}
         for metric in metrics:
             row[f"{metric}_mean"] = comparison.table.loc[model, (metric, "mean")]
             row[f"{metric}_sd"] = comparison.table.loc[model, (metric, "sd")]
             row[f"{metric}_best"] = comparison.best[metric] == model
-        row["n_seeds"] = int(comparison.table.loc[model, (metrics[0], "n")])
+        row["n_runs"] = int(comparison.table.loc[model, (metrics[0], "n")])
         rows.append(row)
     return pd.DataFrame(rows).to_csv(index=False)
 
@@ -144,7 +154,7 @@ def to_latex(comparison: Comparison, metrics) -> str:
             text, is_best = _cell(comparison, model, metric)
             text = text.replace("±", r"$\pm$")
             cells.append(rf"\textbf{{{text}}}" if is_best else text)
-        lines.append(escape(model) + " & " + " & ".join(cells) + r" \\")
+        lines.append(escape(comparison.label(model)) + " & " + " & ".join(cells) + r" \\")
     lines.append(r"\midrule")
     improvements = [f"{comparison.improvement[m]:+.1%}" if not np.isnan(comparison.improvement[m]) else "-" for m in metrics]
     lines.append("Improv. & " + " & ".join(escape(i) for i in improvements) + r" \\")
@@ -166,7 +176,7 @@ def plot(comparisons: list[Comparison], metric: str, path: Path, title: str) -> 
         sds = comparison.table[(metric, "sd")].fillna(0)
         colors = ["tab:orange" if m == comparison.best[metric] else "tab:blue" for m in means.index]
         ax.bar(range(len(means)), means.to_numpy(), yerr=sds.to_numpy(), color=colors, capsize=3)
-        ax.set_xticks(range(len(means)), means.index, rotation=30, ha="right")
+        ax.set_xticks(range(len(means)), [comparison.label(m) for m in means.index], rotation=30, ha="right")
         ax.set_title(f"{comparison.candidates} candidates")
         ax.set_ylabel(metric)
     fig.suptitle(title)
@@ -212,8 +222,9 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
-def run_file(out: Path, model: str, seed: int) -> Path:
-    return out / "runs" / f"{model}-seed{seed}.json"
+def run_file(out: Path, model: str, seed: int, split_seed: int | None = None) -> Path:
+    split = f"-split{split_seed}" if split_seed is not None else ""
+    return out / "runs" / f"{model}{split}-seed{seed}.json"
 
 
 class CompareError(ValueError):
@@ -248,7 +259,7 @@ def setting_differences(record: dict, planned: dict) -> list[str]:
     return diffs
 
 
-def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> dict:
+def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
     """Train and test one (model, seed); returns the record saved for it."""
     from recbole_mamex.quick_start import run_recbole_mamex
 
@@ -256,7 +267,7 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> di
     start = time.time()
     result = run_recbole_mamex(
         model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
-        saved=True, cmd_args=[], callback_fn=on_epoch,
+        saved=saved, cmd_args=[], callback_fn=on_epoch,
     )
     results = result["test_result_by_candidates"] or {"full": result["test_result"]}
     return {
@@ -266,6 +277,11 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> di
         "protocol": protocol,
         "results": {kind: {k: float(v) for k, v in metrics.items()} for kind, metrics in results.items()},
         "best_valid": {k: float(v) for k, v in result["best_valid_result"].items()},
+        "best_valid_score": float(result["best_valid_score"]),
+        "valid_metric": result["config"]["valid_metric"],
+        "valid_curve": result["valid_curve"],
+        "best_epoch": result["best_epoch"],
+        "epochs_trained": result["epochs_trained"],
         "checkpoint": result["model_file"],
         "wall_s": time.time() - start,
         "config": _jsonable(dict(result["config"].final_config_dict)),
@@ -273,63 +289,99 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch) -> di
     }
 
 
-def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
-            plan=None, rerun: bool = False, before_training=None) -> list[dict]:
-    """Run every missing (model, seed), saving each as it finishes; returns all records.
+@dataclass(frozen=True)
+class Split:
+    """One dataset the runs train on: the given one (``seed`` None), or its cold split made with ``seed``."""
 
-    A finished run is reused only when it was made on this dataset and protocol and, given ``plan``
-    (``plan(model, seed)`` -> the final config the run would use, see :func:`planned_config`), with the
-    same settings and versions (:func:`setting_differences`). Otherwise: a :class:`CompareError` naming
-    the differences, checked for every job before the first one trains; with ``rerun``, those runs are
-    trained again and their records replaced. ``before_training()`` is called once, before the first
-    run that has to be trained (none when every run is on disk).
+    seed: int | None
+    dataset: str
+
+
+def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
+            plan=None, rerun: bool = False, before_training=None, splits=None) -> list[dict]:
+    """Run every missing (model, split, seed), saving each as it finishes; returns all records.
+
+    ``splits``: the :class:`Split` datasets to run on (default: ``dataset`` alone); a run on a split
+    records its ``split_seed``. A finished run is reused only when it was made on its split's dataset
+    and this protocol and, given ``plan`` (``plan(model, seed, dataset)`` -> the final config the run
+    would use, see :func:`planned_config`), with the same settings and versions
+    (:func:`setting_differences`). Otherwise: a :class:`CompareError` naming the differences, checked for
+    every job before the first one trains; with ``rerun``, those runs are trained again and their records
+    replaced. ``before_training()`` is called once, before the first run that has to be trained (none
+    when every run is on disk).
     """
     from recbole_mamex.config import listed_differences
 
     extra = extra or {}
-    jobs = [(m, s) for m in models for s in seeds]
-    finished = {}  # (model, seed) -> its record, when it can be reused
-    for model, seed in jobs:
-        path = run_file(out, model, seed)
+    splits = list(splits) if splits else [Split(None, dataset)]
+    jobs = [(m, split, s) for m in models for split in splits for s in seeds]
+    finished = {}  # job -> its record, when it can be reused
+    for job in jobs:
+        model, split, seed = job
+        path = run_file(out, model, seed, split.seed)
         if not path.is_file():
             continue
         record = json.loads(path.read_text())
-        if (record.get("dataset"), record.get("protocol")) != (dataset, protocol):
+        if (record.get("dataset"), record.get("protocol")) != (split.dataset, protocol):
             raise CompareError(
-                f"{path}: expected a run on dataset '{dataset}' with protocol '{protocol}', found "
+                f"{path}: expected a run on dataset '{split.dataset}' with protocol '{protocol}', found "
                 f"'{record.get('dataset')}' / '{record.get('protocol')}'; use another --out"
             )
-        diffs = setting_differences(record, plan(model, seed)) if plan is not None else []
+        diffs = setting_differences(record, plan(model, seed, split.dataset)) if plan is not None else []
         if diffs and not rerun:
             raise CompareError(
                 f"{path}: a finished run made with other settings than this command: {listed_differences(diffs)}"
                 ". Use another --out to keep both, or --rerun to train the differing runs again (their records are replaced)"
             )
         if not diffs:
-            finished[(model, seed)] = record
+            finished[job] = record
     records, durations = [], []
-    for index, (model, seed) in enumerate(jobs, start=1):
-        path = run_file(out, model, seed)
-        if (model, seed) in finished:
-            log(f"[{index}/{len(jobs)}] {model} seed {seed}: done before, skipped (same settings)")
-            records.append(finished[(model, seed)])
+    for index, job in enumerate(jobs, start=1):
+        model, split, seed = job
+        path = run_file(out, model, seed, split.seed)
+        name = f"{model}{f' split {split.seed}' if split.seed is not None else ''} seed {seed}"
+        if job in finished:
+            log(f"[{index}/{len(jobs)}] {name}: done before, skipped (same settings)")
+            records.append(finished[job])
             continue
         if before_training is not None:
             before_training()
             before_training = None
         remaining = len(jobs) - index + 1
         eta = f", ETA {np.mean(durations) * remaining / 60:.1f} min" if durations else ""
-        log(f"[{index}/{len(jobs)}] {model} seed {seed}: training{eta}")
+        log(f"[{index}/{len(jobs)}] {name}: training{eta}")
 
-        def on_epoch(epoch, valid_score, _label=f"{model} seed {seed}"):
+        def on_epoch(epoch, valid_score, _label=name):
             log(f"    {_label}: epoch {epoch}, valid score {valid_score:.4f}")
 
-        record = runner(model, seed, dataset, protocol, list(config_files), extra, on_epoch)
+        record = runner(model, seed, split.dataset, protocol, list(config_files), extra, on_epoch)
+        if split.seed is not None:
+            record["split_seed"] = split.seed
         write_json_atomic(path, record)
         durations.append(record["wall_s"])
         records.append(record)
-        log(f"[{index}/{len(jobs)}] {model} seed {seed}: finished in {record['wall_s']:.0f} s")
+        log(f"[{index}/{len(jobs)}] {name}: finished in {record['wall_s']:.0f} s")
     return records
+
+
+def training_summary(records, labels) -> list[str]:
+    """summary.md lines: per row, the runs' best epoch, epochs trained and wall time."""
+    rows = list(dict.fromkeys(r["model"] for r in records))
+    lines = ["## Training (per run: the epoch kept by early stopping, epochs trained, wall time)", "",
+             "| model | runs | best epoch, mean [min, max] | epochs trained, mean [min, max] | wall s, mean [min, max] |",
+             "|---|---|---|---|---|"]
+
+    def spread(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{np.mean(values):.1f} [{min(values):.0f}, {max(values):.0f}]"
+
+    for row in rows:
+        mine = [r for r in records if r["model"] == row]
+        lines.append(f"| {labels.get(row, row)} | {len(mine)} | {spread([r.get('best_epoch') for r in mine])} | "
+                     f"{spread([r.get('epochs_trained') for r in mine])} | {spread([r.get('wall_s') for r in mine])} |")
+    return lines + [""]
 
 
 def shared_settings(records) -> dict:
@@ -343,9 +395,11 @@ def shared_settings(records) -> dict:
     return {k: configs[0][k] for k in sorted(keys) if all(c[k] == configs[0][k] for c in configs)}
 
 
-def write_outputs(records, metrics, out: Path, our_models, title: str) -> list[Comparison]:
+def write_outputs(records, metrics, out: Path, our_models, title: str, labels=None) -> list[Comparison]:
     kinds = list(dict.fromkeys(k for r in records for k in r["results"]))
     comparisons = [aggregate(records, kind, metrics, our_models) for kind in kinds]
+    for comparison in comparisons:
+        comparison.labels = dict(labels or {})
     from dataset_prep.common import atomic_write_text
 
     markdown = [f"## {title}", ""]
@@ -355,6 +409,7 @@ def write_outputs(records, metrics, out: Path, our_models, title: str) -> list[C
         atomic_write_text(out / f"table_{name}.csv", to_csv(comparison, metrics))
         atomic_write_text(out / f"table_{name}.tex", to_latex(comparison, metrics))
         markdown.append(to_markdown(comparison, metrics))
+    markdown += training_summary(records, labels or {})
     shared = shared_settings(records)
     if shared:
         markdown += ["## Settings shared by every run", ""] + [f"- `{k}`: `{json.dumps(v)}`" for k, v in shared.items()] + [""]
@@ -376,6 +431,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun", action="store_true", help="train again the finished runs whose settings differ from this command's")
     parser.add_argument("--variant", nargs="*", default=[], metavar="MODEL-LABEL=KEY:VALUE;...",
                         help="an extra row: MODEL with these settings on top of --set, e.g. MAMEX-text=use_modalities:[text]")
+    parser.add_argument("--tune", type=int, default=0, metavar="N",
+                        help="tune every row with N trials of TPE over properties/hyper/<Model>.hyper on the first split and "
+                        "seed, selecting on validation, then train the selected parameters with every split and seed (default 0: "
+                        "shipped defaults; needs the [hyper] extra)")
+    parser.add_argument("--split-seeds", nargs="+", type=int, default=None, metavar="SEED",
+                        help="cold protocol: one cold split of the dataset's source per seed (made once by dataset_prep.coldstart "
+                        "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "
+                        "(split, seed) is a run")
     args = parser.parse_args(argv)
     try:
         return _main(args)
@@ -468,10 +531,56 @@ def check_plan(models, seeds, metrics, plan, model_of=lambda row: row) -> None:
             )
 
 
+def cold_splits(dataset: str, split_seeds, config, log=print) -> list[Split]:
+    """The cold split of ``dataset``'s source for each of ``split_seeds`` (same fraction): ``dataset`` itself
+    for its own seed, else ``<dataset>-split<seed>``, made by ``dataset_prep.coldstart`` (its yaml in
+    ``./properties/dataset/``) unless it is there; ``config``: a Config of ``dataset``."""
+    from dataset_prep.coldstart import base_dataset_of, make_cold_dataset, source_from_prepared
+
+    cold_file = config["cold_items_file"]
+    data_dir = Path(config["data_path"])
+    if not cold_file:
+        raise CompareError(f"--split-seeds: expected a cold-start dataset (with cold_items_file), found '{dataset}' without one")
+    info = json.loads((data_dir / cold_file).read_text(encoding="utf-8"))
+    base = base_dataset_of(info)
+    if base is None:
+        raise CompareError(
+            f"--split-seeds: {data_dir / cold_file} says '{dataset}' was made from {info.get('source')!r}, not from a prepared "
+            "dataset, so it cannot be split again here: make the splits with python -m dataset_prep.coldstart and compare each"
+        )
+    splits = []
+    for seed in split_seeds:
+        if seed == info.get("seed"):
+            splits.append(Split(seed, dataset))
+            continue
+        name = f"{dataset}-split{seed}"
+        made = data_dir.parent / name / f"{name}.cold_items.json"
+        if made.is_file():
+            other = json.loads(made.read_text(encoding="utf-8"))
+            if (other.get("source"), other.get("fraction"), other.get("seed")) != (info.get("source"), info.get("fraction"), seed):
+                raise CompareError(
+                    f"{made}: expected a split of {info.get('source')} with fraction {info.get('fraction')} and seed {seed}, found "
+                    f"{other.get('source')!r}, fraction {other.get('fraction')}, seed {other.get('seed')}; move it away"
+                )
+        else:
+            log(f"making cold split {name} of dataset '{base}' (fraction {info['fraction']}, seed {seed})")
+            frame, user_col, item_col, modalities, source = source_from_prepared(base, data_dir.parent)
+            make_cold_dataset(frame, user_col, item_col, modalities, name, source, out_root=data_dir.parent,
+                              properties_dir=Path.cwd() / "properties", fraction=info["fraction"], seed=seed, log=log)
+        splits.append(Split(seed, name))
+    return splits
+
+
 def _main(args) -> int:
     from recbole_mamex.data.prepare import ensure_dataset_files
     from recbole_mamex.utils import proposed_models
 
+    if args.tune < 0:
+        raise CompareError(f"--tune: expected a number of trials >= 0, found {args.tune}")
+    if args.split_seeds is not None and args.protocol != "cold":
+        raise CompareError(f"--split-seeds: expected --protocol cold (cold splits), found --protocol {args.protocol}")
+    if args.split_seeds is not None and len(set(args.split_seeds)) != len(args.split_seeds):
+        raise CompareError(f"--split-seeds: expected each once, found {args.split_seeds}")
     extra = parse_set(args.set)
     variants = parse_variants(args.variant)
     clash = [name for name in variants if name in args.models]
@@ -479,45 +588,82 @@ def _main(args) -> int:
         raise CompareError(f"--variant: expected names other than the --models, found {clash}")
     rows = list(args.models) + list(variants)
     metrics = [m.lower() for m in args.metrics]
-    cache = {}
+    cache, tunings = {}, {}
 
-    def resolve(row):
-        """(model, settings) of a row: a model with --set, or a variant with its own settings on top."""
+    def resolve(row, tuned=True):
+        """(model, settings) of a row: a model with --set, or a variant with its own settings on top; then,
+        once tuned, the parameters its tuning selected."""
         model, own = variants.get(row, (row, {}))
-        return model, {**extra, **own}
+        selected = tunings[row].params if tuned and row in tunings else {}
+        return model, {**extra, **own, **selected}
 
-    def plan(row, seed):
-        if (row, seed) not in cache:
-            model, settings = resolve(row)
-            cache[(row, seed)] = planned_config(model, seed, args.dataset, args.protocol, args.config_files, settings)
-        return cache[(row, seed)]
+    def plan(row, seed, dataset, params=None):
+        model, settings = resolve(row, tuned=params is None)
+        settings = {**settings, **(params or {})}
+        key = (row, seed, dataset, json.dumps(_jsonable(settings), sort_keys=True))
+        if key not in cache:
+            cache[key] = planned_config(model, seed, dataset, args.protocol, args.config_files, settings)
+        return cache[key]
 
     def runner(row, seed, dataset, protocol, config_files, _extra, on_epoch):
         model, settings = resolve(row)
         record = run_one(model, seed, dataset, protocol, config_files, settings, on_epoch)
         if row in variants:
             record.update({"model": row, "model_class": model, "variant": _jsonable(variants[row][1])})
+        if row in tunings:
+            record["tuning"] = tunings[row].record()
         return record
 
-    check_plan(rows, args.seeds, metrics, plan, model_of=lambda row: resolve(row)[0])  # unknown model names fail here
+    check_plan(rows, args.seeds, metrics, lambda row, seed: plan(row, seed, args.dataset),
+               model_of=lambda row: resolve(row)[0])  # unknown model names fail here
 
-    def dataset_is_there():  # a missing dataset is one error line, not a traceback in the first run
+    def dataset_config(dataset):
         from recbole_mamex.config import Config
 
-        ensure_dataset_files(Config(model=args.models[0], dataset=args.dataset, config_file_list=list(args.config_files) or None,
-                                    config_dict=run_settings(args.seeds[0], args.protocol, extra), cmd_args=[]))
+        return Config(model=resolve(rows[0])[0], dataset=dataset, config_file_list=list(args.config_files) or None,
+                      config_dict=run_settings(args.seeds[0], args.protocol, extra), cmd_args=[])
+
+    def dataset_is_there():  # a missing dataset is one error line, not a traceback in the first run
+        ensure_dataset_files(dataset_config(args.dataset))
 
     out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
-    title = f"{args.dataset}, {args.protocol} protocol, seeds {args.seeds}"
+    splits = None
+    if args.split_seeds is not None:
+        dataset_is_there()
+        splits = cold_splits(args.dataset, args.split_seeds, dataset_config(args.dataset))
+    title = comparison_title(args, splits)
     start = time.time()
+    if args.tune:
+        from recbole_mamex.compare_tuning import tune_rows, tuning_markdown
+        from dataset_prep.common import atomic_write_text
+
+        first = splits[0] if splits else Split(None, args.dataset)
+        dataset_is_there()
+        tunings.update(tune_rows(rows, lambda row: resolve(row, tuned=False), args.tune, first, args.seeds[0], args.protocol,
+                                 args.config_files, out, plan, run_one, rerun=args.rerun))
+        atomic_write_text(out / "tuning.md", tuning_markdown(tunings, title))
     records = run_all(rows, args.seeds, args.dataset, args.protocol, out, args.config_files, extra, runner=runner,
-                      plan=plan, rerun=args.rerun, before_training=dataset_is_there)
+                      plan=plan, rerun=args.rerun, before_training=dataset_is_there, splits=splits)
     ours = {row for row in rows if resolve(row)[0] in proposed_models()}  # a variant of MAMEX is ours
-    comparisons = write_outputs(records, metrics, out, ours, title)
+    labels = {row: tuning.label() for row, tuning in tunings.items()}
+    comparisons = write_outputs(records, metrics, out, ours, title, labels=labels)
     for comparison in comparisons:
         print(to_markdown(comparison, metrics))
-    print(f"wrote {out}/summary.md, table_*.md/.csv/.tex, main_metric.png ({time.time() - start:.0f} s)")
+    print(f"wrote {out}/summary.md, table_*.md/.csv/.tex, main_metric.png{', tuning.md' if tunings else ''} "
+          f"({time.time() - start:.0f} s)")
     return 0
+
+
+def comparison_title(args, splits) -> str:
+    """What the tables are: dataset, protocol, splits x seeds, tuning."""
+    seeds = f"seeds {args.seeds}"
+    if splits:
+        seeds = f"{len(splits)} cold splits (split seeds {[s.seed for s in splits]}) x {len(args.seeds)} {seeds}"
+    tuned = ""
+    if args.tune:
+        first = f"split {splits[0].seed}, " if splits else ""
+        tuned = f"; every row tuned with {args.tune} TPE trials on {first}seed {args.seeds[0]} (validation only)"
+    return f"{args.dataset}, {args.protocol} protocol, {seeds}{tuned}"
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def run_recbole_mamex(
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
         ``test_result_by_candidates`` (candidate set -> test metrics, for each of ``test_candidates``),
-        ``model_file`` (the checkpoint, or ``None`` when ``saved`` is False) and ``config``.
+        ``model_file`` (the checkpoint, or ``None`` when ``saved`` is False), ``config``, ``valid_curve``
+        ((epoch, valid score) of each validation), ``best_epoch`` (the kept one) and ``epochs_trained``.
     """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
@@ -67,8 +68,15 @@ def run_recbole_mamex(
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
     if resume_from is not None:
         trainer.resume_checkpoint(resume_from)
+    curve = []  # (epoch, valid score) of every validation of this training
+
+    def on_validation(epoch, valid_score):
+        curve.append((int(epoch), float(valid_score)))
+        if callback_fn is not None:
+            callback_fn(epoch, valid_score)
+
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=on_validation
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_by_candidates = {}
@@ -94,7 +102,17 @@ def run_recbole_mamex(
         "test_result_by_candidates": test_by_candidates,
         "model_file": trainer.saved_model_file if saved else None,
         "config": config,
+        "valid_curve": curve,
+        "best_epoch": best_epoch(curve, best_valid_score),
+        "epochs_trained": trainer.epochs_trained,
     }
+
+
+def best_epoch(curve, best_valid_score):
+    """The epoch whose validation RecBole kept as best: the last one with the best score (its early
+    stopping counts a tie as a new best); ``None`` without validations."""
+    kept = [epoch for epoch, score in curve if score == float(best_valid_score)]
+    return kept[-1] if kept else None
 
 
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None,

@@ -116,6 +116,7 @@ class LastCheckpointMixin:
         self._keep_last = False
         self._pending_rng = None
         self._wrote_last = False
+        self.epochs_trained = 0  # epochs whose training finished, resumed ones included
 
     @property
     def last_model_file(self) -> str:
@@ -138,7 +139,9 @@ class LastCheckpointMixin:
             self._pending_rng = None
         elif self._keep_last and epoch_idx > self.start_epoch:
             self.save_last_checkpoint(epoch_idx - 1, train_data)
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.epochs_trained = epoch_idx + 1
+        return loss
 
     def save_last_checkpoint(self, epoch: int, train_data=None) -> None:
         """Write the state at the end of ``epoch`` to :attr:`last_model_file` (first process only)."""

@@ -12,7 +12,7 @@ The search space is a RecBole ``.hyper`` file, one parameter per line::
     n_experts choice [2,4,8]
 
 (types: ``choice`` (a Python list), ``uniform low,high``, ``quniform low,high,q``, ``loguniform low,high``
-with natural-log bounds). ``properties/hyper/mamex.hyper`` ships with the package; ``--hyper mamex.hyper``
+with natural-log bounds). ``properties/hyper/MAMEX.hyper`` ships with the package; ``--hyper MAMEX.hyper``
 finds it by name. ``algo``: ``exhaustive`` (every combination of ``choice`` parameters), ``random`` or
 ``bayes`` (TPE) with ``max_evals`` trials; the random draws are seeded (``HYPEROPT_FMIN_SEED``, default
 ``search_seed``).
@@ -174,6 +174,108 @@ def tune(
         "best": hyper.params2result[best_key],
         "trials": hyper.params2result,
     }
+
+
+def hyperopt_space(params: dict[str, tuple[str, str]]) -> dict:
+    """hyperopt's space for ``params`` (as :func:`read_params_file` returns them), with RecBole's reading
+    of each type (``loguniform`` bounds are natural logs)."""
+    import ast
+
+    from hyperopt import hp
+
+    space = {}
+    for name, (kind, value) in params.items():
+        if kind == "choice":
+            space[name] = hp.choice(name, ast.literal_eval(value))
+            continue
+        bounds = [float(part) for part in value.split(",")]
+        space[name] = {"uniform": hp.uniform, "quniform": hp.quniform, "loguniform": hp.loguniform}[kind](name, *bounds)
+    return space
+
+
+TPE_RANDOM_STARTS = 5  # hyperopt's default (20) would make any search of up to 20 trials a random one
+
+
+class TrialFailed(Exception):
+    """Raised by a search objective for a trial that could not give a score (e.g. a diverging training);
+    the search records it and goes on (hyperopt ``STATUS_FAIL``)."""
+
+
+class TrialRecordMismatch(ValueError):
+    """A stored trial whose parameters are not those the search proposes at that step now."""
+
+
+def tpe_search(objective, params: dict[str, tuple[str, str]], n_trials: int, seed: int, stored=None, store=None,
+               log=print) -> list[dict]:
+    """``n_trials`` trials of hyperopt's TPE (the first :data:`TPE_RANDOM_STARTS` random), seeded, maximising
+    ``objective(params) -> (score, details)``; returns one dict per trial, in order: ``trial`` (from 1),
+    ``params``, ``status`` (``ok``, ``failed`` or ``repeat`` of an earlier trial with the same parameters,
+    not trained again), ``score`` and ``details``.
+
+    Resumable: ``stored(k)`` gives trial ``k``'s earlier dict or ``None``, ``store(trial)`` keeps a finished
+    one. The search is a pure function of (space, seed, scores), so a search started again proposes the same
+    parameters, and stored trials are replayed instead of trained; a stored trial with other parameters is a
+    :class:`TrialRecordMismatch`.
+    """
+    import numpy as np
+    from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, tpe
+
+    done: list[dict] = []
+
+    def trial(proposed):
+        number = len(done) + 1
+        values = {name: _plain(proposed[name]) for name in params}
+        record = stored(number) if stored is not None else None
+        if record is not None:
+            if record["params"] != values:
+                raise TrialRecordMismatch(
+                    f"trial {number}: expected the stored parameters {record['params']}, the search proposes {values}"
+                )
+            log(f"  trial {number}/{n_trials}: done before ({_score_text(record)})")
+        else:
+            earlier = next((t for t in done if t["params"] == values and t["status"] != "failed"), None)
+            if earlier is not None:
+                record = {"trial": number, "params": values, "status": "repeat", "repeat_of": earlier["trial"],
+                          "score": earlier["score"], "details": earlier["details"]}
+            else:
+                log(f"  trial {number}/{n_trials}: {values}")
+                try:
+                    score, details = objective(values)
+                    record = {"trial": number, "params": values, "status": "ok", "score": float(score), "details": details}
+                except TrialFailed as failure:
+                    record = {"trial": number, "params": values, "status": "failed", "score": None, "error": str(failure),
+                              "details": None}
+            if store is not None:
+                store(record)
+            log(f"  trial {number}/{n_trials}: {_score_text(record)}")
+        done.append(record)
+        if record["score"] is None:
+            return {"status": STATUS_FAIL}
+        return {"loss": -record["score"], "status": STATUS_OK}
+
+    fmin(trial, hyperopt_space(params), algo=partial(tpe.suggest, n_startup_jobs=TPE_RANDOM_STARTS),
+         max_evals=n_trials, trials=Trials(), rstate=np.random.RandomState(seed), show_progressbar=False)
+    return done
+
+
+def best_trial(trials: list[dict]) -> dict | None:
+    """The first trial with the highest score (``None`` when every trial failed)."""
+    scored = [t for t in trials if t["score"] is not None]
+    return max(scored, key=lambda t: t["score"]) if scored else None
+
+
+def _plain(value):
+    """A hyperopt value as plain Python (numpy scalars to int/float), so that it survives JSON unchanged."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return value
+
+
+def _score_text(record: dict) -> str:
+    if record["status"] == "failed":
+        return f"failed ({record.get('error')})"
+    suffix = f", repeat of trial {record['repeat_of']}" if record["status"] == "repeat" else ""
+    return f"valid score {record['score']:.4f}{suffix}"
 
 
 def ray_search_space(params_file) -> dict:

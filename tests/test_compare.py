@@ -71,7 +71,7 @@ def test_end_to_end_outputs_parse(cold_tiny, workdir, capsys):
     assert "[1/4] BPR seed 1: training" in printed and "epoch 0, valid score" in printed
     for kind in ("cold", "warm", "all"):
         table = pd.read_csv(out / f"table_{kind}.csv")
-        assert list(table["model"]) == ["BPR", "Pop"] and (table["n_seeds"] == 2).all()
+        assert list(table["model"]) == ["BPR", "Pop"] and (table["n_runs"] == 2).all()
         assert "| BPR |" in (out / f"table_{kind}.md").read_text()
         assert r"\begin{tabular}" in (out / f"table_{kind}.tex").read_text()
     assert (out / "main_metric.png").read_bytes()[:4] == b"\x89PNG"

@@ -54,10 +54,10 @@ def test_command_line_search_and_its_errors(tiny_dataset, workdir, capsys):
 
 
 def test_search_space_files():
-    shipped = resolve_params_file("mamex.hyper")
-    assert shipped == properties_dir() / "hyper" / "mamex.hyper"
+    shipped = resolve_params_file("MAMEX.hyper")
+    assert shipped == properties_dir() / "hyper" / "MAMEX.hyper"
     assert {"learning_rate", "n_experts"} <= set(read_params_file(shipped))
-    with pytest.raises(HyperFileError, match="no such search-space file .*mamex.hyper"):
+    with pytest.raises(HyperFileError, match="no such search-space file .*MAMEX.hyper"):
         resolve_params_file("missing.hyper")
 
 

@@ -1,0 +1,222 @@
+"""Equal-budget tuning inside a comparison (``python -m recbole_mamex.compare ... --tune N``).
+
+Every row (a model, or a ``--variant`` of one) gets the same ``N`` trials of hyperopt's TPE
+(:func:`recbole_mamex.tuning.tpe_search`, seeded with the first ``--seeds`` value) over its model's
+search space, ``properties/hyper/<Model>.hyper`` (the working directory's ``properties/hyper/`` first,
+then the one shipped with the package). A trial trains on the first split with the first seed, early
+stopping on validation, and scores by its best validation ``valid_metric``; test results are not kept.
+Keys that the row fixes (``--set``, the variant's own settings) are left out of its space. The
+parameters of the best trial then train with every (split, seed) like any other run; a row whose model
+has no search space (Pop has no parameters) runs untuned, and the tables say so.
+
+Trials are saved as they finish (``<out>/tuning/<row>/trial-NNN.json``, the search's own settings in
+``search.json``); an interrupted tuning goes on where it stopped, and a trial made with other settings
+is refused (or trained again with ``--rerun``), as runs are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recbole_mamex.paths import properties_dir
+
+
+def hyper_file_for(model: str) -> Path | None:
+    """``properties/hyper/<model>.hyper`` of the working directory, else the package's; ``None`` if neither."""
+    for root in (Path.cwd() / "properties", properties_dir()):
+        path = root / "hyper" / f"{model}.hyper"
+        if path.is_file():
+            return path
+    return None
+
+
+@dataclass
+class RowTuning:
+    """The tuning of one comparison row."""
+
+    row: str
+    model: str
+    n_trials: int
+    space_file: Path | None  # None: the model has no search space, the row runs untuned
+    space: dict = field(default_factory=dict)  # parameter -> (type, values), the row's fixed keys removed
+    fixed: list = field(default_factory=list)  # space parameters the row fixes (left out of the search)
+    trials: list = field(default_factory=list)
+    best: dict | None = None
+    tuned_on: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)  # the search's own settings (search.json)
+
+    @property
+    def params(self) -> dict:
+        """The parameters the row's runs train with (none when untuned or every trial failed)."""
+        return dict(self.best["params"]) if self.best else {}
+
+    def label(self) -> str:
+        if self.space_file is None:
+            return f"{self.row} (untuned: no search space)"
+        if self.best is None:
+            return f"{self.row} (untuned: every trial failed)"
+        return f"{self.row} (tuned, {self.n_trials} trials)"
+
+    def record(self) -> dict:
+        """What a run record keeps about the tuning of its parameters."""
+        return {
+            "trials": self.n_trials,
+            "space_file": str(self.space_file) if self.space_file else None,
+            "selected_trial": self.best["trial"] if self.best else None,
+            "params": self.params,
+            "valid_score": self.best["score"] if self.best else None,
+            "tuned_on": self.tuned_on,
+        }
+
+
+def _trial_dir(out: Path, row: str) -> Path:
+    return out / "tuning" / row
+
+
+def _trial_file(out: Path, row: str, number: int) -> Path:
+    return _trial_dir(out, row) / f"trial-{number:03d}.json"
+
+
+def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, config_files, out: Path, plan,
+              runner, rerun: bool = False, log=print) -> dict[str, RowTuning]:
+    """Tune every row (see the module docstring); returns row -> :class:`RowTuning`.
+
+    ``resolve(row)`` -> (model, fixed settings); ``split``: the :class:`recbole_mamex.compare.Split` to
+    tune on; ``plan(row, seed, dataset, params)`` -> the final config of a trial; ``runner``: as
+    :func:`recbole_mamex.compare.run_one`. Stored trials are checked for every row before any trial trains.
+    """
+    from recbole_mamex.compare import CompareError, setting_differences, write_json_atomic
+    from recbole_mamex.config import listed_differences
+    from recbole_mamex.tuning import TPE_RANDOM_STARTS, TrialFailed, TrialRecordMismatch, read_params_file, tpe_search
+
+    tunings, stored = {}, {}
+    for row in rows:
+        model, settings = resolve(row)
+        tuning = RowTuning(row, model, n_trials, hyper_file_for(model),
+                           tuned_on={"dataset": split.dataset, "split_seed": split.seed, "seed": seed})
+        tunings[row] = tuning
+        if tuning.space_file is None:
+            log(f"{row}: no properties/hyper/{model}.hyper, so it runs untuned (its defaults)")
+            continue
+        space = read_params_file(tuning.space_file)
+        tuning.fixed = sorted(set(space) & set(settings))
+        tuning.space = {name: value for name, value in space.items() if name not in settings}
+        if not tuning.space:
+            raise CompareError(f"{row}: every parameter of {tuning.space_file} is fixed by --set or the variant: nothing to tune")
+        search = {"space": {k: list(v) for k, v in tuning.space.items()}, "search_seed": seed, "random_starts": TPE_RANDOM_STARTS,
+                  "dataset": split.dataset, "split_seed": split.seed, "seed": seed, "protocol": protocol}
+        search_file = _trial_dir(out, row) / "search.json"
+        before = json.loads(search_file.read_text()) if search_file.is_file() else search
+        if before != search and not rerun:
+            raise CompareError(
+                f"{search_file}: trials of another search ({_search_differences(before, search)}). "
+                "Use another --out to keep both, or --rerun to run the trials again (their records are replaced)"
+            )
+        stored[row] = {}
+        for number in range(1, n_trials + 1):
+            path = _trial_file(out, row, number)
+            if not path.is_file() or before != search:
+                continue
+            trial = json.loads(path.read_text())
+            diffs = setting_differences(trial, plan(row, seed, split.dataset, trial["params"]))
+            if diffs and not rerun:
+                raise CompareError(
+                    f"{path}: a finished trial made with other settings than this command: {listed_differences(diffs)}"
+                    ". Use another --out to keep both, or --rerun to run the differing trials again"
+                )
+            if not diffs:
+                stored[row][number] = trial
+        tuning.search = search
+
+    for row, tuning in tunings.items():
+        if tuning.space_file is None:
+            continue
+        model, settings = resolve(row)
+        log(f"{row}: tuning, {n_trials} trials of TPE over {sorted(tuning.space)} on {split.dataset}, seed {seed}")
+        write_json_atomic(_trial_dir(out, row) / "search.json", tuning.search)
+
+        def objective(params, _model=model, _settings=settings, _row=row):
+            def on_epoch(epoch, score):
+                log(f"    {_row} trial: epoch {epoch}, valid score {score:.4f}")
+
+            try:
+                record = runner(_model, seed, split.dataset, protocol, list(config_files), {**_settings, **params}, on_epoch,
+                                saved=False)
+            except ValueError as err:
+                if "nan" not in str(err).lower():
+                    raise
+                raise TrialFailed(str(err)) from None
+            return record["best_valid_score"], {k: record[k] for k in ("valid_metric", "best_valid", "best_epoch",
+                                                                    "epochs_trained", "wall_s")}
+
+        def keep(trial, _row=row):
+            trial = {**trial, "config": plan(_row, seed, split.dataset, trial["params"]), "versions": _versions()}
+            write_json_atomic(_trial_file(out, _row, trial["trial"]), trial)
+
+        def replay(number, _row=row):
+            return stored[_row].get(number)
+
+        try:
+            tuning.trials = tpe_search(objective, tuning.space, n_trials, seed, stored=replay, store=keep, log=log)
+        except TrialRecordMismatch as err:
+            if not rerun:
+                raise CompareError(f"{_trial_dir(out, row)}: {err} (another hyperopt version?); use --rerun to run the trials again") from None
+            stored[row] = {}
+            tuning.trials = tpe_search(objective, tuning.space, n_trials, seed, store=keep, log=log)
+        from recbole_mamex.tuning import best_trial
+
+        tuning.best = best_trial(tuning.trials)
+        chosen = f"trial {tuning.best['trial']}, valid {tuning.best['score']:.4f}: {tuning.params}" if tuning.best else "every trial failed"
+        log(f"{row}: selected {chosen}")
+    return tunings
+
+
+def _versions() -> dict:
+    from recbole_mamex.compare import versions
+
+    return versions()
+
+
+def _search_differences(before: dict, now: dict) -> str:
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys)
+
+
+def tuning_markdown(tunings: dict[str, RowTuning], title: str) -> str:
+    """``tuning.md``: every row's space, trials (validation scores only) and the selected trial."""
+    lines = [f"# Tuning: {title}", ""]
+    for tuning in tunings.values():
+        lines += [f"## {tuning.row}", ""]
+        if tuning.space_file is None:
+            lines += [f"No search space (`properties/hyper/{tuning.model}.hyper`): runs with its defaults.", ""]
+            continue
+        on = tuning.tuned_on
+        split = f", split {on['split_seed']}" if on.get("split_seed") is not None else ""
+        lines.append(f"Space `{tuning.space_file.name}`; {tuning.n_trials} trials of TPE on {on['dataset']}{split}, seed {on['seed']}; "
+                     "selected on the best validation score (test is not looked at).")
+        if tuning.fixed:
+            lines.append(f"Fixed by the row, not searched: {', '.join(f'`{k}`' for k in tuning.fixed)}.")
+        names = list(tuning.space)
+        lines += ["", "| trial | " + " | ".join(names) + " | status | valid score | best epoch | epochs | wall s |",
+                  "|---|" + "---|" * (len(names) + 5)]
+        for trial in tuning.trials:
+            chosen = tuning.best is not None and trial["trial"] == tuning.best["trial"]
+            values = [_value_text(trial["params"][n]) for n in names]
+            details = trial.get("details") or {}
+            status = trial["status"] if trial["status"] != "repeat" else f"repeat of {trial['repeat_of']}"
+            score = "-" if trial["score"] is None else f"{trial['score']:.4f}"
+            score = f"**{score}**" if chosen else score
+            wall = "-" if trial["status"] == "repeat" or "wall_s" not in details else f"{details['wall_s']:.0f}"
+            lines.append(f"| {trial['trial']} | " + " | ".join(values)
+                         + f" | {status} | {score} | {details.get('best_epoch', '-')} | {details.get('epochs_trained', '-')} | {wall} |")
+        lines += ["", f"Selected: {tuning.params if tuning.best else 'none (every trial failed; defaults)'}", ""]
+    return "\n".join(lines)
+
+
+def _value_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return re.sub(r"\|", "/", str(value))

@@ -1,0 +1,161 @@
+"""compare --tune (equal-budget TPE, selection on validation, resumable trials) and --split-seeds."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from recbole_mamex.compare import Split, main, run_file
+from recbole_mamex.compare_tuning import tune_rows
+from recbole_mamex.tuning import tpe_search
+
+
+def fake_runner(calls, interrupt_at=None):
+    """A run whose validation score rises with the learning rate while its test recall falls."""
+
+    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
+        calls.append(settings["learning_rate"])
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        lr = settings["learning_rate"]
+        return {"best_valid_score": lr, "valid_metric": "NDCG@20", "best_valid": {"ndcg@20": lr},
+                "results": {"cold": {"recall@20": 1 - lr}}, "best_epoch": 3, "epochs_trained": 9, "wall_s": 0.1}
+
+    return runner
+
+
+def run_tuning(workdir, runner, n_trials, rerun=False):
+    def plan(row, seed, dataset, params=None):
+        return {"model": "BPR", "seed": seed, **(params or {})}
+
+    tunings = tune_rows(["BPR"], lambda row: ("BPR", {}), n_trials, Split(None, "d"), 5, "cold", [], workdir / "out",
+                        plan, runner, rerun=rerun, log=lambda *_: None)
+    return tunings["BPR"]
+
+
+def test_tuning_selects_on_validation_where_test_disagrees(workdir):
+    (workdir / "properties" / "hyper").mkdir(parents=True)
+    (workdir / "properties" / "hyper" / "BPR.hyper").write_text("learning_rate choice [0.001,0.01,0.1]\n")
+    calls = []
+    tuning = run_tuning(workdir, fake_runner(calls), 6)
+    assert len(tuning.trials) == 6
+    assert sorted(calls) == sorted(set(calls))  # a repeated proposal is not trained again
+    assert {t["status"] for t in tuning.trials} <= {"ok", "repeat"}
+    # the best validation score selects, although the same trial has the worst test recall
+    assert tuning.params == {"learning_rate": 0.1}
+    assert tuning.best["score"] == max(t["score"] for t in tuning.trials)
+    stored = json.loads((workdir / "out" / "tuning" / "BPR" / f"trial-{tuning.best['trial']:03d}.json").read_text())
+    assert "results" not in json.dumps(stored)  # trials keep validation only
+    assert tuning.label() == "BPR (tuned, 6 trials)" and tuning.record()["params"] == {"learning_rate": 0.1}
+
+
+def test_interrupted_tuning_goes_on_where_it_stopped(workdir):
+    (workdir / "properties" / "hyper").mkdir(parents=True)
+    (workdir / "properties" / "hyper" / "BPR.hyper").write_text("learning_rate loguniform -7,-1\n")
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        run_tuning(workdir, fake_runner(calls, interrupt_at=4), 7)
+    assert len(calls) == 4 and len(list((workdir / "out" / "tuning" / "BPR").glob("trial-*.json"))) == 3
+    calls.clear()
+    resumed = run_tuning(workdir, fake_runner(calls), 7)
+    assert len(calls) == 4  # trials 4..7 only
+    # the same trials as one uninterrupted search with the same seed
+    fresh = tpe_search(lambda p: (p["learning_rate"], {}), {"learning_rate": ("loguniform", "-7,-1")}, 7, 5, log=lambda *_: None)
+    assert [t["params"] for t in resumed.trials] == [t["params"] for t in fresh]
+    calls.clear()
+    assert run_tuning(workdir, fake_runner(calls), 7).params == resumed.params and calls == []
+    # a stored trial made with other settings is refused, or trained again with rerun
+    path = workdir / "out" / "tuning" / "BPR" / "trial-002.json"
+    trial = json.loads(path.read_text())
+    trial["config"]["seed"] = 99
+    path.write_text(json.dumps(trial))
+    with pytest.raises(ValueError, match="trial-002.json: a finished trial made with other settings.*seed: 99 -> 5"):
+        run_tuning(workdir, fake_runner(calls), 7)
+    run_tuning(workdir, fake_runner(calls), 7, rerun=True)
+    assert len(calls) == 1
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(workdir):
+    (workdir / "properties" / "hyper").mkdir(parents=True)
+    (workdir / "properties" / "hyper" / "BPR.hyper").write_text("learning_rate loguniform -7,-1\n")
+    calls = []
+    fine = fake_runner(calls)
+
+    def runner(*args, **kwargs):
+        if not calls:
+            calls.append("nan")
+            raise ValueError("Training loss is nan")
+        return fine(*args, **kwargs)
+
+    tuning = run_tuning(workdir, runner, 4)
+    assert [t["status"] for t in tuning.trials][0] == "failed" and tuning.best["trial"] != 1
+    assert len(tuning.trials) == 4
+
+
+def test_tuned_comparison_end_to_end(cold_tiny, workdir, capsys):
+    (workdir / "properties" / "hyper").mkdir(parents=True, exist_ok=True)
+    (workdir / "properties" / "hyper" / "BPR.hyper").write_text("learning_rate choice [0.0001,0.05]\n")
+    (workdir / "fast.yaml").write_text("epochs: 2\ntrain_batch_size: 256\nuse_gpu: False\n")
+    out = workdir / "res"
+    args = ["--dataset", "tiny-cold", "--models", "BPR", "Pop", "--seeds", "1", "2", "--config_files", "fast.yaml",
+            "--out", str(out), "--tune", "3"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "BPR (tuned, 3 trials)" in printed and "Pop (untuned: no search space)" in printed
+    tuning_md = (out / "tuning.md").read_text()
+    trials = [json.loads(p.read_text()) for p in sorted((out / "tuning" / "BPR").glob("trial-*.json"))]
+    best = max((t for t in trials if t["score"] is not None), key=lambda t: t["score"])
+    for seed in (1, 2):
+        record = json.loads(run_file(out, "BPR", seed).read_text())
+        assert record["config"]["learning_rate"] == best["params"]["learning_rate"]
+        assert record["tuning"]["selected_trial"] == best["trial"] and record["tuning"]["trials"] == 3
+    assert f"**{best['score']:.4f}**" in tuning_md
+    table = pd.read_csv(out / "table_cold.csv")
+    assert list(table["label"]) == ["BPR (tuned, 3 trials)", "Pop (untuned: no search space)"]
+    assert main(args) == 0  # everything reused
+    again = capsys.readouterr().out
+    assert "trial 1/3: done before" in again
+    assert again.count("done before, skipped (same settings)") == 4
+
+
+def test_split_seeds_make_splits_and_pair_runs(cold_tiny, workdir, capsys):
+    (workdir / "fast.yaml").write_text("epochs: 1\ntrain_batch_size: 256\nuse_gpu: False\n")
+    out = workdir / "res"
+    args = ["--dataset", "tiny-cold", "--models", "BPR", "Pop", "--seeds", "1", "2", "--split-seeds", "1", "3",
+            "--config_files", "fast.yaml", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    # seed 1 is tiny-cold's own split; seed 3 is a new dataset made through dataset_prep.coldstart
+    made = workdir / "dataset" / "tiny-cold-split3"
+    assert (workdir / "properties" / "dataset" / "tiny-cold-split3.yaml").is_file()
+    first = json.loads((cold_tiny / "tiny-cold.cold_items.json").read_text())
+    second = json.loads((made / "tiny-cold-split3.cold_items.json").read_text())
+    assert second["seed"] == 3 and second["fraction"] == first["fraction"] and second["source"] == first["source"]
+    assert set(first["cold_valid"] + first["cold_test"]) != set(second["cold_valid"] + second["cold_test"])
+    record = json.loads(run_file(out, "BPR", 2, split_seed=3).read_text())
+    assert record["dataset"] == "tiny-cold-split3" and record["split_seed"] == 3
+    table = pd.read_csv(out / "table_cold.csv")
+    assert (table["n_runs"] == 4).all()  # 2 splits x 2 seeds
+    assert "2 cold splits (split seeds [1, 3]) x 2 seeds" in (out / "summary.md").read_text()
+    # runs record what early stopping did
+    curve = record["valid_curve"]
+    assert record["epochs_trained"] == 1 and [e for e, _ in curve] == [0] and record["best_epoch"] == 0
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("done before, skipped") == 8
+    assert main(args[:-2] + ["--split-seeds", "1", "3", "--protocol", "warm"]) == 2
+    assert "--split-seeds: expected --protocol cold" in capsys.readouterr().err
+
+
+def test_pairs_are_split_and_seed():
+    from recbole_mamex.compare import aggregate
+
+    def rec(model, split, seed, value):
+        return {"model": model, "seed": seed, "split_seed": split, "results": {"cold": {"recall@20": value}}}
+
+    runs = [rec("Ours", s, 1, v) for s, v in ((1, 0.5), (2, 0.7), (3, 0.6))]
+    runs += [rec("Base", s, 1, v) for s, v in ((1, 0.4), (2, 0.65), (3, 0.45))]
+    c = aggregate(runs, "cold", ["recall@20"], our_models={"Ours"})
+    # pairs (split, seed): differences 0.10, 0.05, 0.15 -> t = 2 sqrt(3), df 2
+    t = 0.1 / (0.05 / math.sqrt(3))
+    assert c.p_value["recall@20"] == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))), rel=1e-6)

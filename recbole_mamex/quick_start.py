@@ -10,7 +10,6 @@ import sys
 from logging import getLogger
 
 import torch
-from recbole.data import data_preparation
 from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
 from recbole_mamex.config import Config
@@ -18,7 +17,7 @@ from recbole_mamex.data.prepare import ensure_dataset_files
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.resume import read_checkpoint
 from recbole_mamex.trainer import candidate_kinds_for_test
-from recbole_mamex.utils import create_dataset, get_model, get_trainer
+from recbole_mamex.utils import create_dataset, data_preparation, get_model, get_trainer
 
 DEFAULT_MODEL = "MAMEX"
 DEFAULT_DATASET = "lastfm-2k-cold"
@@ -164,7 +163,10 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     other = dict(checkpoint.get("other_parameter") or {})
     if not allow_changed_features:
         check_feature_fingerprints(model_file, other.get("feature_fingerprints"), model)
-    other.pop("feature_fingerprints", None)  # the model keeps the fingerprints of the features it now holds
+        check_feature_centers(model_file, other.get("feature_centers"), model)
+    # the model keeps the fingerprints and centres of the features it now holds
+    other.pop("feature_fingerprints", None)
+    other.pop("feature_centers", None)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(other)
     return config, model, data, train_data, valid_data, test_data
@@ -187,6 +189,26 @@ def check_feature_fingerprints(model_file, saved, model) -> None:
             model_file, "the item features the model was trained on",
             f"other features for {files}. Did a feature file change since training? To use the checkpoint with "
             "these features anyway, pass allow_changed_features=True (serving: --allow-changed-features)",
+        )
+
+
+def check_feature_centers(model_file, saved, model) -> None:
+    """Refuse a checkpoint whose ``feature_norm: center_l2`` centres (means over the training items) differ
+    from those rebuilt now: the training interactions changed, so cold and warm items would be normalised
+    otherwise than in training."""
+    current = getattr(model, "feature_centers", None)
+    if not saved or current is None:
+        return
+    changed = sorted(
+        name for name in set(saved) | set(current)
+        if name not in saved or name not in current or not torch.equal(saved[name].cpu(), current[name].cpu())
+    )
+    if changed:
+        raise CheckpointMismatchError(
+            model_file, "the training items the model's feature centres were computed on (feature_norm: center_l2)",
+            f"other centres for {changed}. Did the training interactions change since training? To use the checkpoint "
+            "anyway (with the centres of today's training items), pass allow_changed_features=True (serving: "
+            "--allow-changed-features)",
         )
 
 

@@ -148,3 +148,15 @@ def create_dataset(config):
     if config["save_dataset"]:
         dataset.save()
     return dataset
+
+
+def data_preparation(config, dataset):
+    """RecBole's ``data_preparation`` (train, valid and test loaders), with the training negatives that
+    ``train_neg_items`` asks for (:mod:`recbole_mamex.data.negatives`)."""
+    from recbole.data import data_preparation as recbole_data_preparation
+
+    from recbole_mamex.data.negatives import restrict_training_negatives
+
+    train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    restrict_training_negatives(config, train_data)
+    return train_data, valid_data, test_data

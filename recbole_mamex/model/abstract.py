@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 
 from recbole_mamex.model.layers import l2_normalize_rows
 
-FEATURE_NORMS = ("l2", "none", None)
+FEATURE_NORMS = ("l2", "center_l2", "none", None)
 PRECISIONS = ("none", "fp32", "bf16", None)
 
 
@@ -28,7 +29,7 @@ class MultimodalRecommender(GeneralRecommender):
     #: True for re-implemented baselines: a comparison counts them as baselines, not as our models.
     is_baseline = False
     #: saved in checkpoints by RecBole's other_parameter mechanism; checked when a checkpoint is loaded
-    other_parameter_name = ["feature_fingerprints"]
+    other_parameter_name = ["feature_fingerprints", "feature_centers"]
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -50,6 +51,8 @@ class MultimodalRecommender(GeneralRecommender):
         self.register_buffer("modality_mask", torch.from_numpy(features.mask), persistent=False)
         self.feature_fingerprints = features.fingerprints()
         self.feature_sources = dict(features.sources)
+        self.feature_centers = {}  # modality -> the row feature_norm: center_l2 subtracted (training items' mean)
+        self.register_training_items(dataset)
         self._eval_cache = None
 
     def evaluation_cached(self, compute):
@@ -75,7 +78,8 @@ class MultimodalRecommender(GeneralRecommender):
         """Buffer ``item_has_training[i]``: True when item ``i`` has an interaction in ``dataset`` (the
         training split, which RecBole passes to the model); False for cold items and the padding row."""
         trained = torch.zeros(self.n_items, dtype=torch.bool)
-        trained[dataset.inter_feat[dataset.iid_field].long()] = True
+        items = dataset.inter_feat[dataset.iid_field]
+        trained[torch.as_tensor(np.asarray(items), dtype=torch.long)] = True  # an Interaction or, unsplit, a DataFrame
         self.register_buffer("item_has_training", trained, persistent=False)
 
     def concatenated_features(self, items: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,17 +99,27 @@ class MultimodalRecommender(GeneralRecommender):
         return getattr(self, self._buffer_name(modality))
 
     def prepare_features(self, feature_norm, mixed_precision) -> None:
-        """Normalise every modality's rows (``feature_norm: l2``) and, for ``mixed_precision: bf16``,
-        store them in bfloat16 (half the memory traffic when rows are gathered); validates both keys."""
+        """Normalise every modality's rows and, for ``mixed_precision: bf16``, store them in bfloat16 (half
+        the memory traffic when rows are gathered); validates both keys.
+
+        ``feature_norm``: ``l2`` (row-wise L2), ``center_l2`` (subtract the mean row of the training items
+        that have the modality, then L2: a direction every item shares stops dominating; the mean is kept
+        in :attr:`feature_centers` and saved with a checkpoint) or ``none``. Only training items enter the
+        mean, so a cold item's features change nothing but its own row.
+        """
         if feature_norm not in FEATURE_NORMS:
-            raise ValueError(f"feature_norm: expected l2 or none, found {feature_norm!r}")
+            raise ValueError(f"feature_norm: expected one of l2, center_l2, none, found {feature_norm!r}")
         if mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision: expected none or bf16, found {mixed_precision!r}")
         self.mixed_precision = mixed_precision
         dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
-        for name in self.modality_names:
+        for j, name in enumerate(self.modality_names):
             features = self.modality_features(name)
-            if feature_norm == "l2":
+            if feature_norm == "center_l2":
+                features, self.feature_centers[name] = center_on_training_items(
+                    features, self.modality_mask[:, j], self.item_has_training
+                )
+            if feature_norm in ("l2", "center_l2"):
                 features = l2_normalize_rows(features)
             self.register_buffer(self._buffer_name(name), features.to(dtype), persistent=False)
 
@@ -114,6 +128,17 @@ class MultimodalRecommender(GeneralRecommender):
         if getattr(self, "mixed_precision", None) == "bf16":
             return torch.autocast(device_type=self.modality_mask.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def center_on_training_items(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor):
+    """(``features`` with the mean row of the items that have the modality and a training interaction
+    subtracted from every row that has it, that mean); rows without the modality stay as they are (zero).
+    No such item: nothing is subtracted."""
+    reference = has & trained
+    if not bool(reference.any()):
+        return features, torch.zeros(features.shape[1], dtype=features.dtype, device=features.device)
+    center = features[reference].mean(dim=0)
+    return torch.where(has.unsqueeze(1), features - center, features), center
 
 
 class DotProductScoring:

@@ -107,7 +107,6 @@ class CLCRec(DotProductScoring, MultimodalRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d)
         hidden = config["encoder_hidden_size"]
         self.encoder = nn.Sequential(nn.Linear(content_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, d))
-        self.register_training_items(dataset)
         self.apply(xavier_normal_initialization)
 
     def content_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 from recbole.utils import InputType, ModelType
 
-from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.abstract import MultimodalRecommender, center_on_training_items
 from recbole_mamex.model.layers import l2_normalize_rows
 
 
@@ -49,7 +49,6 @@ class ContentProfile(MultimodalRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.center = bool(config["profile_center"])
-        self.register_training_items(dataset)
         self.fake_loss = nn.Parameter(torch.zeros(1))  # RecBole's trainer needs a parameter to step
         items = self.content_vectors()
         norms = items.norm(dim=1, keepdim=True)
@@ -64,9 +63,7 @@ class ContentProfile(MultimodalRecommender):
             features = self.modality_features(name).float()
             has = self.modality_mask[:, j]
             if self.center:
-                reference = has & self.item_has_training
-                if bool(reference.any()):
-                    features = torch.where(has.unsqueeze(1), features - features[reference].mean(dim=0), features)
+                features, _ = center_on_training_items(features, has, self.item_has_training)
             blocks.append(l2_normalize_rows(features) * scale)
         return torch.cat(blocks, dim=1)
 

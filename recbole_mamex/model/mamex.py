@@ -21,7 +21,12 @@ Loss (the authors' code):
 - ``L_reg``: batch mean of ``||p_u||^2 + ||e_i||^2 + ||e_j||^2``;
 - ``L_align = sum_m MSE(e, h_m)``, over items that have modality m;
 - ``L_moe = sum_m KL(uniform_E || mean router softmax of modality m)``;
-- ``L_fuse = KL(uniform_M || mean fusion weights)``.
+- ``L_fuse = KL(uniform_M || mean fusion weights)`` (``fusion_balance_weight: 0``: no fusion-balance target).
+
+``aux_loss_reduction``: ``sum`` over modalities (above; the authors' objective, whatever M) or ``mean``
+(divided by the number of modalities, so that three modalities pull no harder than one).
+``weight_init``: ``xavier_normal`` (RecBole's, every layer) or ``authors`` (the authors' code: user
+embeddings N(0, 0.1), every linear layer at torch's default).
 
 Item-tower scope (``tower_scope``):
 
@@ -52,6 +57,8 @@ from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommende
 from recbole_mamex.model.layers import ModalityGate, SparseMoE, kl_from_uniform
 
 TOWER_SCOPES = ("batch", "catalogue")
+AUX_REDUCTIONS = ("sum", "mean")
+WEIGHT_INITS = ("xavier_normal", "authors")
 
 
 class MAMEX(DotProductScoring, MultimodalRecommender):
@@ -71,6 +78,12 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
         self.tower_scope = config["tower_scope"]
         if self.tower_scope not in TOWER_SCOPES:
             raise ValueError(f"tower_scope: expected one of {TOWER_SCOPES}, found {self.tower_scope!r}")
+        self.aux_loss_reduction = config["aux_loss_reduction"]
+        if self.aux_loss_reduction not in AUX_REDUCTIONS:
+            raise ValueError(f"aux_loss_reduction: expected one of {AUX_REDUCTIONS}, found {self.aux_loss_reduction!r}")
+        weight_init = config["weight_init"]
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"weight_init: expected one of {WEIGHT_INITS}, found {weight_init!r}")
         self.prepare_features(config["feature_norm"], config["mixed_precision"])
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
@@ -81,7 +94,10 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
             }
         )
         self.fusion_gate = ModalityGate(len(self.modality_names), self.embedding_size, config["fusion_dropout"])
-        self.apply(xavier_normal_initialization)
+        if weight_init == "authors":  # linear layers keep torch's default initialisation
+            nn.init.normal_(self.user_embedding.weight, std=0.1)
+        else:
+            self.apply(xavier_normal_initialization)
 
     # ----------------------------------------------------------------- item tower
     def item_tower(self, items: torch.Tensor | slice | None = None) -> dict:
@@ -118,6 +134,8 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
             mean_probs = (tower["router"][name] * present[:, j : j + 1]).sum(0) / count[j]
             moe = moe + kl_from_uniform(mean_probs) * (present[:, j].sum() > 0)
         fuse = kl_from_uniform(tower["fusion"].mean(0))
+        if self.aux_loss_reduction == "mean":
+            align, moe = align / len(self.modality_names), moe / len(self.modality_names)
         return {"align": align, "moe": moe, "fuse": fuse}
 
     # ----------------------------------------------------------------- RecBole interface

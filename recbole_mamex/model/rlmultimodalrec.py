@@ -19,8 +19,12 @@ public code, so **the formulas below are this project's design**:
   A modality the item lacks is masked out of the softmax (weight exactly 0), the same masked softmax as
   MAMEX's fusion (:func:`~recbole_mamex.model.layers.masked_modality_softmax`).
   Content ``c = sum_m w_m * h_m``.
-- Item ego embedding = ID embedding + ``c``: warm items keep collaborative freedom, cold items still get a
-  content vector. ``cold_item_id: False`` drops the (untrained) ID part of items that have no training
+- Item ego embedding = ID embedding + ``s * c``: warm items keep collaborative freedom, cold items still
+  get a content vector. ``content_scale``: ``~`` (``s = 1``, fixed) or a number, the initial value of a
+  learned scalar ``s`` (0: the model starts as its ID part, LightGCN, and learns how much content to
+  add). ``content_position: after`` adds ``s * c`` to the propagated item embedding instead of the ego
+  embedding (content is then not smoothed over the graph). ``projection_reg_weight``: L2 (squared
+  Frobenius norm) of the projection matrices, added to the loss. ``cold_item_id: False`` drops the (untrained) ID part of items that have no training
   interaction. ``use_content: False`` removes the content part: the model is then RecBole's LightGCN.
 - Two LightGCN layers over the symmetric-normalised user-item graph of the training interactions
   (:mod:`recbole_mamex.model.graph`); final embedding = mean of layers 0..n_layers; score = dot product.
@@ -46,6 +50,7 @@ from recbole_mamex.model.graph import dataset_adjacency
 from recbole_mamex.model.layers import masked_modality_softmax
 
 GATE_FORMS = ("dimension", "item")
+CONTENT_POSITIONS = ("before", "after")
 
 
 class RLMultimodalRec(MultimodalRecommender):
@@ -63,6 +68,10 @@ class RLMultimodalRec(MultimodalRecommender):
         self.gate_form = config["gate_form"]
         if self.gate_form not in GATE_FORMS:
             raise ValueError(f"gate_form: expected one of {GATE_FORMS}, found {self.gate_form!r}")
+        self.content_position = config["content_position"]
+        if self.content_position not in CONTENT_POSITIONS:
+            raise ValueError(f"content_position: expected one of {CONTENT_POSITIONS}, found {self.content_position!r}")
+        self.projection_reg_weight = config["projection_reg_weight"] or 0.0
         self.prepare_features(config["feature_norm"], config["mixed_precision"])
 
         # Same creation order as RecBole's LightGCN, so that with use_content False the same seed gives
@@ -79,9 +88,13 @@ class RLMultimodalRec(MultimodalRecommender):
         self.mf_loss = BPRLoss()
         self.reg_loss = EmbLoss()
         self.register_buffer("norm_adj_matrix", dataset_adjacency(dataset), persistent=False)
-        self.register_training_items(dataset)
         self.cold_item_id = config["cold_item_id"]
         self.apply(xavier_uniform_initialization)
+        scale = config["content_scale"]
+        if scale is not None and self.use_content:  # created after the initialisation: same ID weights as without
+            self.content_scale = nn.Parameter(torch.tensor(float(scale)))
+        else:
+            self.register_buffer("content_scale", torch.tensor(1.0), persistent=False)
 
     # ----------------------------------------------------------------- content and ego embeddings
     def content(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,13 +112,14 @@ class RLMultimodalRec(MultimodalRecommender):
             weights = masked_modality_softmax(logits, mask, dim=1).unsqueeze(-1)
         return (weights * stacked).sum(1), weights
 
-    def item_ego_embeddings(self) -> torch.Tensor:
+    def item_ego_embeddings(self, content: torch.Tensor | None = None) -> torch.Tensor:
+        """ID part (+ scaled content when ``content_position: before``; ``content``: already computed)."""
         ids = self.item_embedding.weight
         if not self.cold_item_id:
             ids = ids * self.item_has_training.unsqueeze(1).to(ids.dtype)
-        if not self.use_content:
+        if not self.use_content or self.content_position == "after":
             return ids
-        return ids + self.content()[0]
+        return ids + self.content_scale * (self.content()[0] if content is None else content)
 
     def propagate(self, user_ego: torch.Tensor, item_ego: torch.Tensor):
         """LightGCN: mean of layers 0..n_layers of ``A_hat^k [users; items]``; returns (users, items)."""
@@ -114,20 +128,30 @@ class RLMultimodalRec(MultimodalRecommender):
             layers.append(torch.sparse.mm(self.norm_adj_matrix, layers[-1]))
         return torch.split(torch.stack(layers, dim=1).mean(dim=1), [self.n_users, self.n_items])
 
+    def _embeddings(self):
+        """(ego users, ego items, final users, final items)."""
+        content = self.content()[0] if self.use_content else None
+        item_ego = self.item_ego_embeddings(content)
+        users, items = self.propagate(self.user_embedding.weight, item_ego)
+        if content is not None and self.content_position == "after":
+            items = items + self.content_scale * content
+        return self.user_embedding.weight, item_ego, users, items
+
     def forward(self):
-        return self.propagate(self.user_embedding.weight, self.item_ego_embeddings())
+        return self._embeddings()[2:]
 
     # ----------------------------------------------------------------- RecBole interface
     def calculate_loss(self, interaction):
         user = interaction[self.USER_ID]
         pos_item, neg_item = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
-        all_users = self.user_embedding.weight
-        all_items = self.item_ego_embeddings()
-        final_users, final_items = self.propagate(all_users, all_items)
+        all_users, all_items, final_users, final_items = self._embeddings()
         u, pos, neg = final_users[user], final_items[pos_item], final_items[neg_item]
         mf_loss = self.mf_loss((u * pos).sum(1), (u * neg).sum(1))
         reg_loss = self.reg_loss(all_users[user], all_items[pos_item], all_items[neg_item], require_pow=self.require_pow)
-        return mf_loss + self.reg_weight * reg_loss
+        loss = mf_loss + self.reg_weight * reg_loss
+        if self.use_content and self.projection_reg_weight:
+            loss = loss + self.projection_reg_weight * sum(p.weight.pow(2).sum() for p in self.projections.values())
+        return loss
 
     def _final_embeddings(self):
         return self.evaluation_cached(self.forward)

@@ -61,7 +61,6 @@ class VBPR(MultimodalRecommender):
         if self.use_bias:
             self.item_bias = nn.Embedding(self.n_items, 1)  # beta_i
             self.content_bias = nn.Linear(content_dim, 1, bias=False)  # beta'
-        self.register_training_items(dataset)
         self.mf_loss = BPRLoss()
         self.reg_loss = EmbLoss()
         self.apply(xavier_normal_initialization)

@@ -1,0 +1,64 @@
+"""Training negatives from warm items only (``train_neg_items: warm``).
+
+RecBole's training sampler draws negatives from every item id, so under the item cold-start protocol a
+model sees the cold items' features as negatives while it trains, items that in a strict protocol do not
+exist yet (CLCRec's authors exclude them). ``train_neg_items: warm`` restricts the training sampler of
+any model, ours or RecBole's, to the items with a training interaction; validation and test are not
+touched. ``all`` is RecBole's behaviour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from recbole.sampler import Sampler
+
+TRAIN_NEG_ITEMS = ("all", "warm")  # train_neg_items: the values Config accepts
+
+
+class NegativeSamplingError(ValueError):
+    """Negatives that cannot be drawn as configured."""
+
+
+class WarmItemSampler(Sampler):
+    """RecBole's :class:`~recbole.sampler.Sampler` (same phases, used ids and rejection of a user's
+    positives) drawing only from ``warm_items``: uniformly, or by training popularity."""
+
+    @classmethod
+    def restricting(cls, sampler: Sampler, warm_items) -> "WarmItemSampler":
+        """A copy of the phase sampler ``sampler`` that draws from ``warm_items`` (internal ids)."""
+        restricted = cls.__new__(cls)
+        restricted.__dict__.update(sampler.__dict__)
+        restricted.warm_items = np.asarray(warm_items, dtype=np.int64)
+        if len(restricted.warm_items) == 0:
+            raise NegativeSamplingError("train_neg_items: warm needs at least one item with a training interaction, found none")
+        warm = set(restricted.warm_items.tolist())
+        full = [user for user, items in enumerate(restricted.used_ids) if sum(item in warm for item in items) >= len(warm)]
+        if full:
+            raise NegativeSamplingError(
+                f"train_neg_items: warm: users {full[:5]} interacted with every warm item, so no negative can be drawn "
+                "for them; filter them (user_inter_num_interval) or use train_neg_items: all"
+            )
+        if restricted.distribution == "popularity":
+            restricted._build_alias_table()
+        return restricted
+
+    def _uni_sampling(self, sample_num):
+        return self.warm_items[np.random.randint(0, len(self.warm_items), sample_num)]
+
+    def _get_candidates_list(self):
+        train = self.datasets[self.phases.index("train")]
+        items = train.inter_feat[self.iid_field].numpy()
+        return list(items[np.isin(items, self.warm_items)])
+
+
+def warm_item_ids(train_dataset) -> np.ndarray:
+    """Internal ids of the items with an interaction in ``train_dataset``, sorted."""
+    return np.unique(train_dataset.inter_feat[train_dataset.iid_field].numpy())
+
+
+def restrict_training_negatives(config, train_data) -> None:
+    """Apply ``train_neg_items`` to a RecBole training loader (its negative sampler, if it has one)."""
+    choice = config["train_neg_items"]
+    if choice in (None, "all") or getattr(train_data, "_sampler", None) is None:
+        return
+    train_data._sampler = WarmItemSampler.restricting(train_data._sampler, warm_item_ids(train_data._dataset))

@@ -1,0 +1,202 @@
+"""Content options: centring on training items, warm-only training negatives, MAMEX's loss reduction and
+initialisation, RLMultimodalRec's content scale and position."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from recbole.data.interaction import Interaction
+from recbole.model.general_recommender import LightGCN
+from recbole.utils import init_seed
+
+from recbole_mamex.config import Config, ConfigError
+from recbole_mamex.model import MAMEX, VBPR
+from recbole_mamex.model.rlmultimodalrec import RLMultimodalRec
+from recbole_mamex.quick_start import CheckpointMismatchError, load_data_and_model, run_recbole_mamex
+from recbole_mamex.utils import create_dataset, data_preparation
+
+from helpers import FAST
+
+
+def build(model_class, dataset="tiny-cold", **overrides):
+    config = Config(model=model_class.__name__, dataset=dataset, config_dict={**FAST, **overrides}, cmd_args=[])
+    data = create_dataset(config)
+    train, valid, test = data_preparation(config, data)
+    init_seed(config["seed"], True)
+    return config, data, train, model_class(config, train._dataset)
+
+
+def cold_ids(data, dataset_dir, name="tiny-cold"):
+    cold = json.loads((dataset_dir / f"{name}.cold_items.json").read_text())
+    return data.token2id(data.iid_field, cold["cold_valid"] + cold["cold_test"])
+
+
+# ----------------------------------------------------------------------------- feature_norm: center_l2
+def test_centres_come_from_training_items_only(cold_tiny, workdir):
+    _, data, train, model = build(VBPR, feature_norm="center_l2")
+    trained = np.zeros(data.item_num, dtype=bool)
+    trained[train._dataset.inter_feat[data.iid_field].numpy()] = True
+    raw = np.load(cold_tiny / "text.npy")  # row i = item token i
+    tokens = data.id2token(data.iid_field, np.arange(1, data.item_num))
+    rows = raw[[int(t) for t in tokens]]
+    has = np.abs(rows).sum(1) > 0
+    reference = trained[1:] & has
+    center = rows[reference].mean(0)
+    np.testing.assert_allclose(model.feature_centers["text"].numpy(), center, rtol=1e-5, atol=1e-6)
+    expected = rows - center
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    got = model.modality_features("text")[1:].numpy()
+    np.testing.assert_allclose(got[has], expected[has], rtol=1e-4, atol=1e-5)
+    assert (got[~has] == 0).all()  # a missing modality stays a zero row
+
+    # a cold item's features change nothing but its own normalised row
+    before = {name: model.modality_features(name).clone() for name in model.modality_names}
+    cold = int(cold_ids(data, cold_tiny)[0])
+    token = int(data.id2token(data.iid_field, cold))
+    for name in ("text", "audio"):
+        matrix = np.load(cold_tiny / f"{name}.npy")
+        matrix[token] = matrix[token] * -3 + 1
+        np.save(cold_tiny / f"{name}.npy", matrix)
+    _, _, _, changed = build(VBPR, feature_norm="center_l2")
+    for name in model.modality_names:
+        other = torch.ones(data.item_num, dtype=torch.bool)
+        other[cold] = False
+        torch.testing.assert_close(changed.modality_features(name)[other], before[name][other], rtol=0, atol=0)
+        assert not torch.equal(changed.modality_features(name)[cold], before[name][cold])
+
+
+def test_centres_are_saved_and_checked_with_the_checkpoint(cold_tiny, workdir):
+    result = run_recbole_mamex("VBPR", "tiny-cold", config_dict={**FAST, "epochs": 1, "feature_norm": "center_l2"}, cmd_args=[])
+    saved = torch.load(result["model_file"], map_location="cpu", weights_only=False)["other_parameter"]["feature_centers"]
+    assert set(saved) == {"text", "audio"}
+    load_data_and_model(result["model_file"])  # same training items: accepted
+    # other training interactions (same shapes): other centres, refused
+    train_file = cold_tiny / "tiny-cold.train.inter"
+    lines = train_file.read_text().splitlines()
+    train_file.write_text("\n".join(lines[:1] + lines[1:][::2]) + "\n")
+    checkpoint = torch.load(result["model_file"], map_location="cpu", weights_only=False)
+    with pytest.raises(CheckpointMismatchError, match="feature centres.*other centres for"):
+        from recbole_mamex.quick_start import check_feature_centers
+
+        _, _, train, model = build(VBPR, feature_norm="center_l2")
+        check_feature_centers(result["model_file"], checkpoint["other_parameter"]["feature_centers"], model)
+
+
+def test_unknown_feature_norm_is_refused(cold_tiny, workdir):
+    with pytest.raises(ValueError, match="feature_norm: expected one of l2, center_l2, none, found 'l1'"):
+        build(VBPR, feature_norm="l1")
+
+
+# ----------------------------------------------------------------------------- train_neg_items: warm
+def negatives_of_one_epoch(train):
+    seen = []
+    for batch in train:
+        seen.append(batch[train._dataset.config["NEG_PREFIX"] + train._dataset.iid_field].numpy())
+    return np.concatenate(seen)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(split_seed=st.integers(0, 10_000), seed=st.integers(0, 10_000))
+def test_warm_negatives_never_sample_a_cold_item(tiny_dataset, workdir, split_seed, seed):
+    from dataset_prep.coldstart import main
+
+    name = f"tiny-c{split_seed}"
+    if not (workdir / "dataset" / name).exists():
+        assert main(["--dataset", "tiny", "--seed", str(split_seed), "--name", name, "--fraction", "0.3"]) == 0
+    for choice in ("warm", "all"):
+        config = Config(model="BPR", dataset=name, config_dict={**FAST, "seed": seed, "train_neg_items": choice}, cmd_args=[])
+        data = create_dataset(config)
+        train, _, _ = data_preparation(config, data)
+        init_seed(seed, True)
+        negatives = negatives_of_one_epoch(train)
+        warm = np.unique(train._dataset.inter_feat[data.iid_field].numpy())
+        cold = np.setdiff1d(np.arange(1, data.item_num), warm)
+        assert len(cold) > 0
+        if choice == "warm":
+            assert np.isin(negatives, warm).all()
+        else:  # RecBole's sampler: cold items among the negatives (so the check above can fail)
+            assert np.isin(negatives, cold).any()
+
+
+def test_warm_negatives_config_values(cold_tiny, workdir):
+    with pytest.raises(ConfigError, match="train_neg_items.*all or warm"):
+        Config(model="BPR", dataset="tiny-cold", config_dict={**FAST, "train_neg_items": "cold"}, cmd_args=[])
+
+
+# ----------------------------------------------------------------------------- MAMEX options
+def test_mamex_reductions_on_a_hand_computed_case(tiny_dataset):
+    _, _, _, model = build(MAMEX, dataset="tiny", embedding_size=4, fusion_dropout=0.0)
+    assert model.modality_names == ["text", "audio"]
+    items = torch.arange(1, 9)
+    tower = model.item_tower(items)
+    e, h, mask = tower["item"].detach().numpy(), tower["modality"].detach().numpy(), tower["mask"].numpy()
+    # the authors' objective for two modalities: the sum over modalities of each loss
+    align = sum(((e[mask[:, m]] - h[mask[:, m], m]) ** 2).mean(1).mean() for m in range(2))
+    uniform = np.full(model.n_experts, 1 / model.n_experts)
+    moe = 0.0
+    for m, name in enumerate(model.modality_names):
+        p = tower["router"][name].detach().numpy()[mask[:, m]].mean(0)
+        moe += float((uniform * np.log(uniform / p)).sum())
+    got = model.auxiliary_losses(tower)
+    assert float(got["align"]) == pytest.approx(align, rel=1e-5)
+    assert float(got["moe"]) == pytest.approx(moe, rel=1e-5)
+    model.aux_loss_reduction = "mean"
+    halved = model.auxiliary_losses(tower)
+    assert float(halved["align"]) == pytest.approx(align / 2, rel=1e-5)
+    assert float(halved["moe"]) == pytest.approx(moe / 2, rel=1e-5)
+    assert float(halved["fuse"]) == pytest.approx(float(got["fuse"]))  # one KL over the fusion weights either way
+
+
+def test_mamex_authors_initialisation(tiny_dataset):
+    _, _, _, authors = build(MAMEX, dataset="tiny", weight_init="authors", embedding_size=32)
+    _, _, _, ours = build(MAMEX, dataset="tiny", embedding_size=32)
+    assert float(authors.user_embedding.weight.std()) == pytest.approx(0.1, rel=0.15)
+    n_users = ours.user_embedding.weight.shape[0]
+    assert float(ours.user_embedding.weight.std()) == pytest.approx((2 / (n_users + 32)) ** 0.5, rel=0.15)  # xavier normal
+    bias = authors.modality_moe["text"].projection.bias
+    assert float(bias.abs().max()) > 0  # torch's default gives linear layers a non-zero bias; xavier zeroes it
+    assert float(ours.modality_moe["text"].projection.bias.abs().max()) == 0
+    with pytest.raises(ValueError, match="aux_loss_reduction: expected one of"):
+        build(MAMEX, dataset="tiny", aux_loss_reduction="max")
+
+
+# ----------------------------------------------------------------------------- RLMultimodalRec options
+def score_all(model, n_users):
+    model.eval()
+    with torch.no_grad():
+        return model.full_sort_predict(Interaction({"user_id": torch.arange(n_users)})).view(n_users, -1)
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_rlmm_with_content_scale_zero_scores_like_its_id_part(tiny_dataset, position):
+    config, data, _, model = build(RLMultimodalRec, dataset="tiny", content_scale=0.0, content_position=position)
+    assert isinstance(model.content_scale, torch.nn.Parameter) and float(model.content_scale) == 0.0
+    # its ID part: LightGCN over its own ID embeddings
+    with torch.no_grad():
+        users, items = model.propagate(model.user_embedding.weight, model.item_embedding.weight)
+    torch.testing.assert_close(score_all(model, data.user_num), users @ items.T, rtol=0, atol=0)
+    _, _, _, unscaled = build(RLMultimodalRec, dataset="tiny", content_position=position)
+    assert not torch.allclose(score_all(unscaled, data.user_num), users @ items.T)  # the same weights with content
+    # and the scale learns: one loss has a gradient on it
+    model.train()
+    batch = Interaction({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([1, 2]), "neg_item_id": torch.tensor([3, 4])})
+    model.calculate_loss(batch).backward()
+    assert model.content_scale.grad is not None and float(model.content_scale.grad) != 0
+
+
+def test_rlmm_content_after_propagation_and_projection_regularisation(tiny_dataset):
+    _, data, _, before = build(RLMultimodalRec, dataset="tiny")
+    _, _, _, after = build(RLMultimodalRec, dataset="tiny", content_position="after")
+    content = after.content()[0]
+    users, items = after.propagate(after.user_embedding.weight, after.item_embedding.weight)
+    got_users, got_items = after.forward()
+    torch.testing.assert_close(got_items, items + content)
+    torch.testing.assert_close(got_users, users)
+    assert not torch.allclose(before.forward()[1], got_items)
+    batch = Interaction({"user_id": torch.tensor([1, 2]), "item_id": torch.tensor([1, 2]), "neg_item_id": torch.tensor([3, 4])})
+    _, _, _, regularised = build(RLMultimodalRec, dataset="tiny", projection_reg_weight=0.5)
+    penalty = 0.5 * sum(p.weight.pow(2).sum() for p in regularised.projections.values())
+    torch.testing.assert_close((regularised.calculate_loss(batch) - before.calculate_loss(batch)).reshape(()), penalty)

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--work", type=Path, default=Path("bench_work"), help="datasets and checkpoints of the runs")
     args = parser.parse_args(argv)
-    from dataset_prep.common import atomic_write_text
+    from recbole_mamex.files import atomic_write_text
 
     store = args.out / "curves"
     store.mkdir(parents=True, exist_ok=True)

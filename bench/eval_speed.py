@@ -40,13 +40,10 @@ sys.path.insert(0, str(HERE))
 
 
 def build(dataset: str, work: Path, **settings):
-    """Config, valid loader and trainer through the assembly users get (``recbole_mamex.utils``)."""
-    import torch
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
+    """Config, valid loader and trainer through the assembly users get (:func:`recbole_mamex.quick_start.build_run`)."""
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset, get_model, get_trainer
+    from recbole_mamex.quick_start import build_run
+    from recbole_mamex.trainer import get_trainer
 
     config = Config(
         model="MAMEX", dataset=dataset,
@@ -54,13 +51,9 @@ def build(dataset: str, work: Path, **settings):
                      "show_progress": False, "state": "WARNING", "seed": 2020, **settings},
         cmd_args=[],
     )
-    init_seed(2020, True)
-    data = create_dataset(config)
-    train, valid, _ = data_preparation(config, data)
-    torch.manual_seed(0)
-    model = get_model("MAMEX")(config, train._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], "MAMEX", config)(config, model)
-    return config, valid, model, trainer
+    run = build_run(config)
+    trainer = get_trainer(config["MODEL_TYPE"], "MAMEX", config)(config, run.model)
+    return config, run.valid_data, run.model, trainer
 
 
 def timed_validation(trainer, valid, candidates) -> float:

@@ -19,16 +19,14 @@ import argparse
 import numpy as np
 
 import recbole_mamex  # noqa: F401
-from recbole.data import data_preparation
-
 from recbole_mamex.config import Config
-from recbole_mamex.utils import create_dataset
+from recbole_mamex.quick_start import build_run
 
 
 def random_global_recall(dataset_name: str, k: int, draws: int, seed: int = 0):
     config = Config(model="Random", dataset=dataset_name, config_dict={"state": "ERROR"}, cmd_args=[])
-    data = create_dataset(config)
-    _, _, test = data_preparation(config, data)
+    run = build_run(config)
+    data, test = run.dataset, run.test_data
     candidates = test._dataset.candidate_items["cold"]
     cold = np.flatnonzero(candidates)
     users = test._dataset.inter_feat["user_id"].numpy()

@@ -121,11 +121,9 @@ def floor_now(macs: float, rows: int, operand, sync) -> float:
 
 def build(model_name: str, work: Path, device: str, seed: int, **spec):
     """Config, train/test data, model and trainer for one benchmark variant."""
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset, get_model, get_trainer
+    from recbole_mamex.quick_start import build_run
+    from recbole_mamex.trainer import get_trainer
 
     settings = {
         "data_path": str(work / "dataset"), "checkpoint_dir": str(work / "saved"), "seed": seed,
@@ -135,12 +133,9 @@ def build(model_name: str, work: Path, device: str, seed: int, **spec):
     if model_name in ("LightGCN", "RLMultimodalRec"):
         settings["embedding_size"] = 64
     config = Config(model=model_name, dataset=NAME, config_dict=settings, cmd_args=[])
-    init_seed(seed, True)
-    dataset = create_dataset(config)
-    train_data, _, test_data = data_preparation(config, dataset)
-    model = get_model(model_name)(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], model_name, config)(config, model)
-    return config, train_data, test_data, model, trainer
+    run = build_run(config)
+    trainer = get_trainer(config["MODEL_TYPE"], model_name, config)(config, run.model)
+    return config, run.train_data, run.test_data, run.model, trainer
 
 
 def run_paired(work: Path, device: str, seed: int) -> dict:

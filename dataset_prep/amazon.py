@@ -65,10 +65,11 @@ import yaml
 from tqdm import tqdm
 
 from recbole_mamex.data.features import TEXT_ENCODING
+from recbole_mamex.errors import ConfigError
+from recbole_mamex.files import atomic_write_text
 from dataset_prep.common import (
     DataImportError,
     add_output_options,
-    atomic_write_text,
     check_destination,
     temporary_import_directory,
     dataset_yaml_text,
@@ -279,7 +280,7 @@ def read_reviews_frame(path, skip_malformed: bool = False, stats: ReadStats | No
 def k_core(frame: pd.DataFrame, k: int, user: str = "reviewer", item: str = "asin") -> pd.DataFrame:
     """Rows of ``frame`` left once every user and every item has at least ``k`` rows (repeated until stable)."""
     if k < 1:
-        raise ValueError(f"k-core must be at least 1, got {k}")
+        raise ConfigError(f"k-core: expected at least 1, found {k}")
     while True:
         keep = (frame.groupby(user)[user].transform("size") >= k) & (frame.groupby(item)[item].transform("size") >= k)
         if keep.all():
@@ -373,7 +374,7 @@ def image_features(path, asins: Sequence[str], dim: int = IMAGE_DIM, fill: str =
     """float32 [len(asins), dim], row i = the image vector of ``asins[i]`` from the ``.b`` file; an item
     without a record gets zeros (``fill='none'``) or the mean of the found vectors (``fill='mean'``)."""
     if fill not in IMAGE_FILLS:
-        raise ValueError(f"image fill must be one of {IMAGE_FILLS}, got {fill!r}")
+        raise ConfigError(f"image fill: expected one of {IMAGE_FILLS}, found {fill!r}")
     row_of = {a: i for i, a in enumerate(asins)}
     matrix = np.zeros((len(asins), dim), dtype=np.float32)
     found = np.zeros(len(asins), dtype=bool)

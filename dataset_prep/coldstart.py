@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_mamex.data.features import TEXT_ENCODING, is_integer_token
+from recbole_mamex.errors import ConfigError
 from dataset_prep.common import (
     DataImportError,
     add_output_options,
@@ -102,12 +103,12 @@ def cold_start_split(
 ) -> ColdSplit:
     """Split interactions (rows of ``frame``, any extra columns kept) by the protocol above."""
     if not 0 < fraction < 1:
-        raise ValueError(f"cold fraction must be in (0, 1), got {fraction}")
+        raise ConfigError(f"cold fraction: expected a number in (0, 1), found {fraction}")
     rng = np.random.default_rng(seed)
     items = np.array(sorted(frame[item_col].astype(str).unique()))
     n_cold = int(round(fraction * len(items)))
     if n_cold < 2 or n_cold >= len(items):
-        raise ValueError(
+        raise ConfigError(
             f"a cold fraction of {fraction} of {len(items)} items gives {n_cold} cold items; "
             "need at least 2 cold items (one for valid, one for test) and at least one warm item"
         )
@@ -178,7 +179,7 @@ def source_from_prepared(name: str, data_path: Path):
     """Interactions, field columns and modality files of a prepared dataset (its yaml decides fields)."""
     from recbole_mamex.config import dataset_config_dict
     from recbole_mamex.data.features import parse_modalities
-    from recbole_mamex.data.prepare import BUNDLED, prepare_bundled
+    from dataset_prep.bundled import BUNDLED, prepare_bundled
 
     dataset_dir = data_path / name
     if not dataset_dir.exists() and name in BUNDLED:

@@ -12,7 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from recbole_mamex.errors import RecboleMamexError, report_user_errors
 from recbole_mamex.data.features import InputFileError
+from recbole_mamex.files import temporary_text, umask
 
 
 class DataImportError(InputFileError):
@@ -52,7 +54,7 @@ def locate_in_files(files: list[tuple[str, int]], header_lines: int = 1):
     return locate
 
 
-class DatasetExistsError(FileExistsError):
+class DatasetExistsError(RecboleMamexError, FileExistsError):
     """The destination of an import exists and ``force`` was not given."""
 
     def __init__(self, path):
@@ -63,12 +65,6 @@ class DatasetExistsError(FileExistsError):
 MANIFEST = ".dataset_prep.json"  # in every dataset directory an importer wrote: the files it wrote
 IMPORTING_MARKER = ".dataset_prep-importing"  # in every temporary directory of an import in progress
 TEMPORARY_GLOB = ".*.importing-*"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _within(path: str, directory: str) -> bool:
@@ -150,7 +146,7 @@ def temporary_import_dir(out_root: Path, label: str, log=print) -> Path:
     out_root.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_root, log)
     path = Path(tempfile.mkdtemp(prefix=f".{label}.importing-", dir=out_root))
-    os.chmod(path, 0o777 & ~_umask())
+    os.chmod(path, 0o777 & ~umask())
     (path / IMPORTING_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
     return path
 
@@ -179,17 +175,6 @@ def replace_dir(new_dir: Path, final_dir: Path) -> None:
         os.replace(backup, final_dir)
         raise
     shutil.rmtree(backup, ignore_errors=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    tmp = _temporary_text(path, text)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -301,7 +286,7 @@ def write_benchmark_dataset(
         for filename, text in (extra_files or {}).items():
             (tmp_dir / filename).write_text(text, encoding="utf-8")
         if yaml_path is not None:
-            tmp_yaml = _temporary_text(Path(yaml_path), yaml_text(modality_files))
+            tmp_yaml = temporary_text(Path(yaml_path), yaml_text(modality_files))
         (tmp_dir / IMPORTING_MARKER).unlink()
         written = sorted(os.listdir(tmp_dir))
         (tmp_dir / MANIFEST).write_text(json.dumps({"written_by": "dataset_prep", "files": written}, indent=1) + "\n", encoding="utf-8")
@@ -318,20 +303,6 @@ def write_benchmark_dataset(
     return final_dir, modality_files
 
 
-def _temporary_text(path: Path, text: str) -> Path:
-    """``text`` in a new temporary file beside ``path`` (for a later rename onto it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return Path(tmp)
-
-
 def add_output_options(parser, out_flag: str = "--out") -> None:
     """The options every importer shares (stored as ``out``, ``properties``, ``force``, ``link``)."""
     parser.add_argument(out_flag, dest="out", type=Path, default=Path("dataset"), help="RecBole data_path to write into (default: dataset)")
@@ -341,12 +312,10 @@ def add_output_options(parser, out_flag: str = "--out") -> None:
 
 
 def run_reporting_errors(task) -> int:
-    """Run ``task()``; an input or destination problem becomes one ``error:`` line and exit status 2."""
-    from recbole_mamex.data.features import FeatureFileError
+    """Run ``task()``; an input, option or destination problem becomes one ``error:`` line and exit status 2."""
 
-    try:
+    def run() -> int:
         task()
-    except (DataImportError, FeatureFileError, DatasetExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_user_errors(run)

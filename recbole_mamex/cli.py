@@ -65,34 +65,28 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.list_models:
-        from recbole_mamex.utils import available_model_names
+        from recbole_mamex.registry import available_model_names
 
         print("\n".join(available_model_names()))
         return 0
     cmd_args = split_config_args(extra)
     config_files = args.config_files.split() if args.config_files else None
 
-    from recbole_mamex.config import ConfigError
-    from recbole_mamex.data.prepare import DatasetNotPreparedError
-    from recbole_mamex.data.features import InputFileError
-    from recbole_mamex.distributed import DistributedConfigError
-    from recbole_mamex.quick_start import run
-    from recbole_mamex.resume import ResumeError
-    from recbole_mamex.tuning import HyperFileError
-    from recbole_mamex.utils import UnknownModelError
+    from recbole_mamex.errors import report_user_errors
 
-    try:
-        if args.hyper:
-            return run_hyper(args, config_files, cmd_args)
-        result = run(
-            model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=cmd_args,
-            nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset,
-            resume_from=args.resume,
-        )
-    except (UnknownModelError, DatasetNotPreparedError, InputFileError, HyperFileError, ResumeError,
-            DistributedConfigError, ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return report_user_errors(lambda: _train(args, config_files, cmd_args))
+
+
+def _train(args, config_files, cmd_args) -> int:
+    from recbole_mamex.quick_start import run
+
+    if args.hyper:
+        return run_hyper(args, config_files, cmd_args)
+    result = run(
+        model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=cmd_args,
+        nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset,
+        resume_from=args.resume,
+    )
     kind = result["config"]["eval_candidates"]
     label = f" [{kind} candidates]" if kind else ""
     print(f"best valid{label}: {format_metrics(result['best_valid_result'])}")

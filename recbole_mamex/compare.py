@@ -11,7 +11,7 @@ interrupted comparison loses at most the run in progress.
 
 Tables, one per candidate set (cold / warm / all under the cold protocol, one under the warm protocol):
 mean +- sd over seeds of each metric, the best mean per column in bold, the relative improvement of the
-best of our proposed models (:func:`recbole_mamex.utils.proposed_models`) over the best baseline (every
+best of our proposed models (:func:`recbole_mamex.registry.proposed_models`) over the best baseline (every
 other model: RecBole's and our re-implemented baselines VBPR, MILK, CLCRec), and the p-value of a paired
 t-test across seeds between those two (scipy.stats.ttest_rel; pairs are seeds).
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recbole_mamex.records import CompareError, jsonable, setting_differences, versions, write_json_atomic
 
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PROTOCOLS = {
@@ -188,50 +189,9 @@ def plot(comparisons: list[Comparison], metric: str, path: Path, title: str) -> 
 
 
 # ----------------------------------------------------------------------------- running
-def versions() -> dict[str, str]:
-    import recbole
-    import torch
-
-    import recbole_mamex
-
-    return {
-        "recbole_mamex": recbole_mamex.__version__,
-        "recbole": recbole.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _jsonable(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    from dataset_prep.common import atomic_write_text
-
-    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
-
-
 def run_file(out: Path, model: str, seed: int, split_seed: int | None = None) -> Path:
     split = f"-split{split_seed}" if split_seed is not None else ""
     return out / "runs" / f"{model}{split}-seed{seed}.json"
-
-
-class CompareError(ValueError):
-    """A comparison that cannot run as asked (found before any training)."""
-
-
-VERSION_KEYS = ("recbole_mamex", "recbole", "torch")
 
 
 def run_settings(seed: int, protocol: str, extra: dict) -> dict:
@@ -245,18 +205,7 @@ def planned_config(model, seed, dataset, protocol, config_files, extra) -> dict:
 
     config = Config(model=model, dataset=dataset, config_file_list=list(config_files) or None,
                     config_dict=run_settings(seed, protocol, extra), cmd_args=[])
-    return _jsonable(dict(config.final_config_dict))
-
-
-def setting_differences(record: dict, planned: dict) -> list[str]:
-    """``key: recorded -> planned`` for every setting (and version) that differs, neutral keys left out."""
-    from recbole_mamex.config import config_differences
-
-    diffs = config_differences(record.get("config") or {}, planned)
-    now = versions()
-    diffs += [f"{k} version: {record.get('versions', {}).get(k)!r} -> {now[k]!r}" for k in VERSION_KEYS
-              if record.get("versions", {}).get(k) != now[k]]
-    return diffs
+    return jsonable(dict(config.final_config_dict))
 
 
 def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
@@ -284,7 +233,7 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved
         "epochs_trained": result["epochs_trained"],
         "checkpoint": result["model_file"],
         "wall_s": time.time() - start,
-        "config": _jsonable(dict(result["config"].final_config_dict)),
+        "config": jsonable(dict(result["config"].final_config_dict)),
         "versions": versions(),
     }
 
@@ -400,7 +349,7 @@ def write_outputs(records, metrics, out: Path, our_models, title: str, labels=No
     comparisons = [aggregate(records, kind, metrics, our_models) for kind in kinds]
     for comparison in comparisons:
         comparison.labels = dict(labels or {})
-    from dataset_prep.common import atomic_write_text
+    from recbole_mamex.files import atomic_write_text
 
     markdown = [f"## {title}", ""]
     for comparison in comparisons:
@@ -440,24 +389,9 @@ def main(argv=None) -> int:
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "
                         "(split, seed) is a run")
     args = parser.parse_args(argv)
-    try:
-        return _main(args)
-    except user_errors() as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    from recbole_mamex.errors import report_user_errors
 
-
-def user_errors() -> tuple[type, ...]:
-    """The errors a comparison reports as one ``error:`` line (exit status 2)."""
-    import yaml
-
-    from recbole_mamex.config import ConfigError
-    from recbole_mamex.data.features import InputFileError
-    from recbole_mamex.data.prepare import DatasetNotPreparedError
-    from recbole_mamex.utils import UnknownModelError
-
-    return (CompareError, ConfigError, UnknownModelError, DatasetNotPreparedError, InputFileError, FileNotFoundError,
-            yaml.YAMLError)
+    return report_user_errors(lambda: _main(args))
 
 
 def parse_set(items) -> dict:
@@ -508,7 +442,7 @@ def check_plan(models, seeds, metrics, plan, model_of=lambda row: row) -> None:
     general recommender, metrics the runs would not compute."""
     from recbole.utils import ModelType
 
-    from recbole_mamex.utils import get_model
+    from recbole_mamex.registry import get_model
 
     for name, values in (("--seeds", seeds), ("--models", models)):
         repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
@@ -572,8 +506,8 @@ def cold_splits(dataset: str, split_seeds, config, log=print) -> list[Split]:
 
 
 def _main(args) -> int:
-    from recbole_mamex.data.prepare import ensure_dataset_files
-    from recbole_mamex.utils import proposed_models
+    from dataset_prep.prepare import ensure_dataset_files
+    from recbole_mamex.registry import proposed_models
 
     if args.tune < 0:
         raise CompareError(f"--tune: expected a number of trials >= 0, found {args.tune}")
@@ -600,7 +534,7 @@ def _main(args) -> int:
     def plan(row, seed, dataset, params=None):
         model, settings = resolve(row, tuned=params is None)
         settings = {**settings, **(params or {})}
-        key = (row, seed, dataset, json.dumps(_jsonable(settings), sort_keys=True))
+        key = (row, seed, dataset, json.dumps(jsonable(settings), sort_keys=True))
         if key not in cache:
             cache[key] = planned_config(model, seed, dataset, args.protocol, args.config_files, settings)
         return cache[key]
@@ -609,7 +543,7 @@ def _main(args) -> int:
         model, settings = resolve(row)
         record = run_one(model, seed, dataset, protocol, config_files, settings, on_epoch)
         if row in variants:
-            record.update({"model": row, "model_class": model, "variant": _jsonable(variants[row][1])})
+            record.update({"model": row, "model_class": model, "variant": jsonable(variants[row][1])})
         if row in tunings:
             record["tuning"] = tunings[row].record()
         return record
@@ -635,7 +569,7 @@ def _main(args) -> int:
     start = time.time()
     if args.tune:
         from recbole_mamex.compare_tuning import tune_rows, tuning_markdown
-        from dataset_prep.common import atomic_write_text
+        from recbole_mamex.files import atomic_write_text
 
         first = splits[0] if splits else Split(None, args.dataset)
         dataset_is_there()

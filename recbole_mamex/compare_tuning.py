@@ -21,7 +21,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recbole_mamex.config import listed_differences
 from recbole_mamex.paths import properties_dir
+from recbole_mamex.records import CompareError, setting_differences, versions, write_json_atomic
+from recbole_mamex.tuning import (
+    TPE_RANDOM_STARTS,
+    TrialFailed,
+    TrialRecordMismatch,
+    best_trial,
+    read_params_file,
+    tpe_search,
+)
 
 
 def hyper_file_for(model: str) -> Path | None:
@@ -88,9 +98,6 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
     tune on; ``plan(row, seed, dataset, params)`` -> the final config of a trial; ``runner``: as
     :func:`recbole_mamex.compare.run_one`. Stored trials are checked for every row before any trial trains.
     """
-    from recbole_mamex.compare import CompareError, setting_differences, write_json_atomic
-    from recbole_mamex.config import listed_differences
-    from recbole_mamex.tuning import TPE_RANDOM_STARTS, TrialFailed, TrialRecordMismatch, read_params_file, tpe_search
 
     tunings, stored = {}, {}
     for row in rows:
@@ -153,7 +160,7 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
                                                                     "epochs_trained", "wall_s")}
 
         def keep(trial, _row=row):
-            trial = {**trial, "config": plan(_row, seed, split.dataset, trial["params"]), "versions": _versions()}
+            trial = {**trial, "config": plan(_row, seed, split.dataset, trial["params"]), "versions": versions()}
             write_json_atomic(_trial_file(out, _row, trial["trial"]), trial)
 
         def replay(number, _row=row):
@@ -166,18 +173,10 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
                 raise CompareError(f"{_trial_dir(out, row)}: {err} (another hyperopt version?); use --rerun to run the trials again") from None
             stored[row] = {}
             tuning.trials = tpe_search(objective, tuning.space, n_trials, seed, store=keep, log=log)
-        from recbole_mamex.tuning import best_trial
-
         tuning.best = best_trial(tuning.trials)
         chosen = f"trial {tuning.best['trial']}, valid {tuning.best['score']:.4f}: {tuning.params}" if tuning.best else "every trial failed"
         log(f"{row}: selected {chosen}")
     return tunings
-
-
-def _versions() -> dict:
-    from recbole_mamex.compare import versions
-
-    return versions()
 
 
 def _search_differences(before: dict, now: dict) -> str:

@@ -22,19 +22,16 @@ from pathlib import Path
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_mamex.errors import ConfigError
 from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.negatives import TRAIN_NEG_ITEMS
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.paths import properties_dir
-from recbole_mamex.utils import get_model
+from recbole_mamex.registry import get_model
 
 
 class ConfigFileError(InputFileError):
     """A config file (``--config_files``) that is missing or not a yaml mapping."""
-
-
-class ConfigError(ValueError):
-    """A config entry that no layer defines (a misspelt key) or a value out of its range."""
 
 
 # Keys that RecBole or this package set while running, or read with a default, without a yaml entry.
@@ -166,6 +163,19 @@ def dataset_config_dict(dataset: str) -> dict:
     return merged
 
 
+def run_device(config) -> "torch.device":
+    """The one device rule of a one-process run (training, loading a checkpoint, serving): the CPU when
+    ``use_gpu`` is False, no GPU is named (``gpu_id`` empty) or none is visible; else the first GPU that
+    ``gpu_id`` makes visible. (RecBole's own rule ignores ``use_gpu``: it takes CUDA whenever it is there.)"""
+    import torch
+
+    use_gpu = config["use_gpu"] if "use_gpu" in config else True
+    gpu_id = str(config["gpu_id"]) if "gpu_id" in config and config["gpu_id"] is not None else "0"
+    if not use_gpu or not gpu_id or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
 class Config(RecBoleConfig):
     """RecBole's Config that finds our models (ours first, RecBole's after) and loads our yaml defaults.
 
@@ -221,6 +231,11 @@ class Config(RecBoleConfig):
                 raise ConfigFileError(file, "a yaml mapping of config keys (key: value lines)", "another yaml value") from None
             merged.update(loaded or {})
         return merged
+
+    def _init_device(self):
+        super()._init_device()
+        if self.final_config_dict["single_spec"]:
+            self.final_config_dict["device"] = run_device(self.final_config_dict)
 
     def compatibility_settings(self):
         # RecBole re-aliases numpy names here; recbole_mamex.compat already did it once at import.

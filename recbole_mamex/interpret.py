@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from recbole_mamex.data.features import InputFileError
+from recbole_mamex.errors import report_user_errors
 
 
 def modality_report_from_checkpoint(model_file) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def modality_report_from_checkpoint(model_file) -> pd.DataFrame:
 
     config, model, dataset, *_ = load_data_and_model(model_file)
     if not hasattr(model, "modality_report"):
-        raise TypeError(f"{model_file}: expected a checkpoint of a model with modality weights (MAMEX), found {config['model']}")
+        raise InputFileError(model_file, "a checkpoint of a model with modality weights (MAMEX, RLMultimodalRec)", f"one of {config['model']}")
     return model.modality_report(dataset.field2id_token[dataset.iid_field])
 
 
@@ -52,13 +53,13 @@ def main(argv=None) -> int:
     if not args.model_file.is_file():
         print(f"error: {args.model_file}: expected a checkpoint file, found no such file", file=sys.stderr)
         return 2
-    try:
-        report = modality_report_from_checkpoint(args.model_file)
-    except (TypeError, InputFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from dataset_prep.common import atomic_write_text
+    return report_user_errors(lambda: _interpret(args))
 
+
+def _interpret(args) -> int:
+    from recbole_mamex.files import atomic_write_text
+
+    report = modality_report_from_checkpoint(args.model_file)
     atomic_write_text(args.out, report.to_csv(index=False))
     print(f"wrote {len(report)} items to {args.out}")
     print(summarize(report))

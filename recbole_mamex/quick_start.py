@@ -7,17 +7,20 @@ Config, dataset and model lookup, so our models and RecBole's run the same way.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from logging import getLogger
 
 import torch
 from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
-from recbole_mamex.config import Config
-from recbole_mamex.data.prepare import ensure_dataset_files
+from recbole_mamex.config import Config, run_device
+from dataset_prep.prepare import ensure_dataset_files
 from recbole_mamex.data.features import InputFileError
-from recbole_mamex.resume import read_checkpoint
-from recbole_mamex.trainer import candidate_kinds_for_test
-from recbole_mamex.utils import create_dataset, data_preparation, get_model, get_trainer
+from recbole_mamex.trainer.resume import read_checkpoint
+from recbole_mamex.trainer.candidates import candidate_kinds_for_test
+from recbole_mamex.data.loading import create_dataset, data_preparation
+from recbole_mamex.registry import get_model
+from recbole_mamex.trainer import get_trainer
 
 DEFAULT_MODEL = "MAMEX"
 DEFAULT_DATASET = "lastfm-2k-cold"
@@ -56,12 +59,9 @@ def run_recbole_mamex(
     logger.info(sys.argv)
     logger.info(config)
 
-    data = create_dataset(config)
+    built = build_run(config)
+    data, train_data, valid_data, test_data, model = built.dataset, built.train_data, built.valid_data, built.test_data, built.model
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
@@ -114,6 +114,31 @@ def best_epoch(curve, best_valid_score):
     return kept[-1] if kept else None
 
 
+@dataclass
+class BuiltRun:
+    """What :func:`build_run` assembles for a config."""
+
+    config: object
+    dataset: object
+    train_data: object
+    valid_data: object
+    test_data: object
+    model: torch.nn.Module
+
+
+def build_run(config) -> BuiltRun:
+    """The one assembly of a run from its Config: the dataset's files (a bundled one prepared, a missing
+    one explained), the dataset, RecBole's three dataloaders (with ``train_neg_items``), and the model,
+    seeded as RecBole seeds it and on ``config["device"]`` (:func:`recbole_mamex.config.run_device`).
+    Training, :func:`load_data_and_model`, serving, interpretation and the benchmarks build through it."""
+    ensure_dataset_files(config)
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    return BuiltRun(config, data, train_data, valid_data, test_data, model)
+
+
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
         nproc=1, world_size=-1, ip="localhost", port=5678, group_offset=0, resume_from=None):
     """One process (:func:`run_recbole_mamex`) or several (:func:`recbole_mamex.distributed.run_distributed`,
@@ -127,7 +152,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
         raise DistributedConfigError("resume_from: resuming is supported for one-process runs only")
 
     return run_distributed(
-        model, dataset, config_file_list, config_dict, saved, cmd_args,
+        run_recbole_mamex, model, dataset, config_file_list, config_dict, saved, cmd_args,
         nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset,
     )
 
@@ -148,17 +173,15 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     """
     checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
+    config.final_config_dict["device"] = run_device(config)  # this process's device, whatever trained it
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
     logger.info(config)
 
-    data = create_dataset(config)
+    built = build_run(config)
+    data, train_data, valid_data, test_data, model = built.dataset, built.train_data, built.valid_data, built.test_data, built.model
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     check_checkpoint_shapes(model_file, checkpoint["state_dict"], model.state_dict())
     other = dict(checkpoint.get("other_parameter") or {})
     if not allow_changed_features:

@@ -34,15 +34,16 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
+from recbole_mamex.errors import RecboleMamexError, report_user_errors
 from recbole_mamex.compat import full_sort_users_per_batch
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
 from recbole_mamex.data.features import InputFileError
-from recbole_mamex.trainer import tie_break_order, top_with_tie_order
+from recbole_mamex.trainer.candidates import tie_break_order, top_with_tie_order
 
 SPLITS = ("valid", "test")
 
 
-class ServingError(ValueError):
+class ServingError(RecboleMamexError, ValueError):
     """A request the checkpoint's data cannot answer; the message names the checkpoint, the expected and
     the found."""
 
@@ -204,14 +205,14 @@ def main(argv=None) -> int:
     parser.add_argument("--allow-changed-features", action="store_true",
                         help="serve even if the item features differ from those the model was trained on")
     args = parser.parse_args(argv)
-    try:
-        recs = recommend(
-            args.checkpoint, args.users, k=args.k, candidates=args.items or args.candidates,
-            exclude_history=not args.keep_history, split=args.split, allow_changed_features=args.allow_changed_features,
-        )
-    except (ServingError, InputFileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return report_user_errors(lambda: _serve(args))
+
+
+def _serve(args) -> int:
+    recs = recommend(
+        args.checkpoint, args.users, k=args.k, candidates=args.items or args.candidates,
+        exclude_history=not args.keep_history, split=args.split, allow_changed_features=args.allow_changed_features,
+    )
     if args.json:
         print(json.dumps({u: [{"item": r.item, "score": r.score} for r in items] for u, items in recs.items()}, indent=1))
     else:

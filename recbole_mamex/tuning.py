@@ -33,13 +33,14 @@ import os
 from functools import partial
 from pathlib import Path
 
+from recbole_mamex.errors import RecboleMamexError
 from recbole_mamex.paths import properties_dir
 
 HYPER_TYPES = ("choice", "uniform", "quniform", "loguniform")
 ALGOS = ("exhaustive", "random", "bayes")
 
 
-class HyperFileError(ValueError):
+class HyperFileError(RecboleMamexError, ValueError):
     """A search-space file that is missing or that RecBole's HyperTuning could not read."""
 
 
@@ -201,7 +202,7 @@ class TrialFailed(Exception):
     the search records it and goes on (hyperopt ``STATUS_FAIL``)."""
 
 
-class TrialRecordMismatch(ValueError):
+class TrialRecordMismatch(RecboleMamexError, ValueError):
     """A stored trial whose parameters are not those the search proposes at that step now."""
 
 

@@ -24,8 +24,8 @@ from dataset_prep.mmrec import import_mmrec
 from recbole_mamex.config import Config
 from recbole_mamex.data.dataset import ColdItemsFileError, InterFileError
 from recbole_mamex.data.features import FeatureFileError
-from recbole_mamex.data.prepare import DatasetNotPreparedError
-from recbole_mamex.utils import create_dataset
+from dataset_prep.prepare import DatasetNotPreparedError
+from recbole_mamex.data.loading import create_dataset
 
 from helpers import FAST, write_mmrec
 
@@ -338,7 +338,11 @@ def test_non_numeric_user_ids_are_tokens(tmp_path):
 
 
 def build(**overrides):
+    """The dataset as a run builds it: files checked first (a missing one explained), then RecBole's load."""
+    from dataset_prep.prepare import ensure_dataset_files
+
     config = Config(model="BPR", dataset="tiny", config_dict={**FAST, **overrides}, cmd_args=[])
+    ensure_dataset_files(config)
     return create_dataset(config)
 
 

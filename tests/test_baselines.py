@@ -19,7 +19,8 @@ from recbole_mamex.model.clcrec import CLCRec, contrast_logits, info_nce, negati
 from recbole_mamex.model.milk import MILK, environment_weights, mix_modalities, pairwise_alignment, variance_penalty
 from recbole_mamex.model.vbpr import VBPR
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.utils import create_dataset, get_model, our_models, proposed_models
+from recbole_mamex.data.loading import create_dataset
+from recbole_mamex.registry import get_model, our_models, proposed_models
 
 from helpers import FAST, write_content_driven
 

@@ -15,14 +15,16 @@ from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex.config import Config
 from recbole_mamex.data.dataset import ColdItemsFileError
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.resume import LastCheckpointMixin
-from recbole_mamex.trainer import (
+from recbole_mamex.trainer.resume import LastCheckpointMixin
+from recbole_mamex.trainer.candidates import (
     CandidateEvaluationError,
     CandidateEvaluationMixin,
     FusedOptimizerMixin,
     tie_break_order,
 )
-from recbole_mamex.utils import create_dataset, get_model, get_trainer
+from recbole_mamex.data.loading import create_dataset
+from recbole_mamex.registry import get_model
+from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST, write_mmrec
 

@@ -17,7 +17,7 @@ from dataset_prep.coldstart import (
 )
 from dataset_prep.common import DataImportError, DatasetExistsError, dataset_yaml_text
 from dataset_prep.lattice import import_lattice
-from recbole_mamex.data.prepare import BUNDLED_COLD
+from dataset_prep.bundled import BUNDLED_COLD
 from recbole_mamex.paths import properties_dir
 
 from helpers import write_mmrec

@@ -67,7 +67,7 @@ def lightgcn_norm_adj(workdir):
     from recbole.model.general_recommender import LightGCN
 
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset
+    from recbole_mamex.data.loading import create_dataset
 
     config = Config(model="LightGCN", dataset="tiny", config_dict=FAST, cmd_args=[])
     dataset = create_dataset(config)

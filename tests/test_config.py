@@ -8,7 +8,7 @@ import recbole.model.general_recommender as recbole_general
 import recbole_mamex.config as config_module
 import recbole_mamex.model
 from recbole_mamex.config import Config
-from recbole_mamex.utils import UnknownModelError, available_model_names, get_model
+from recbole_mamex.registry import UnknownModelError, available_model_names, get_model
 
 from helpers import ContentDot
 

@@ -16,7 +16,7 @@ from recbole_mamex.config import Config, ConfigError
 from recbole_mamex.model import MAMEX, VBPR
 from recbole_mamex.model.rlmultimodalrec import RLMultimodalRec
 from recbole_mamex.quick_start import CheckpointMismatchError, load_data_and_model, run_recbole_mamex
-from recbole_mamex.utils import create_dataset, data_preparation
+from recbole_mamex.data.loading import create_dataset, data_preparation
 
 from helpers import FAST
 

@@ -14,7 +14,8 @@ from recbole_mamex.config import Config, ConfigError
 from recbole_mamex.data.features import FeatureFileError
 from recbole_mamex.model import ContentProfile
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.utils import create_dataset, get_model, proposed_models
+from recbole_mamex.data.loading import create_dataset
+from recbole_mamex.registry import get_model, proposed_models
 
 from helpers import FAST
 

@@ -10,10 +10,11 @@ import torch
 
 from recbole_mamex import compat
 from recbole_mamex.cli import main
-from recbole_mamex.distributed import free_port, own_rows
+from recbole_mamex.distributed import free_port
+from recbole_mamex.trainer.distributed import own_rows
 from recbole_mamex.quick_start import load_data_and_model, run
-from recbole_mamex.resume import last_checkpoint_path
-from recbole_mamex.utils import get_trainer
+from recbole_mamex.trainer.resume import last_checkpoint_path
+from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST, write_mmrec
 
@@ -80,8 +81,9 @@ def test_padding_rows_are_counted_once():
 DDP_RUN = """
     import recbole_mamex
     from recbole_mamex.distributed import free_port, run_distributed
+    from recbole_mamex.quick_start import run_recbole_mamex
     if __name__ == "__main__":
-        run_distributed("BPR", "odd-cold", config_dict={config}, cmd_args=[], nproc=2, port=free_port())
+        run_distributed(run_recbole_mamex, "BPR", "odd-cold", config_dict={config}, cmd_args=[], nproc=2, port=free_port())
         print("two processes: ok")
 """
 

@@ -17,8 +17,10 @@ from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex import compat
 from recbole_mamex.compat import full_sort_users_per_batch
 from recbole_mamex.config import Config
-from recbole_mamex.trainer import TopkCollector, top_with_tie_order
-from recbole_mamex.utils import create_dataset, get_model, get_trainer
+from recbole_mamex.trainer.candidates import TopkCollector, top_with_tie_order
+from recbole_mamex.data.loading import create_dataset
+from recbole_mamex.registry import get_model
+from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST, write_mmrec
 
@@ -98,7 +100,7 @@ LOADER_STEP = """
     import recbole_mamex
     from recbole.data import data_preparation
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset
+    from recbole_mamex.data.loading import create_dataset
     from helpers import FAST
     config = Config(model="BPR", dataset="eb", config_dict=FAST, cmd_args=[])
     train, valid, test = data_preparation(config, create_dataset(config))
@@ -178,7 +180,7 @@ RANDOM_ROWS = """
     from recbole.data import data_preparation
     from recbole.model.general_recommender import Random
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset
+    from recbole_mamex.data.loading import create_dataset
     from helpers import FAST
     config = Config(model="Random", dataset="eb", config_dict=FAST, cmd_args=[])
     train, valid, test = data_preparation(config, create_dataset(config))

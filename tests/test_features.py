@@ -13,7 +13,7 @@ from recbole_mamex.data.features import (
     parse_modalities,
     read_feature_matrix,
 )
-from recbole_mamex.utils import create_dataset
+from recbole_mamex.data.loading import create_dataset
 
 from helpers import FAST
 

@@ -7,7 +7,7 @@ from recbole.model.general_recommender import LightGCN
 
 from recbole_mamex.config import Config
 from recbole_mamex.model.graph import dataset_adjacency, normalized_adjacency
-from recbole_mamex.utils import create_dataset
+from recbole_mamex.data.loading import create_dataset
 
 from helpers import FAST
 

@@ -11,7 +11,7 @@ from dataset_prep.common import DataImportError, DatasetExistsError
 from dataset_prep.common import dataset_yaml_text
 from dataset_prep.mmrec import import_mmrec, main, mmrec_source
 from recbole_mamex.data.features import FeatureFileError
-from recbole_mamex.data.prepare import BUNDLED
+from dataset_prep.bundled import BUNDLED
 from recbole_mamex.paths import properties_dir
 
 from helpers import write_mmrec

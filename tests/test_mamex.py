@@ -12,7 +12,7 @@ from recbole_mamex.config import Config
 from recbole_mamex.model.layers import SparseMoE, kl_from_uniform, masked_modality_softmax
 from recbole_mamex.model.mamex import MAMEX
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.utils import create_dataset
+from recbole_mamex.data.loading import create_dataset
 
 from helpers import FAST, write_content_driven
 

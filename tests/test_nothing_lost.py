@@ -385,7 +385,7 @@ def test_mmrec_inter_with_a_bom_imports(workdir):
     raw["inter"].write_bytes(b"\xef\xbb\xbf" + raw["inter"].read_bytes())
     assert mmrec_main([str(workdir / "raw"), "--name", "tiny"]) == 0
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset
+    from recbole_mamex.data.loading import create_dataset
 
     from helpers import FAST
 
@@ -395,7 +395,7 @@ def test_mmrec_inter_with_a_bom_imports(workdir):
 
 def test_recbole_atomic_file_with_a_bom_loads(tiny_dataset, workdir):
     from recbole_mamex.config import Config
-    from recbole_mamex.utils import create_dataset
+    from recbole_mamex.data.loading import create_dataset
 
     from helpers import FAST
 

@@ -5,7 +5,9 @@ import torch
 from recbole.data import data_preparation
 
 from recbole_mamex.config import Config
-from recbole_mamex.utils import create_dataset, get_model, get_trainer
+from recbole_mamex.data.loading import create_dataset
+from recbole_mamex.registry import get_model
+from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST
 

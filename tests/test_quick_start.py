@@ -10,7 +10,7 @@ import pytest
 import recbole_mamex.model
 from recbole_mamex.cli import main
 from recbole_mamex.quick_start import load_data_and_model, run_recbole_mamex
-from recbole_mamex.utils import get_trainer
+from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST, ContentDot
 

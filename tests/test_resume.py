@@ -9,7 +9,7 @@ import torch
 
 from recbole_mamex.cli import main
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.resume import last_checkpoint_path
+from recbole_mamex.trainer.resume import last_checkpoint_path
 
 from helpers import FAST
 

@@ -11,7 +11,7 @@ from recbole.utils import init_seed
 from recbole_mamex.config import Config
 from recbole_mamex.model.rlmultimodalrec import RLMultimodalRec
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.utils import create_dataset
+from recbole_mamex.data.loading import create_dataset
 
 from helpers import FAST
 

@@ -8,7 +8,7 @@ import torch
 
 from recbole_mamex.quick_start import CheckpointMismatchError, load_data_and_model, run_recbole_mamex
 from recbole_mamex.serving import Recommender, ServingError, main, recommend
-from recbole_mamex.utils import get_trainer
+from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST
 

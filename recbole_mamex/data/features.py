@@ -30,11 +30,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from recbole_mamex.errors import RecboleMamexError
+
 PAD_TOKEN = "[PAD]"
 NPY_MAGIC = b"\x93NUMPY"
 
 
-class InputFileError(ValueError):
+class InputFileError(RecboleMamexError, ValueError):
     """An input file that cannot be used; the message names the file, what was expected and what was
     found (the base of every such error in this package and in ``dataset_prep``)."""
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 from recbole.sampler import Sampler
 
+from recbole_mamex.errors import RecboleMamexError
+
 TRAIN_NEG_ITEMS = ("all", "warm")  # train_neg_items: the values Config accepts
 
 
-class NegativeSamplingError(ValueError):
+class NegativeSamplingError(RecboleMamexError, ValueError):
     """Negatives that cannot be drawn as configured."""
 
 

@@ -1,7 +1,7 @@
 """Models of this package. Every concrete recommender exported here is found by name by
-:func:`recbole_mamex.utils.get_model` before RecBole's own models. Classes with ``is_baseline = True``
+:func:`recbole_mamex.registry.get_model` before RecBole's own models. Classes with ``is_baseline = True``
 (VBPR, MILK, CLCRec, ContentProfile) are re-implemented baselines, the others are the models this package proposes
-(:func:`recbole_mamex.utils.proposed_models`)."""
+(:func:`recbole_mamex.registry.proposed_models`)."""
 
 from recbole_mamex.model.abstract import MultimodalRecommender
 from recbole_mamex.model.clcrec import CLCRec

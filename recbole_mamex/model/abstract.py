@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 
+from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.layers import l2_normalize_rows
 
 FEATURE_NORMS = ("l2", "center_l2", "none", None)
@@ -108,9 +109,9 @@ class MultimodalRecommender(GeneralRecommender):
         mean, so a cold item's features change nothing but its own row.
         """
         if feature_norm not in FEATURE_NORMS:
-            raise ValueError(f"feature_norm: expected one of l2, center_l2, none, found {feature_norm!r}")
+            raise ConfigError(f"feature_norm: expected one of l2, center_l2, none, found {feature_norm!r}")
         if mixed_precision not in PRECISIONS:
-            raise ValueError(f"mixed_precision: expected none or bf16, found {mixed_precision!r}")
+            raise ConfigError(f"mixed_precision: expected none or bf16, found {mixed_precision!r}")
         self.mixed_precision = mixed_precision
         dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
         for j, name in enumerate(self.modality_names):

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
 from recbole.utils import InputType
 
+from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender
 
 
@@ -97,9 +98,9 @@ class CLCRec(DotProductScoring, MultimodalRecommender):
             if not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"{key}: expected a number in [{low}, {high}], found {value!r}")
         if not isinstance(self.n_negatives, int) or self.n_negatives < 1:
-            raise ValueError(f"num_negatives: expected an integer >= 1, found {self.n_negatives!r}")
+            raise ConfigError(f"num_negatives: expected an integer >= 1, found {self.n_negatives!r}")
         if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
-            raise ValueError(f"temperature: expected a number > 0, found {self.temperature!r}")
+            raise ConfigError(f"temperature: expected a number > 0, found {self.temperature!r}")
         self.prepare_features(config["feature_norm"], "none")
         content_dim = sum(self.modality_dims[name] for name in self.modality_names)
 

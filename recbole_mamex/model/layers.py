@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from recbole_mamex.errors import ConfigError
+
 
 def kl_from_uniform(mean_probs: torch.Tensor) -> torch.Tensor:
     """KL(uniform || p) = sum_e (1/E) (log(1/E) - log p_e) for a probability vector ``p`` of length E.
@@ -149,7 +151,7 @@ class SparseMoE(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, n_experts: int, top_k: int):
         super().__init__()
         if not 1 <= top_k <= n_experts:
-            raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
+            raise ConfigError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
         self.n_experts, self.top_k, self.out_dim = n_experts, top_k, out_dim
         # rows [0, E*out): the E experts; rows [E*out, E*out + E): the router
         self.projection = nn.Linear(in_dim, n_experts * out_dim + n_experts)

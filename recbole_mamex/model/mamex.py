@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
 from recbole.utils import InputType
 
+from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender
 from recbole_mamex.model.layers import ModalityGate, SparseMoE, kl_from_uniform
 
@@ -77,13 +78,13 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
         self.fusion_balance_weight = config["fusion_balance_weight"]
         self.tower_scope = config["tower_scope"]
         if self.tower_scope not in TOWER_SCOPES:
-            raise ValueError(f"tower_scope: expected one of {TOWER_SCOPES}, found {self.tower_scope!r}")
+            raise ConfigError(f"tower_scope: expected one of {TOWER_SCOPES}, found {self.tower_scope!r}")
         self.aux_loss_reduction = config["aux_loss_reduction"]
         if self.aux_loss_reduction not in AUX_REDUCTIONS:
-            raise ValueError(f"aux_loss_reduction: expected one of {AUX_REDUCTIONS}, found {self.aux_loss_reduction!r}")
+            raise ConfigError(f"aux_loss_reduction: expected one of {AUX_REDUCTIONS}, found {self.aux_loss_reduction!r}")
         weight_init = config["weight_init"]
         if weight_init not in WEIGHT_INITS:
-            raise ValueError(f"weight_init: expected one of {WEIGHT_INITS}, found {weight_init!r}")
+            raise ConfigError(f"weight_init: expected one of {WEIGHT_INITS}, found {weight_init!r}")
         self.prepare_features(config["feature_norm"], config["mixed_precision"])
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.utils import InputType
 
+from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender
 
 
@@ -111,9 +112,9 @@ class MILK(DotProductScoring, MultimodalRecommender):
         self.dirichlet_alpha = config["dirichlet_alpha"]
         self.n_environments = config["n_environments"]
         if not isinstance(self.n_environments, int) or self.n_environments < 1:
-            raise ValueError(f"n_environments: expected an integer >= 1, found {self.n_environments!r}")
+            raise ConfigError(f"n_environments: expected an integer >= 1, found {self.n_environments!r}")
         if not self.dirichlet_alpha or self.dirichlet_alpha <= 0:
-            raise ValueError(f"dirichlet_alpha: expected a number > 0, found {self.dirichlet_alpha!r}")
+            raise ConfigError(f"dirichlet_alpha: expected a number > 0, found {self.dirichlet_alpha!r}")
         self.prepare_features(config["feature_norm"], "none")
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)

@@ -45,6 +45,7 @@ from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import InputType
 
+from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import MultimodalRecommender
 from recbole_mamex.model.graph import dataset_adjacency
 from recbole_mamex.model.layers import masked_modality_softmax
@@ -67,10 +68,10 @@ class RLMultimodalRec(MultimodalRecommender):
         self.use_content = config["use_content"]
         self.gate_form = config["gate_form"]
         if self.gate_form not in GATE_FORMS:
-            raise ValueError(f"gate_form: expected one of {GATE_FORMS}, found {self.gate_form!r}")
+            raise ConfigError(f"gate_form: expected one of {GATE_FORMS}, found {self.gate_form!r}")
         self.content_position = config["content_position"]
         if self.content_position not in CONTENT_POSITIONS:
-            raise ValueError(f"content_position: expected one of {CONTENT_POSITIONS}, found {self.content_position!r}")
+            raise ConfigError(f"content_position: expected one of {CONTENT_POSITIONS}, found {self.content_position!r}")
         self.projection_reg_weight = config["projection_reg_weight"] or 0.0
         self.prepare_features(config["feature_norm"], config["mixed_precision"])
 
@@ -170,7 +171,7 @@ class RLMultimodalRec(MultimodalRecommender):
         """Per item (original token): the mean gate weight of each modality (over dimensions for the
         ``dimension`` gate); 0 for a modality the item lacks."""
         if not self.use_content:
-            raise ValueError("modality_report needs use_content: True")
+            raise ConfigError("modality_report needs use_content: True")
         _, weights = self.content()
         mean = weights.mean(-1) if weights.dim() == 3 else weights
         mean = mean[1:].float().cpu().numpy()

@@ -1,7 +1,7 @@
 """Resuming an interrupted training where it stopped, to the same result as an uninterrupted run.
 
 RecBole saves only the best model (at each improvement on validation). :class:`LastCheckpointMixin`, which
-:func:`recbole_mamex.utils.get_trainer` puts in front of any RecBole ``Trainer``, also keeps a *last*
+:func:`recbole_mamex.trainer.get_trainer` puts in front of any RecBole ``Trainer``, also keeps a *last*
 checkpoint next to it, ``<best file>-last.pth``, where the best file is RecBole's name made unique per
 run (:func:`unique_checkpoint_path`), rewritten (atomically) at the start of every epoch after
 the first: the state at the end of the previous epoch, after its validation and early-stopping update.
@@ -36,11 +36,16 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_mamex.errors import RecboleMamexError
 from recbole_mamex.data.features import InputFileError
 
 
-class ResumeError(ValueError):
+class ResumeError(RecboleMamexError, ValueError):
     """A checkpoint that this run cannot go on from."""
+
+
+class MissingCheckpointError(RecboleMamexError, FileNotFoundError):
+    """A checkpoint to resume from that is not there."""
 
 
 class CheckpointFileError(InputFileError):
@@ -118,6 +123,11 @@ class LastCheckpointMixin:
         self._wrote_last = False
         self.epochs_trained = 0  # epochs whose training finished, resumed ones included
 
+    def checkpoint_config(self):
+        """The config written into checkpoints (the hook a mixin in front overrides: a distributed run
+        writes a one-process copy)."""
+        return self.config
+
     @property
     def last_model_file(self) -> str:
         """Where the last checkpoint goes: the file resumed from, else next to the best checkpoint."""
@@ -147,9 +157,8 @@ class LastCheckpointMixin:
         """Write the state at the end of ``epoch`` to :attr:`last_model_file` (first process only)."""
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
-        checkpoint_config = getattr(self, "checkpoint_config", None)  # DistributedTrainerMixin's, if any
         state = {
-            "config": checkpoint_config() if checkpoint_config else self.config,
+            "config": self.checkpoint_config(),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": self.best_valid_score,
@@ -171,7 +180,7 @@ class LastCheckpointMixin:
         from recbole_mamex.config import config_differences, listed_differences
 
         if not os.path.isfile(resume_file):
-            raise FileNotFoundError(f"resume: checkpoint {resume_file} not found")
+            raise MissingCheckpointError(f"resume: checkpoint {resume_file} not found")
         checkpoint = read_checkpoint(resume_file)
         for key in ("model", "dataset"):
             if checkpoint["config"][key] != self.config[key]:
@@ -203,7 +212,7 @@ class LastCheckpointMixin:
 def with_last_checkpoint(trainer_class: type) -> type:
     """``trainer_class`` with :class:`LastCheckpointMixin` in front, for RecBole's ``Trainer`` family (other
     trainers, e.g. the decision-tree ones, are returned unchanged)."""
-    from recbole_mamex.trainer import derive_trainer
+    from recbole_mamex.trainer.candidates import derive_trainer
 
     if not issubclass(trainer_class, Trainer):
         return trainer_class

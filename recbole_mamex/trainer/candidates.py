@@ -30,12 +30,13 @@ import torch
 from recbole.evaluator import Collector
 from recbole.utils import set_color
 
+from recbole_mamex.errors import RecboleMamexError
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
 
 _UNSET = object()
 
 
-class CandidateEvaluationError(ValueError):
+class CandidateEvaluationError(RecboleMamexError, ValueError):
     """Candidate evaluation asked for where it cannot run."""
 
 

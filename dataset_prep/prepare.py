@@ -3,58 +3,21 @@ use, and turn a missing dataset into an error that says how to prepare it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from logging import getLogger
 from pathlib import Path
 
 import yaml
 
-from recbole_mamex.paths import bundled_data_dir
+from dataset_prep.bundled import BUNDLED, BUNDLED_COLD, prepare_bundled
+from recbole_mamex.errors import RecboleMamexError
 
-
-@dataclass(frozen=True)
-class BundledDataset:
-    """Raw MMRec-layout files shipped inside the package (``recbole_mamex/bundled/<name>/``)."""
-
-    name: str
-    inter: str
-    modalities: dict[str, str]
-
-    @property
-    def source_dir(self) -> Path:
-        return bundled_data_dir(self.name)
-
-    @property
-    def source_label(self) -> str:
-        return f"the copy bundled with recbole_mamex (recbole_mamex/bundled/{self.name}, see PROVENANCE.md)"
-
-
-BUNDLED = {
-    "lastfm-2k": BundledDataset(
-        name="lastfm-2k",
-        inter="lfm2k.inter",
-        modalities={"text": "all-MiniLM-L6-v2.npy", "vggish": "vggish.npy", "whisper": "whisper.npy"},
-    ),
-}
-
-@dataclass(frozen=True)
-class BundledColdSplit:
-    """A cold-start split of a bundled dataset, made on first use by ``dataset_prep.coldstart``."""
-
-    name: str
-    base: str
-    fraction: float = 0.2
-    seed: int = 2025
-
-
-BUNDLED_COLD = {"lastfm-2k-cold": BundledColdSplit(name="lastfm-2k-cold", base="lastfm-2k")}
 
 # Amazon datasets (amazon-sports, amazon-baby, amazon-clothing) are known from their shipped yaml's
 # `amazon_source` (McAuley's category name and MMRec's folder name); see amazon_prepare_commands.
 MMREC_MODALITY_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
 
 
-class DatasetNotPreparedError(FileNotFoundError):
+class DatasetNotPreparedError(RecboleMamexError, FileNotFoundError):
     """A dataset whose files are not under ``data_path``; the message says how to prepare it."""
 
 
@@ -83,24 +46,6 @@ def amazon_prepare_commands(name: str, amazon_source: dict) -> list[str]:
     if amazon_source.get("mmrec_folder"):
         commands.append(mmrec_import_command(name, amazon_source["mmrec_folder"]))
     return commands
-
-
-def prepare_bundled(name: str, out_root, force: bool = False):
-    """Import the bundled dataset ``name`` into ``<out_root>/<name>`` (its yaml ships with the package)."""
-    from dataset_prep.mmrec import import_mmrec
-
-    spec = BUNDLED[name]
-    logger = getLogger()
-    return import_mmrec(
-        spec.source_dir / spec.inter,
-        {m: spec.source_dir / f for m, f in spec.modalities.items()},
-        name,
-        out_root=out_root,
-        force=force,
-        write_yaml=False,
-        source=spec.source_label,
-        log=logger.info,
-    )
 
 
 def prepare_bundled_cold(name: str, out_root, force: bool = False):

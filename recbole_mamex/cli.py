@@ -46,16 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_config_args(extra: list[str]) -> list[str]:
-    """Keep ``--key=value`` arguments; anything else is a usage error (RecBole would silently drop it)."""
-    bad = [arg for arg in extra if not (arg.startswith("--") and arg.count("=") == 1 and len(arg) > 3)]
-    if bad:
-        raise SystemExit(
-            f"run_recbole_mamex.py: error: config overrides must be written --key=value; could not use {bad}"
-        )
-    return extra
-
-
 def format_metrics(metrics) -> str:
     return "  ".join(f"{name}: {float(value):.4f}" for name, value in metrics.items())
 
@@ -69,7 +59,9 @@ def main(argv=None) -> int:
 
         print("\n".join(available_model_names()))
         return 0
-    cmd_args = split_config_args(extra)
+    from recbole_mamex.config import split_config_args
+
+    cmd_args = split_config_args(extra, parser.prog)
     config_files = args.config_files.split() if args.config_files else None
 
     from recbole_mamex.errors import report_user_errors

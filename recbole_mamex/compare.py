@@ -368,14 +368,16 @@ def write_outputs(records, metrics, out: Path, our_models, title: str, labels=No
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recbole_mamex.compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m recbole_mamex.compare", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False, epilog="Any other --key=value is a config entry for every run "
+                                     "(RecBole's syntax, as run_recbole_mamex.py takes it).")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--models", nargs="+", required=True, help="our models and/or any RecBole general model")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default="cold")
     parser.add_argument("--config_files", nargs="*", default=[], help="yaml files applied to every run")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config entries for every run")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="deprecated spelling of --key=value")
     parser.add_argument("--out", type=Path, help="results directory (default: results/<dataset>-<protocol>)")
     parser.add_argument("--rerun", action="store_true", help="train again the finished runs whose settings differ from this command's")
     parser.add_argument("--variant", nargs="*", default=[], metavar="MODEL-LABEL=KEY:VALUE;...",
@@ -388,9 +390,11 @@ def main(argv=None) -> int:
                         help="cold protocol: one cold split of the dataset's source per seed (made once by dataset_prep.coldstart "
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "
                         "(split, seed) is a run")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    from recbole_mamex.config import split_config_args
     from recbole_mamex.errors import report_user_errors
 
+    args.overrides = split_config_args(extra, parser.prog)
     return report_user_errors(lambda: _main(args))
 
 
@@ -515,7 +519,17 @@ def _main(args) -> int:
         raise CompareError(f"--split-seeds: expected --protocol cold (cold splits), found --protocol {args.protocol}")
     if args.split_seeds is not None and len(set(args.split_seeds)) != len(args.split_seeds):
         raise CompareError(f"--split-seeds: expected each once, found {args.split_seeds}")
-    extra = parse_set(args.set)
+    from recbole_mamex.config import overrides_dict
+
+    extra = overrides_dict(getattr(args, "overrides", []))
+    if args.set:
+        deprecated = parse_set(args.set)
+        print("compare: --set key=value is deprecated; write --key=value (RecBole's syntax, as run_recbole_mamex.py "
+              "takes it)", file=sys.stderr)
+        both = sorted(set(deprecated) & set(extra))
+        if both:
+            raise CompareError(f"config overrides: expected each key once, found {both} both in --set and as --key=value")
+        extra.update(deprecated)
     variants = parse_variants(args.variant)
     clash = [name for name in variants if name in args.models]
     if clash:

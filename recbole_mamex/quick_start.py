@@ -89,8 +89,9 @@ def run_recbole_mamex(
         logger.info(set_color(f"test result [{kind} candidates]", "yellow") + f": {dict2str(test_by_candidates[kind])}")
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    # dict2str, not the dicts' repr: under numpy 2 that reads OrderedDict([('recall@10', np.float64(0.4005)), ...])
+    logger.info(set_color("best valid ", "yellow") + f": {dict2str(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
     if saved:
         logger.info(set_color("checkpoint", "yellow") + f": {trainer.saved_model_file}")
     return {

@@ -80,3 +80,19 @@ def test_end_to_end_outputs_parse(cold_tiny, workdir, capsys):
     assert set(saved["results"]) == {"cold", "warm", "all"}
     assert main(args) == 0
     assert "done before, skipped" in capsys.readouterr().out
+
+
+def test_config_overrides_are_written_as_on_every_command_line(cold_tiny, workdir, capsys):
+    out = workdir / "res"
+    base = ["--dataset", "tiny-cold", "--models", "Pop", "--seeds", "1", "--out", str(out)]
+    assert main([*base, "--epochs=1", "--train_batch_size=256", "--use_modalities=[text]"]) == 0
+    saved = json.loads(run_file(out, "Pop", 1).read_text())
+    assert saved["config"]["epochs"] == 1 and saved["config"]["use_modalities"] == ["text"]
+    capsys.readouterr()
+    # the former spelling still works, with a deprecation line; both at once for one key is refused
+    assert main([*base, "--set", "epochs=1", "train_batch_size=256", "use_modalities=[text]"]) == 0
+    assert "--set key=value is deprecated; write --key=value" in capsys.readouterr().err
+    assert main([*base, "--set", "epochs=1", "--epochs=2"]) == 2
+    assert "found ['epochs'] both in --set and as --key=value" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "epochs=1"])  # not --key=value: a usage error, not silently dropped

@@ -167,25 +167,25 @@ def compare(workdir, *args):
 def test_compare_refuses_finished_runs_made_with_other_settings(cold_tiny, workdir, capsys):
     (workdir / "fast.yaml").write_text("train_batch_size: 256\n")
     base = ["--models", "BPR", "--config_files", "fast.yaml"]
-    assert compare(workdir, *base, "--set", "epochs=1") == 0
+    assert compare(workdir, *base, "--epochs=1") == 0
     record = workdir / "res" / "runs" / "BPR-seed1.json"
     first = record.read_text()
     summary = (workdir / "res" / "summary.md").read_text()
     assert "## Settings shared by every run" in summary and "- `epochs`: `1`" in summary
     capsys.readouterr()
-    assert compare(workdir, *base, "--set", "epochs=2", "learning_rate=0.05") == 2
+    assert compare(workdir, *base, "--epochs=2", "--learning_rate=0.05") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "epochs: 1 -> 2" in err and "learning_rate: 0.001 -> 0.05" in err and "--rerun" in err
     assert record.read_text() == first and (workdir / "res" / "summary.md").read_text() == summary
     # a changed config file counts too; a setting that changes nothing (show_progress) does not
     (workdir / "fast.yaml").write_text("train_batch_size: 128\n")
-    assert compare(workdir, *base, "--set", "epochs=1") == 2
+    assert compare(workdir, *base, "--epochs=1") == 2
     assert "train_batch_size: 256 -> 128" in capsys.readouterr().err
     (workdir / "fast.yaml").write_text("train_batch_size: 256\nshow_progress: True\n")
-    assert compare(workdir, *base, "--set", "epochs=1") == 0
+    assert compare(workdir, *base, "--epochs=1") == 0
     assert "done before, skipped" in capsys.readouterr().out
-    assert compare(workdir, *base, "--set", "epochs=2", "--rerun") == 0
+    assert compare(workdir, *base, "--epochs=2", "--rerun") == 0
     assert json.loads(record.read_text())["config"]["epochs"] == 2
 
 

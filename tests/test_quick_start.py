@@ -107,3 +107,15 @@ def test_defaults_are_mamex_on_the_bundled_cold_split():
 
     args = build_parser().parse_args([])
     assert (args.model, args.dataset) == ("MAMEX", "lastfm-2k-cold")
+
+
+def test_log_lines_print_plain_numbers(tiny_dataset, workdir, caplog):
+    """numpy 2 writes a metric's repr as np.float64(0.4005); the run's log reads 0.4005."""
+    import logging
+
+    from recbole_mamex.quick_start import run_recbole_mamex
+
+    with caplog.at_level(logging.INFO):
+        run_recbole_mamex("BPR", "tiny", config_dict={**FAST, "epochs": 1, "state": "INFO"}, cmd_args=[])
+    assert "best valid" in caplog.text and "test result" in caplog.text
+    assert "np.float64" not in caplog.text

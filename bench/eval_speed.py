@@ -144,8 +144,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     work = args.work.resolve()
     if args.one:
-        import recbole_mamex  # noqa: F401
+        from recbole_mamex import compat
 
+        compat.apply_all()  # this process drives RecBole directly
         work.mkdir(parents=True, exist_ok=True)
         os.chdir(work)  # the dataset yaml is found under ./properties, as for a user
 

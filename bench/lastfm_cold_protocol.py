@@ -18,7 +18,9 @@ import argparse
 
 import numpy as np
 
-import recbole_mamex  # noqa: F401
+from recbole_mamex import compat as _shims
+
+_shims.apply_all()  # this script drives RecBole directly
 from recbole_mamex.config import Config
 from recbole_mamex.quick_start import build_run
 

@@ -25,8 +25,10 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where it is used, so that `--help` stays quick
+    import pandas as pd
 
 from dataset_prep.common import (
     DataImportError,
@@ -77,6 +79,8 @@ def discover_modalities(src: Path, exclude: tuple[str, ...] = ()) -> dict[str, P
 def read_mmrec_inter(path: Path, with_splits: bool = True) -> pd.DataFrame:
     """Read and check an MMRec ``.inter`` file; ids are kept as tokens (strings). With ``with_splits``
     False (the cold-start splitter re-splits), ``x_label`` is neither needed nor checked."""
+    import pandas as pd
+
     if not path.is_file():
         raise DataImportError(path, "an MMRec .inter file", "no such file")
     try:

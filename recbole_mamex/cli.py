@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recbole_mamex.quick_start import DEFAULT_DATASET, DEFAULT_MODEL
+DEFAULT_MODEL = "MAMEX"  # what run_recbole_mamex.py trains without --model / --dataset
+DEFAULT_DATASET = "lastfm-2k-cold"
 
 
 def build_parser() -> argparse.ArgumentParser:

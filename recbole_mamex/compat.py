@@ -1,6 +1,7 @@
 """Every shim RecBole 1.2.1 needs on today's numpy / scipy / torch / ray, in one place.
 
-Importing :mod:`recbole_mamex` calls :func:`apply_all` once. Each shim is idempotent, names the
+Importing :mod:`recbole_mamex.config` (every run's first step) calls :func:`apply_all` once; code that drives
+RecBole without it calls :func:`apply_all` itself. Each shim is idempotent, names the
 RecBole (or ray) code that needs it, and has a test in ``tests/test_compat.py`` (``ddp_on_cpu``:
 ``tests/test_distributed.py``) that exercises that code in a fresh process with the shim switched off (it
 must fail) and on (it must work).

@@ -22,12 +22,16 @@ from pathlib import Path
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_mamex import compat
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.negatives import TRAIN_NEG_ITEMS
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.registry import get_model
+
+
+compat.apply_all()  # RecBole runs behind every Config: shims before any of its code does
 
 
 class ConfigFileError(InputFileError):

@@ -22,8 +22,6 @@ from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.registry import get_model
 from recbole_mamex.trainer import get_trainer
 
-DEFAULT_MODEL = "MAMEX"
-DEFAULT_DATASET = "lastfm-2k-cold"
 
 
 def run_recbole_mamex(

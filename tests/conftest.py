@@ -5,7 +5,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import recbole_mamex  # noqa: E402,F401  (applies the compat shims before RecBole is used)
+from recbole_mamex import compat as _shims  # noqa: E402
+
+_shims.apply_all()  # the shims before RecBole is used
 
 from helpers import write_mmrec  # noqa: E402
 

@@ -26,7 +26,7 @@ def run_python(code: str, cwd, disabled=()):
 
 NUMPY_PATHS = """
     import json
-    import recbole_mamex
+    from recbole_mamex import compat as _shims; _shims.apply_all()
     import numpy as np
     results = {}
     def attempt(key, fn):
@@ -90,7 +90,8 @@ def test_dok_update_lets_lightgcn_build_its_adjacency(tiny_dataset, workdir):
 
     off = run_python(
         """
-        import recbole_mamex, scipy.sparse as sp
+        from recbole_mamex import compat; compat.apply_all()
+        import scipy.sparse as sp
         m = sp.dok_matrix((3, 3), dtype=float)
         m._update({(0, 1): 1.0})
         """,
@@ -120,7 +121,7 @@ def test_recbole_loads_its_own_checkpoints(tiny_dataset, workdir):
         torch.load(model_file)
     off = run_python(
         f"""
-        import recbole_mamex
+        from recbole_mamex import compat as _shims; _shims.apply_all()
         from recbole.quick_start import load_data_and_model
         load_data_and_model({model_file!r})
         """,
@@ -133,7 +134,7 @@ def test_recbole_loads_its_own_checkpoints(tiny_dataset, workdir):
 WARNING_PATH = """
     import warnings
     warnings.simplefilter("default")
-    import recbole_mamex
+    from recbole_mamex import compat as _shims; _shims.apply_all()
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.general_recommender import BPR
@@ -169,7 +170,8 @@ def test_recbole_sine_import_leaves_anomaly_detection_off(tmp_path):
 
     assert not torch.is_anomaly_enabled()
     code = """
-        import recbole_mamex, torch
+        from recbole_mamex import compat; compat.apply_all()
+        import torch
         import recbole.model.sequential_recommender.sine
         print(torch.is_anomaly_enabled())
     """

@@ -79,7 +79,7 @@ def test_padding_rows_are_counted_once():
 
 
 DDP_RUN = """
-    import recbole_mamex
+    from recbole_mamex import compat as _shims; _shims.apply_all()
     from recbole_mamex.distributed import free_port, run_distributed
     from recbole_mamex.quick_start import run_recbole_mamex
     if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_users_per_batch_follow_the_budget():
 LOADER_STEP = """
     import json, sys
     sys.path.insert(0, {tests!r})
-    import recbole_mamex
+    from recbole_mamex import compat as _shims; _shims.apply_all()
     from recbole.data import data_preparation
     from recbole_mamex.config import Config
     from recbole_mamex.data.loading import create_dataset
@@ -176,7 +176,7 @@ def test_top_with_tie_order_matches_a_brute_force(k):
 RANDOM_ROWS = """
     import sys
     sys.path.insert(0, {tests!r})
-    import recbole_mamex, torch
+    import torch
     from recbole.data import data_preparation
     from recbole.model.general_recommender import Random
     from recbole_mamex.config import Config

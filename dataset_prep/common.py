@@ -14,7 +14,7 @@ from pathlib import Path
 
 from recbole_mamex.errors import RecboleMamexError, report_user_errors
 from recbole_mamex.data.features import InputFileError
-from recbole_mamex.files import temporary_text, umask
+from recbole_mamex.files import read_yaml_mapping, temporary_text, umask
 
 
 class DataImportError(InputFileError):
@@ -217,15 +217,10 @@ def frame_to_atomic(frame) -> str:
 def shipped_dataset_settings(name: str) -> dict:
     """What the package's own ``properties/dataset/<name>.yaml`` says (empty when none ships). Such a
     yaml applies wherever the package is used, so an importer need not write one that says the same."""
-    import yaml
-
     from recbole_mamex.paths import properties_dir
 
     path = properties_dir() / "dataset" / f"{name}.yaml"
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    return read_yaml_mapping(path) if path.is_file() else {}
 
 
 def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: bool, sources=()) -> Path:

@@ -24,6 +24,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_mamex import compat
 from recbole_mamex.errors import ConfigError
+from recbole_mamex.files import read_yaml_mapping
 from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.negatives import TRAIN_NEG_ITEMS
 from recbole_mamex.data.features import InputFileError
@@ -162,8 +163,7 @@ def dataset_config_dict(dataset: str) -> dict:
     """What this package's and the working directory's yaml files say about ``dataset`` (merged)."""
     merged = {}
     for path in dataset_yaml_files(dataset):
-        with open(path, encoding="utf-8") as f:
-            merged.update(yaml.safe_load(f) or {})
+        merged.update(read_yaml_mapping(path))
     return merged
 
 

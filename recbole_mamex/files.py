@@ -1,5 +1,6 @@
-"""File writing shared by every layer: text written whole or not at all (a temporary file beside the
-target, then a rename), with the permissions the user's umask gives a new file."""
+"""File reading and writing shared by every layer: text written whole or not at all (a temporary file
+beside the target, then a rename, with the permissions the user's umask gives a new file), and the one
+reader of dataset yaml files."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def temporary_text(path: Path, text: str) -> Path:
         os.unlink(tmp)
         raise
     return Path(tmp)
+
+
+def read_yaml_mapping(path) -> dict:
+    """A yaml file's mapping (empty for an empty file): how every dataset yaml is read."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}

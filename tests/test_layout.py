@@ -70,3 +70,19 @@ def test_layer_contract_holds_and_breaks_on_an_upward_import(tmp_path):
     broken = lint_imports(tmp_path)
     assert broken.returncode != 0
     assert "recbole_mamex.data is not allowed to import recbole_mamex.cli" in broken.stdout
+
+
+def test_importing_the_package_loads_nothing_heavy():
+    """`import recbole_mamex` and the importers' modules load neither torch nor RecBole (so `--help` and
+    every dataset_prep command start at once); a Config applies the shims."""
+    code = (
+        "import sys, recbole_mamex, recbole_mamex.cli, dataset_prep.mmrec\n"
+        "print(sorted(m for m in ('torch', 'recbole', 'ray', 'pandas') if m in sys.modules))\n"
+        "from recbole_mamex import compat\n"
+        "print(compat.applied_shims())\n"
+        "import recbole_mamex.config\n"
+        "print(compat.applied_shims() == list(compat.SHIMS))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["[]", "[]", "True"]

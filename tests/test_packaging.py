@@ -37,6 +37,10 @@ def test_wheel_contains_properties_and_bundled_data(wheel):
     for path in (REPO / "recbole_mamex" / "bundled" / "lastfm-2k").iterdir():
         assert f"recbole_mamex/bundled/lastfm-2k/{path.name}" in names
     assert "dataset_prep/mmrec.py" in names
+    # every module of the source tree (a subpackage missing from setup.cfg's list would be left out)
+    for package in ("recbole_mamex", "dataset_prep"):
+        for path in (REPO / package).rglob("*.py"):
+            assert path.relative_to(REPO).as_posix() in names, path
 
 
 def test_installed_copy_finds_its_properties(wheel, tmp_path):

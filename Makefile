@@ -16,6 +16,9 @@ $(STAMP):
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade "pip>=24"
 	$(VPY) -m pip install --quiet -e ".[test]"
+	@# Python 3.12+: RecBole's ray pin has no wheel there; setup.cfg lists RecBole's other requirements
+	@if $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+		$(VPY) -m pip install --quiet --no-deps "recbole==1.2.1"; fi
 	@rm -f $(VENV)/.deps-*
 	@touch $@
 

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
         print("\n".join(available_model_names()))
         return 0
-    from recbole_mamex.config import split_config_args
+    from recbole_mamex.overrides import split_config_args
 
     cmd_args = split_config_args(extra, parser.prog)
     config_files = args.config_files.split() if args.config_files else None

@@ -391,7 +391,7 @@ def main(argv=None) -> int:
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "
                         "(split, seed) is a run")
     args, extra = parser.parse_known_args(argv)
-    from recbole_mamex.config import split_config_args
+    from recbole_mamex.overrides import split_config_args
     from recbole_mamex.errors import report_user_errors
 
     args.overrides = split_config_args(extra, parser.prog)
@@ -519,7 +519,7 @@ def _main(args) -> int:
         raise CompareError(f"--split-seeds: expected --protocol cold (cold splits), found --protocol {args.protocol}")
     if args.split_seeds is not None and len(set(args.split_seeds)) != len(args.split_seeds):
         raise CompareError(f"--split-seeds: expected each once, found {args.split_seeds}")
-    from recbole_mamex.config import overrides_dict
+    from recbole_mamex.overrides import overrides_dict
 
     extra = overrides_dict(getattr(args, "overrides", []))
     if args.set:

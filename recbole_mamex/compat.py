@@ -167,7 +167,10 @@ def torch_load_recbole_checkpoints() -> None:
         if isinstance(module.__dict__.get("torch"), types.ModuleType):
             module.torch = proxy
     for module_name in ("recbole.quick_start.quick_start", "recbole.quick_start"):
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # it imports ray at module level; Python 3.12+ installs have none (setup.cfg)
+            return
         if not getattr(module.load_data_and_model, "recbole_mamex_shim", False):
             module.load_data_and_model = _loads_trusted_checkpoint(module.load_data_and_model)
 

@@ -15,13 +15,24 @@ class ConfigError(RecboleMamexError, ValueError):
     option a model does not have)."""
 
 
+RECBOLE_INSTALL = 'pip install --no-deps "recbole==1.2.1"'
+
+
 def report_user_errors(task) -> int:
-    """``task()`` (returning an exit status); a :class:`RecboleMamexError` becomes one ``error: ...`` line on
-    stderr and exit status 2. Every command line of the package runs through this."""
+    """``task()`` (returning an exit status); a :class:`RecboleMamexError`, or RecBole missing (with its install
+    command), becomes one ``error: ...`` line on stderr and exit status 2. Every command line of the package
+    runs through this."""
     import sys
 
     try:
         return task()
     except RecboleMamexError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] != "recbole":
+            raise
+        print(f"error: RecBole 1.2.1 is not installed. Install it with: {RECBOLE_INSTALL} (on Python 3.12+ pip cannot "
+              "resolve RecBole's own ray pin, so this package lists RecBole's other requirements itself; `make venv` "
+              "does this step)", file=sys.stderr)
         return 2

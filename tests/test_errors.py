@@ -73,3 +73,26 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
     with pytest.raises(KeyError):
         report_user_errors(broken)
+
+
+def test_missing_recbole_is_one_error_line_with_the_install_command(tmp_path):
+    """Python 3.12+ installs RecBole in a second step (its ray pin has no wheel there); without it, a
+    command says how to install it instead of a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class NoRecBole:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'recbole' or name.startswith('recbole.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'recbole'\", name='recbole')\n"
+        "sys.meta_path.insert(0, NoRecBole())\n"
+        "from recbole_mamex.cli import main\n"
+        "sys.exit(main(['--model=BPR', '--dataset=tiny']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: RecBole 1.2.1 is not installed")
+    assert 'pip install --no-deps "recbole==1.2.1"' in lines[0]

@@ -11,7 +11,7 @@ item ids follow sorted-ASIN order, whether every interaction survives under its 
 The source has neither ratings nor times: every review gets ``overall`` 5.0, and ``unixReviewTime``
 is synthesised, increasing along each user's sequence (a global counter in file order).
 
-    python bench/amazon_sports_prep_check.py bench/data/amazon-sports [--work /tmp/sports-check]
+    python bench/amazon_sports_prep_check.py recbole_mamex/bundled/amazon-sports [--work /tmp/sports-check]
 """
 
 from __future__ import annotations

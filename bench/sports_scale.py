@@ -1,6 +1,6 @@
 """MAMEX at Amazon-Sports scale: epoch time, evaluation time, peak memory, and the matmul floor.
 
-Data: the real Amazon Sports 5-core interaction graph (bench/data/amazon-sports, 35,598 users, 18,357
+Data: the real Amazon Sports 5-core interaction graph (recbole_mamex/bundled/amazon-sports, 35,598 users, 18,357
 items, 296,337 interactions) with a 20% item cold split, and GENERATED features of the real shapes
 (4096-d image, 384-d text; seeded standard normal): timings only, no accuracy figure is meaningful here.
 
@@ -12,7 +12,11 @@ Variants, each in its own process (so peak RSS is per variant), in one run:
 - RLMultimodalRec (embedding 64, 2 layers), fp32 and bf16: one full epoch; its content projection of
   every item each step is the tower whose floor is reported;
 - RecBole's LightGCN (embedding 64, 2 layers): adjacency build and one full epoch; and the build of
-  the same adjacency by ``recbole_mamex.model.graph`` (tensor operations, no Python loop).
+  the same adjacency by ``recbole_mamex.model.graph`` (tensor operations, no Python loop);
+- our VBPR at its defaults: one full epoch.
+
+``--epochs N`` trains each variant N epochs and reports the last (the GPU check uses 2: a GPU's first
+epoch holds its warm-up).
 
 Each MAMEX and RLMultimodalRec variant also reports its item tower's multiply-adds over the epoch (forward, plus the weight
 gradient: the features need no gradient), divided by this machine's measured matmul rate for the same
@@ -22,7 +26,7 @@ after the epoch (the machine at its fastest moment), and one product after every
 minutes, and the epoch is a sum of single timings too).
 
     python bench/sports_scale.py                      # CPU
-    python bench/sports_scale.py --device cuda        # GPU
+    python bench/sports_scale.py --device cuda --epochs 2 --catalogue-batches 0   # GPU (bench/gpu_check.py)
     python bench/sports_scale.py --variants mamex_batch_fp32 --paired   # + fp32/bf16 interleaved in one process
 """
 
@@ -40,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_INTERACTIONS = HERE / "data" / "amazon-sports" / "sequential_data.txt"
+DEFAULT_INTERACTIONS = HERE.parent / "recbole_mamex" / "bundled" / "amazon-sports" / "sequential_data.txt"
 NAME = "sports-bench"
 VARIANTS = {
     "mamex_batch_fp32": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none"},
@@ -49,6 +53,7 @@ VARIANTS = {
     "rlmm_fp32": {"model": "RLMultimodalRec", "mixed_precision": "none"},
     "rlmm_bf16": {"model": "RLMultimodalRec", "mixed_precision": "bf16"},
     "lightgcn": {"model": "LightGCN"},
+    "vbpr": {"model": "VBPR"},
 }
 
 
@@ -188,7 +193,50 @@ def run_paired(work: Path, device: str, seed: int) -> dict:
     }
 
 
-def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, seed: int) -> dict:
+def mamex_epoch(model, optimizer, train_data, config, limit, per_item_macs, operand, sync):
+    """One MAMEX training epoch (its first ``limit`` batches when given), timed step by step with the data
+    loader's work included; returns (tower rows, batches, seconds, the steps' matmul floor in seconds)."""
+    import torch
+
+    tower_items, n_batches, elapsed, floor_interleaved = 0, 0, 0.0, 0.0
+    batches = iter(train_data)
+    while not (limit and n_batches >= limit):
+        sync()
+        start = time.perf_counter()  # the data loader's work is part of the epoch
+        batch = next(batches, None)
+        if batch is None:
+            break
+        batch = batch.to(config["device"])
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+        sync()
+        elapsed += time.perf_counter() - start
+        n_batches += 1
+        items = torch.cat([batch["item_id"], batch["neg_item_id"]])
+        rows = model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
+        tower_items += rows
+        # this step's floor at this moment's matmul speed (the VM's speed drifts within minutes)
+        floor_interleaved += floor_now(2 * per_item_macs * rows, rows, operand, sync)
+    return tower_items, n_batches, elapsed, floor_interleaved
+
+
+def train_epochs(figures: dict, trainer, train_data, epochs: int, sync) -> None:
+    """``epochs`` epochs of RecBole's trainer loop; the last one is the reported ``epoch_s``."""
+    times = []
+    for epoch in range(epochs):
+        sync()
+        start = time.perf_counter()
+        trainer._train_epoch(train_data, epoch, show_progress=False)
+        sync()
+        times.append(time.perf_counter() - start)
+    figures.update(epoch_s=times[-1], epoch_times_s=times, timed_batches=len(train_data), extrapolated=False)
+
+
+def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, seed: int, epochs: int = 1) -> dict:
+    """One variant's figures; with ``epochs`` > 1, ``epoch_s`` is the last epoch (on a GPU the first holds
+    the warm-up: kernel selection, allocator growth) and ``epoch_times_s`` lists all of them."""
     import torch
 
     os.chdir(work)
@@ -208,27 +256,13 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
         width = model.n_experts * model.embedding_size
         operand = torch.randn(4096, width, device=device).to(dtype)
-        tower_items, n_batches, elapsed, floor_interleaved = 0, 0, 0.0, 0.0
-        batches = iter(train_data)
-        while not (limit and n_batches >= limit):
-            sync()
-            start = time.perf_counter()  # the data loader's work is part of the epoch
-            batch = next(batches, None)
-            if batch is None:
-                break
-            batch = batch.to(config["device"])
-            optimizer.zero_grad()
-            loss = model.calculate_loss(batch)
-            loss.backward()
-            optimizer.step()
-            sync()
-            elapsed += time.perf_counter() - start
-            n_batches += 1
-            items = torch.cat([batch["item_id"], batch["neg_item_id"]])
-            rows = model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
-            tower_items += rows
-            # this step's floor at this moment's matmul speed (the VM's speed drifts within minutes)
-            floor_interleaved += floor_now(2 * per_item_macs * rows, rows, operand, sync)
+        epoch_times = []
+        for _ in range(epochs):
+            tower_items, n_batches, elapsed, floor_interleaved = mamex_epoch(
+                model, optimizer, train_data, config, limit, per_item_macs, operand, sync
+            )
+            epoch_times.append(elapsed * len(train_data) / n_batches)
+        figures["epoch_times_s"] = epoch_times
         scale = len(train_data) / n_batches
         figures.update(
             timed_batches=n_batches,
@@ -246,11 +280,7 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
             matmul_gmacs_per_s_best_of_20=best_of_20 / 1e9, matmul_gmacs_per_s_median_of_20=median_of_20 / 1e9,
         )
     elif model_name == "RLMultimodalRec":
-        sync()
-        start = time.perf_counter()
-        trainer._train_epoch(train_data, 0, show_progress=False)
-        sync()
-        figures.update(epoch_s=time.perf_counter() - start, timed_batches=len(train_data), extrapolated=False)
+        train_epochs(figures, trainer, train_data, epochs, sync)
         d, m = model.latent_dim, len(model.modality_names)
         gate_out = model.gate.out_features
         per_step = (model.n_items * (sum(model.modality_dims.values()) * d + m * d * gate_out))
@@ -259,19 +289,16 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         rate, _ = matmul_rate(model.n_items, 4096, d, dtype, device)
         figures.update(matmul_gmacs_per_s=rate / 1e9, floor_s=figures["tower_gmacs_per_epoch"] * 1e9 / rate)
     else:
-        from recbole_mamex.model.graph import dataset_adjacency
+        if model_name == "LightGCN":
+            from recbole_mamex.model.graph import dataset_adjacency
 
-        t0 = time.perf_counter()
-        model.get_norm_adj_mat()
-        figures["adjacency_build_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        dataset_adjacency(train_data._dataset)
-        figures["our_adjacency_build_s"] = time.perf_counter() - t0
-        sync()
-        start = time.perf_counter()
-        trainer._train_epoch(train_data, 0, show_progress=False)
-        sync()
-        figures.update(epoch_s=time.perf_counter() - start, timed_batches=len(train_data), extrapolated=False)
+            t0 = time.perf_counter()
+            model.get_norm_adj_mat()
+            figures["adjacency_build_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            dataset_adjacency(train_data._dataset)
+            figures["our_adjacency_build_s"] = time.perf_counter() - t0
+        train_epochs(figures, trainer, train_data, epochs, sync)
 
     model.eval()
     sync()
@@ -292,7 +319,8 @@ def main():
     parser.add_argument("--interactions", type=Path, default=DEFAULT_INTERACTIONS)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recbole-mamex-bench"))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--catalogue-batches", type=int, default=4)
+    parser.add_argument("--catalogue-batches", type=int, default=4, help="catalogue-scope batches timed (0: the whole epoch)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per variant; the last one is reported")
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--paired", action="store_true",
@@ -305,7 +333,7 @@ def main():
         print("RESULT " + json.dumps(run_paired(args.work, args.device, args.seed)))
         return
     if args.variant:
-        print("RESULT " + json.dumps(run_variant(args.variant, args.work, args.device, args.catalogue_batches, args.seed)))
+        print("RESULT " + json.dumps(run_variant(args.variant, args.work, args.device, args.catalogue_batches, args.seed, args.epochs)))
         return
 
     t0 = time.perf_counter()
@@ -316,7 +344,7 @@ def main():
         print(f"running {variant} ...", flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--variant", variant, "--work", str(args.work), "--device", args.device,
-             "--catalogue-batches", str(args.catalogue_batches), "--seed", str(args.seed)],
+             "--catalogue-batches", str(args.catalogue_batches), "--seed", str(args.seed), "--epochs", str(args.epochs)],
             capture_output=True, text=True,
         )
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]

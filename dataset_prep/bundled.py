@@ -49,6 +49,28 @@ class BundledColdSplit:
 BUNDLED_COLD = {"lastfm-2k-cold": BundledColdSplit(name="lastfm-2k-cold", base="lastfm-2k")}
 
 
+@dataclass(frozen=True)
+class BundledS3Rec:
+    """An S3Rec-layout graph with item attributes shipped inside the package; ``dataset_prep.s3rec``
+    prepares it (on request: a dataset of the same name can also be built from other sources)."""
+
+    name: str
+    sequential: str = "sequential_data.txt"
+    attributes: str = "item2attributes.json"
+    id_maps: str = "id_maps.json"
+
+    @property
+    def source_dir(self) -> Path:
+        return bundled_data_dir(self.name)
+
+    @property
+    def command(self) -> str:
+        return "python -m dataset_prep.s3rec" + ("" if self.name == "amazon-sports" else f" --name {self.name}")
+
+
+S3REC_BUNDLED = {"amazon-sports": BundledS3Rec(name="amazon-sports")}
+
+
 def prepare_bundled(name: str, out_root, force: bool = False):
     """Import the bundled dataset ``name`` into ``<out_root>/<name>`` (its yaml ships with the package)."""
     from dataset_prep.mmrec import import_mmrec

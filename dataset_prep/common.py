@@ -237,6 +237,11 @@ def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: 
     return final_dir
 
 
+def feature_suffix(path) -> str:
+    """``.npz`` for a sparse feature matrix, ``.npy`` otherwise (the suffix the feature store reads by)."""
+    return ".npz" if Path(path).suffix.lower() == ".npz" else ".npy"
+
+
 def write_benchmark_dataset(
     name: str,
     split_texts: dict[str, str],
@@ -251,7 +256,7 @@ def write_benchmark_dataset(
     sources=(),
 ) -> tuple[Path, dict[str, str]]:
     """Write ``<out_root>/<name>/``: ``<name>.<split>.inter`` for every split text, the modality
-    ``.npy`` files (copied, or symlinked with ``link``) as ``<modality>.npy``, and ``extra_files``;
+    files (copied, or symlinked with ``link``) as ``<modality>.npy`` (``.npz`` for a sparse one), and ``extra_files``;
     all into a temporary directory renamed into place at the end. With ``yaml_path``, the dataset yaml
     ``yaml_text(modality_files)`` is written to a temporary file first and renamed right after the
     directory, so a yaml that cannot be written leaves no dataset behind.
@@ -272,7 +277,7 @@ def write_benchmark_dataset(
             (tmp_dir / f"{name}.{split}.inter").write_text(text, encoding="utf-8")
         modality_files = {}
         for modality, path in modality_paths.items():
-            target = tmp_dir / f"{modality}.npy"
+            target = tmp_dir / f"{modality}{feature_suffix(path)}"
             if link:
                 os.symlink(Path(path).resolve(), target)
             else:

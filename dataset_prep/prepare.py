@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from dataset_prep.bundled import BUNDLED, BUNDLED_COLD, prepare_bundled
+from dataset_prep.bundled import BUNDLED, BUNDLED_COLD, S3REC_BUNDLED, prepare_bundled
 from recbole_mamex.errors import RecboleMamexError
 
 
@@ -100,8 +100,22 @@ def ensure_dataset_files(config) -> None:
         except DatasetExistsError:
             pass  # another process prepared it meanwhile
         return
+    out = f" --out {data_dir.parent}" if data_dir.parent != Path("dataset") else ""
+    shipped = S3REC_BUNDLED.get(name.removesuffix("-cold"))
+    if shipped is not None:
+        made = "and its cold split " if name == shipped.name else f"({name} is the cold split of {shipped.name}) "
+        text = (
+            f"dataset '{name}' is not prepared: no RecBole files in {data_dir}. The interaction graph and item "
+            f"attributes ship with recbole_mamex; one command writes {shipped.name} {made}with the attributes as a "
+            f"modality (add --mmrec <MMRec folder> for MMRec's image and text features):\n    {shipped.command}{out}"
+        )
+        if isinstance(config["amazon_source"], dict):
+            text += "".join(
+                f"\nor, with image and text features from other sources:\n    {command}{out}"
+                for command in amazon_prepare_commands(name, config["amazon_source"])
+            )
+        raise DatasetNotPreparedError(text)
     if isinstance(config["amazon_source"], dict):
-        out = f" --out {data_dir.parent}" if data_dir.parent != Path("dataset") else ""
         first, *others = [command + out for command in amazon_prepare_commands(name, config["amazon_source"])]
         raise DatasetNotPreparedError(
             f"dataset '{name}' is not prepared: no RecBole files in {data_dir}. Build it from McAuley's "

@@ -52,3 +52,9 @@ def cold_tiny(tiny_dataset, workdir):
 
     assert main(["--dataset", "tiny", "--seed", "1"]) == 0
     return workdir / "dataset" / "tiny-cold"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cuda: needs a visible CUDA GPU, skipped without one (`pytest -m cuda`; bench/gpu_check.py runs them)"
+    )

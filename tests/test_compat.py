@@ -45,7 +45,9 @@ NUMPY_PATHS = """
         from ray import tune
     attempt("config", config)
     attempt("metrics", metrics)
-    attempt("ray_tune", ray_tune)
+    import importlib.util
+    if importlib.util.find_spec("ray") is not None:  # ray is not installed on Python 3.12+ (see setup.cfg)
+        attempt("ray_tune", ray_tune)
     print(json.dumps(results))
 """
 
@@ -56,10 +58,12 @@ def test_numpy_aliases_needed_by_recbole_config_metrics_and_ray(tmp_path):
     without = json.loads(off.stdout.strip().splitlines()[-1])
     assert "float_" in without["config"]
     assert "'float'" in without["metrics"]
-    assert "bool8" in without["ray_tune"]
+    if "ray_tune" in without:
+        assert "bool8" in without["ray_tune"]
     on = run_python(NUMPY_PATHS, tmp_path)
     assert on.returncode == 0, on.stderr
-    assert json.loads(on.stdout.strip().splitlines()[-1]) == {"config": "ok", "metrics": "ok", "ray_tune": "ok"}
+    expected = {"config": "ok", "metrics": "ok"} | ({"ray_tune": "ok"} if "ray_tune" in without else {})
+    assert json.loads(on.stdout.strip().splitlines()[-1]) == expected
 
 
 def lightgcn_norm_adj(workdir):
@@ -102,6 +106,7 @@ def test_dok_update_lets_lightgcn_build_its_adjacency(tiny_dataset, workdir):
 
 
 def test_recbole_loads_its_own_checkpoints(tiny_dataset, workdir):
+    pytest.importorskip("ray", reason="recbole.quick_start imports ray, which is not installed on Python 3.12+")
     from recbole_mamex.quick_start import run_recbole_mamex
 
     result = run_recbole_mamex(model="BPR", dataset="tiny", config_dict={**FAST, "epochs": 1}, cmd_args=[])

@@ -34,8 +34,9 @@ def test_wheel_contains_properties_and_bundled_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in [*(REPO / "properties").rglob("*.yaml"), *(REPO / "properties").rglob("*.hyper")]:
         assert "recbole_mamex/properties/" + path.relative_to(REPO / "properties").as_posix() in names
-    for path in (REPO / "recbole_mamex" / "bundled" / "lastfm-2k").iterdir():
-        assert f"recbole_mamex/bundled/lastfm-2k/{path.name}" in names
+    for dataset in ("lastfm-2k", "amazon-sports"):
+        for path in (REPO / "recbole_mamex" / "bundled" / dataset).iterdir():
+            assert f"recbole_mamex/bundled/{dataset}/{path.name}" in names
     assert "dataset_prep/mmrec.py" in names
     # every module of the source tree (a subpackage missing from setup.cfg's list would be left out)
     for package in ("recbole_mamex", "dataset_prep"):

@@ -78,6 +78,7 @@ def test_bad_search_space_files(tmp_path, text, message):
 
 
 def test_ray_tune_local_mode(tiny_dataset, workdir):
+    pytest.importorskip("ray", reason="the ray extra (not in the test extra on Python 3.12+)")
     space = workdir / "space.hyper"
     space.write_text("learning_rate choice [0.0001,0.05]\nreg_weight loguniform -14,-6\n")
     found = tune_with_ray("MAMEX", "tiny", space, config_dict=FIXED, num_samples=2, local_mode=True)

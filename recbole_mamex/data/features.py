@@ -5,6 +5,11 @@ A dataset yaml names its modalities (any number, any names)::
     modalities:
       text: text_feat.npy                 # row i = item whose original id (token) is i  (MMRec)
       image: {path: image_feat.npy, ids: image_ids.txt}   # row r = item token on line r of ids
+      attributes: attributes.npz          # a scipy.sparse matrix (e.g. multi-hot categories)
+
+A ``.npz`` file is a sparse matrix written by ``scipy.sparse.save_npz`` (see
+:mod:`dataset_prep.attributes`): compact on disk, expanded to dense float32 rows when loaded, so every
+model reads it like any other modality.
 
 Relative paths are relative to the dataset directory (``<data_path>/<dataset>/``).
 
@@ -156,11 +161,46 @@ def _resolve(base: Path, path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def read_feature_matrix(path) -> np.ndarray:
-    """Load and validate one ``.npy`` feature matrix (2-D, floating point, finite)."""
+SPARSE_SUFFIX = ".npz"
+
+
+def read_sparse_matrix(path):
+    """Load and validate one sparse feature matrix (``scipy.sparse.save_npz``): 2-D, numeric, finite.
+    Returned as float32 CSR."""
+    from scipy import sparse
+
+    path = Path(path)
+    try:
+        matrix = sparse.load_npz(path)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise FeatureFileError(
+            path, "a sparse matrix written by scipy.sparse.save_npz", f"a file scipy cannot read as one ({type(err).__name__}: {err})"
+        ) from None
+    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise FeatureFileError(path, "a 2-D sparse matrix with at least one row and one column", f"shape {matrix.shape}")
+    if not (np.issubdtype(matrix.dtype, np.number) or matrix.dtype == np.bool_) or np.issubdtype(matrix.dtype, np.complexfloating):
+        raise FeatureFileError(path, "real-valued (or boolean) sparse features", f"dtype {matrix.dtype}")
+    matrix = matrix.tocsr().astype(np.float32)
+    if not np.isfinite(matrix.data).all():
+        bad_rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[~np.isfinite(matrix.data)])
+        shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
+        raise FeatureFileError(path, "finite values within float32's range", f"NaN or Inf in {len(bad_rows)} row(s): {shown}")
+    return matrix
+
+
+def has_nonzero(matrix) -> bool:
+    """Whether a dense array or a scipy.sparse matrix holds any non-zero value."""
+    return bool(np.any(matrix != 0)) if isinstance(matrix, np.ndarray) else matrix.count_nonzero() > 0
+
+
+def read_feature_matrix(path):
+    """Load and validate one feature matrix: a ``.npy`` array (2-D, floating point, finite), or a sparse
+    ``.npz`` matrix (:func:`read_sparse_matrix`; returned sparse, rows are expanded by the caller)."""
     path = Path(path)
     if not path.is_file():
-        raise FeatureFileError(path, "a .npy feature file", "no such file")
+        raise FeatureFileError(path, "a .npy feature file (or a sparse .npz)", "no such file")
+    if path.suffix.lower() == SPARSE_SUFFIX:
+        return read_sparse_matrix(path)
     with open(path, "rb") as f:
         head = f.read(len(NPY_MAGIC))
     if head != NPY_MAGIC:
@@ -272,7 +312,7 @@ def require_some_item_features(path, matrix: np.ndarray, rows: np.ndarray, where
     refuse it rather than train on an all-missing modality. ``rows`` = the matrix row of each item
     (-1 = no row)."""
     rows = rows[rows >= 0]
-    if len(rows) and np.any(matrix[rows] != 0):
+    if len(rows) and has_nonzero(matrix[rows]):
         return
     if len(rows) == 0:
         found = "no row for any of them (does the ids file list this dataset's item tokens?)"
@@ -308,7 +348,8 @@ def load_item_features(specs: Sequence[ModalitySpec], item_tokens: Sequence[str]
         rows = rows_for_items(spec, raw.shape[0], item_tokens)
         aligned = np.zeros((n_items, raw.shape[1]), dtype=np.float32)
         has_row = rows >= 0
-        aligned[has_row] = raw[rows[has_row]]
+        picked = raw[rows[has_row]]
+        aligned[has_row] = picked if isinstance(picked, np.ndarray) else picked.toarray()
         mask[:, j] = has_row & np.any(aligned != 0, axis=1)
         aligned[~mask[:, j]] = 0.0
         if n_items > 1 and not mask[1:, j].any():

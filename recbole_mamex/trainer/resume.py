@@ -105,7 +105,10 @@ def set_rng_state(state: dict, train_data=None) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # the GPUs both hosts have: a checkpoint written where more GPUs were visible resumes here too
+        # (torch.cuda.set_rng_state_all would fail on the first GPU this host lacks)
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     generator = getattr(train_data, "generator", None)
     if "loader" in state and isinstance(generator, torch.Generator):
         generator.set_state(state["loader"])

@@ -1,0 +1,75 @@
+"""Paired differences between chosen rows of a finished comparison, read from its run records.
+
+    python bench/paired_tests.py bench/results/compare_tuned_lastfm_2k_cold \
+        --pairs MAMEX:VBPR MAMEX:CLCRec MAMEX:ContentProfile --candidates cold
+
+The summary of ``recbole_mamex.compare`` tests only the best of our rows against the best baseline. This
+script tests any pair of rows: the mean difference (first minus second) over the (split, seed) pairs both
+rows have, its sd, and the p-value of scipy's paired t-test, per metric. It reads
+``<out>/runs/*.json`` only, so it works on records written by any version of the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recbole_mamex.compare import pair_key  # noqa: E402
+
+METRICS = ("recall@20", "ndcg@20")
+
+
+def load(out: Path) -> dict[str, dict[str, dict]]:
+    """model -> pair key -> record."""
+    rows: dict[str, dict[str, dict]] = {}
+    for path in sorted((out / "runs").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rows.setdefault(record["model"], {})[pair_key(record)] = record
+    if not rows:
+        raise SystemExit(f"error: no run records in {out / 'runs'}")
+    return rows
+
+
+def paired(rows, first: str, second: str, candidates: str, metric: str) -> tuple[float, float, float, int]:
+    for name in (first, second):
+        if name not in rows:
+            raise SystemExit(f"error: no row named {name!r}; rows: {', '.join(sorted(rows))}")
+    keys = sorted(set(rows[first]) & set(rows[second]))
+    a = np.array([rows[first][k]["results"][candidates][metric] for k in keys], dtype=float)
+    b = np.array([rows[second][k]["results"][candidates][metric] for k in keys], dtype=float)
+    diff = a - b
+    p = float(stats.ttest_rel(a, b).pvalue) if len(keys) >= 2 and not np.allclose(diff, 0) else float("nan")
+    return float(diff.mean()), float(diff.std(ddof=1)) if len(keys) > 1 else float("nan"), p, len(keys)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="a compare --out folder")
+    parser.add_argument("--pairs", nargs="+", required=True, metavar="A:B")
+    parser.add_argument("--candidates", default="cold")
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS))
+    args = parser.parse_args(argv)
+    rows = load(args.out)
+    print(f"{args.out.name}, {args.candidates} candidates: first row minus second, paired over (split, seed)\n")
+    print("| pair | n | " + " | ".join(f"{m} diff ± sd | p" for m in args.metrics) + " |")
+    print("|---|---|" + "---|---|" * len(args.metrics))
+    for spec in args.pairs:
+        first, sep, second = spec.partition(":")
+        if not sep:
+            raise SystemExit(f"error: --pairs takes A:B, got {spec!r}")
+        cells, n = [], 0
+        for metric in args.metrics:
+            mean, sd, p, n = paired(rows, first, second, args.candidates, metric)
+            cells.append(f"{mean:+.4f} ± {sd:.4f} | {p:.2g}")
+        print(f"| {first} vs {second} | {n} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

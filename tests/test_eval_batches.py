@@ -173,6 +173,19 @@ def test_top_with_tie_order_matches_a_brute_force(k):
     assert np.array_equal(top.numpy(), brute_force_top(scores, order, k))
 
 
+@pytest.mark.parametrize("k", [1, 10, 20])
+def test_top_with_tie_order_on_a_wide_catalogue_of_shared_vectors(k):
+    """Many items with one score (items with the same attributes share one vector): the tie at the k-th
+    score spans hundreds of items and is broken by position in ``order`` without sorting the row."""
+    rng = np.random.default_rng(100 + k)
+    scores = rng.integers(0, 3, size=(40, 400)).astype(np.float32)
+    scores[:, :5] = 3.0 + rng.integers(0, 2, size=(40, 5))  # a few clear winners, some tied among themselves
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    order = rng.permutation(400)
+    top = top_with_tie_order(torch.from_numpy(scores), torch.from_numpy(order), k)
+    assert np.array_equal(top.numpy(), brute_force_top(scores, order, k))
+
+
 RANDOM_ROWS = """
     import sys
     sys.path.insert(0, {tests!r})

@@ -64,17 +64,43 @@ def top_with_tie_order(scores: torch.Tensor, order: torch.Tensor, k: int) -> tor
     """Indices of each row's ``k`` best scores, best first, equal scores ranked by position in ``order``.
 
     One ``torch.topk`` of depth ``k + 1`` gives the answer for every row whose top ``k + 1`` values are
-    all different (its top ``k`` cannot depend on how ties are broken); only rows with a tie there are
-    sorted in full under (score descending, then position in ``order``)."""
+    all different (its top ``k`` cannot depend on how ties are broken). A row with a tie there is ranked
+    from at most ``2k`` candidates: the items scoring above its ``k``-th best score ``t`` (fewer than
+    ``k``), and the ``k`` items scoring exactly ``t`` that come first in ``order`` (a second top-k, over
+    positions). No row is sorted in full: with real content many items share one vector (the same
+    brand and categories), so most rows hold ties and a full sort per row cost ten times the top-k."""
     n = scores.shape[1]
     top = torch.topk(scores, min(k + 1, n), dim=1)
+    k = min(k, n)
     indices = top.indices[:, :k]
     tied = (top.values[:, 1:] == top.values[:, :-1]).any(dim=1)
     if bool(tied.any()):
         rows = torch.nonzero(tied).squeeze(1)
-        ranking = torch.sort(scores[rows][:, order], dim=1, descending=True, stable=True).indices[:, :k]
-        indices[rows] = order[ranking]
+        indices[rows] = _tied_rows_top(scores[rows], top.values[rows, k - 1 : k], top.indices[rows, :k], order, k)
     return indices
+
+
+def _tied_rows_top(scores: torch.Tensor, kth: torch.Tensor, top: torch.Tensor, order: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`top_with_tie_order` for rows that hold a tie: ``kth`` = each row's ``k``-th best score,
+    ``top`` = the row's top ``k`` indices in any tie order."""
+    n = scores.shape[1]
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n, device=order.device, dtype=order.dtype)
+    # the items above the k-th score are all in the top k, whatever the tie order
+    above = torch.gather(scores, 1, top) > kth
+    # the k items scoring exactly the k-th score that come first in `order`
+    at_kth = scores == kth
+    key = torch.where(at_kth, position.to(torch.int32), n)  # n: not at the k-th score
+    first = torch.topk(key, k, dim=1, largest=False)
+    candidates = torch.cat([top, first.indices], dim=1)
+    valid = torch.cat([above, first.values < n], dim=1)
+    cand_scores = torch.gather(scores, 1, candidates)
+    cand_position = position[candidates]
+    # rank by (valid first, score descending, position in `order`): stable sorts, last key first
+    rank = torch.argsort(cand_position, dim=1, stable=True)
+    rank = rank.gather(1, torch.argsort(cand_scores.gather(1, rank), dim=1, descending=True, stable=True))
+    rank = rank.gather(1, torch.argsort((~valid).gather(1, rank).to(torch.int8), dim=1, stable=True))
+    return candidates.gather(1, rank[:, :k])
 
 
 def candidate_kinds_for_test(config) -> list[str]:

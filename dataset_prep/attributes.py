@@ -167,12 +167,9 @@ def read_attributes(path, item_tokens: Sequence[str], file_format: str | None = 
 def write_attributes(attributes: Attributes, out: Path, force: bool = False) -> tuple[Path, Path]:
     """``out`` (``.npz``) and ``<out stem>.columns.txt`` beside it, each written atomically; an existing
     file is kept unless ``force``."""
-    import os
-    import tempfile
-
     from scipy import sparse
 
-    from recbole_mamex.files import atomic_write_text
+    from recbole_mamex.files import atomic_path, atomic_write_text
 
     out = Path(out)
     if out.suffix.lower() != ".npz":
@@ -181,15 +178,8 @@ def write_attributes(attributes: Attributes, out: Path, force: bool = False) -> 
     for path in (out, columns_path):
         if path.exists() and not force:
             raise DataImportError(path, "a new file (or --force to replace it)", "an existing file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".npz")
-    os.close(handle)
-    try:
+    with atomic_path(out, suffix=".npz") as tmp:
         sparse.save_npz(tmp, attributes.matrix, compressed=True)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     atomic_write_text(columns_path, "".join(f"{c}\n" for c in attributes.columns))
     return out, columns_path
 

@@ -239,7 +239,9 @@ def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: 
 
 def feature_suffix(path) -> str:
     """``.npz`` for a sparse feature matrix, ``.npy`` otherwise (the suffix the feature store reads by)."""
-    return ".npz" if Path(path).suffix.lower() == ".npz" else ".npy"
+    from recbole_mamex.data.features import SPARSE_SUFFIX
+
+    return SPARSE_SUFFIX if Path(path).suffix.lower() == SPARSE_SUFFIX else ".npy"
 
 
 def write_benchmark_dataset(

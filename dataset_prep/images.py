@@ -45,7 +45,6 @@ import math
 import os
 import socket
 import sys
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +56,7 @@ import numpy as np
 
 from dataset_prep.common import DataImportError, DatasetExistsError, _alive, run_reporting_errors
 from recbole_mamex.data.features import TEXT_ENCODING
-from recbole_mamex.files import atomic_write_text, umask
+from recbole_mamex.files import atomic_path, atomic_write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 DEFAULT_ENCODER = "efficientnet-lite0"
@@ -470,17 +469,9 @@ def _compare_manifests(partial: Path, found: dict, wanted: dict) -> None:
 
 
 def _write_chunk(partial: Path, index: int, features: np.ndarray, status: np.ndarray, errors: dict[int, str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".chunk-{index:06d}.", suffix=".npz", dir=partial)
-    os.chmod(tmp, 0o666 & ~umask())
-    try:
-        with os.fdopen(fd, "wb") as f:
-            rows = np.array(sorted(errors), dtype=np.int64)
-            np.savez(f, features=features, status=status, error_rows=rows, error_texts=np.array([errors[r] for r in rows], dtype=str))
-        os.replace(tmp, _chunk_path(partial, index))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    rows = np.array(sorted(errors), dtype=np.int64)
+    with atomic_path(_chunk_path(partial, index), suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=features, status=status, error_rows=rows, error_texts=np.array([errors[r] for r in rows], dtype=str))
 
 
 def _read_chunk(path: Path, rows: int, dim: int):
@@ -678,12 +669,8 @@ def encode_images(
 def _assemble(out: Path, partial: Path, bounds, ids, images, dim: int):
     """Write ``out`` from the chunks (a temporary file renamed at the end); the unreadable ids and the
     first few with their file and error."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~umask())
     unreadable, first = [], []
-    try:
+    with atomic_path(out, suffix=".npy") as tmp:
         matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), dim))
         for index, a, b in bounds:
             chunk = _read_chunk(_chunk_path(partial, index), b - a, dim)
@@ -698,11 +685,6 @@ def _assemble(out: Path, partial: Path, bounds, ids, images, dim: int):
                     first.append({"id": token, "file": images[token].name, "error": errors.get(offset, "")})
         matrix.flush()
         del matrix
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return unreadable, first
 
 

@@ -4,6 +4,7 @@ reader of dataset yaml files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,24 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """A new temporary file beside ``path`` (permissions from the umask) for the block to write, renamed
+    onto ``path`` when the block ends and removed when it raises. ``suffix`` keeps writers that append
+    one (``numpy.save``, ``scipy.sparse.save_npz``) writing to the file yielded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

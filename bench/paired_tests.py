@@ -4,7 +4,7 @@
         --pairs MAMEX:VBPR MAMEX:CLCRec MAMEX:ContentProfile --candidates cold
 
 The summary of ``recbole_mamex.compare`` tests only the best of our rows against the best baseline. This
-script tests any pair of rows: the mean difference (first minus second) over the (split, seed) pairs both
+script tests any pair of rows, also rows of different folders: the mean difference (first minus second) over the (split, seed) pairs both
 rows have, its sd, and the p-value of scipy's paired t-test, per metric. It reads
 ``<out>/runs/*.json`` only, so it works on records written by any version of the package.
 """
@@ -25,14 +25,21 @@ from recbole_mamex.compare import pair_key  # noqa: E402
 METRICS = ("recall@20", "ndcg@20")
 
 
-def load(out: Path) -> dict[str, dict[str, dict]]:
-    """model -> pair key -> record."""
+def load(*outs: Path) -> dict[str, dict[str, dict]]:
+    """model -> pair key -> record, over the run records of every folder in ``outs`` (a row may come from
+    one folder only: two folders with the same row name would pair runs of different settings)."""
     rows: dict[str, dict[str, dict]] = {}
-    for path in sorted((out / "runs").glob("*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        rows.setdefault(record["model"], {})[pair_key(record)] = record
-    if not rows:
-        raise SystemExit(f"error: no run records in {out / 'runs'}")
+    origin: dict[str, Path] = {}
+    for out in outs:
+        paths = sorted((out / "runs").glob("*.json"))
+        if not paths:
+            raise SystemExit(f"error: no run records in {out / 'runs'}")
+        for path in paths:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            name = record["model"]
+            if origin.setdefault(name, out) != out:
+                raise SystemExit(f"error: row {name!r} is in both {origin[name]} and {out}; keep one")
+            rows.setdefault(name, {})[pair_key(record)] = record
     return rows
 
 
@@ -50,13 +57,13 @@ def paired(rows, first: str, second: str, candidates: str, metric: str) -> tuple
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="a compare --out folder")
+    parser.add_argument("out", type=Path, nargs="+", help="compare --out folders (rows of several folders pair up)")
     parser.add_argument("--pairs", nargs="+", required=True, metavar="A:B")
     parser.add_argument("--candidates", default="cold")
     parser.add_argument("--metrics", nargs="+", default=list(METRICS))
     args = parser.parse_args(argv)
-    rows = load(args.out)
-    print(f"{args.out.name}, {args.candidates} candidates: first row minus second, paired over (split, seed)\n")
+    rows = load(*args.out)
+    print(f"{', '.join(o.name for o in args.out)}, {args.candidates} candidates: first row minus second, paired over (split, seed)\n")
     print("| pair | n | " + " | ".join(f"{m} diff ± sd | p" for m in args.metrics) + " |")
     print("|---|---|" + "---|---|" * len(args.metrics))
     for spec in args.pairs:

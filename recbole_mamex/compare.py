@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbole_mamex.parallel import EpochLog
 from recbole_mamex.records import CompareError, jsonable, setting_differences, versions, write_json_atomic
 
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -247,7 +248,8 @@ class Split:
 
 
 def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
-            plan=None, rerun: bool = False, before_training=None, splits=None) -> list[dict]:
+            plan=None, rerun: bool = False, before_training=None, splits=None, jobs_at_once: int = 1,
+            on_interrupt=None) -> list[dict]:
     """Run every missing (model, split, seed), saving each as it finishes; returns all records.
 
     ``splits``: the :class:`Split` datasets to run on (default: ``dataset`` alone); a run on a split
@@ -257,7 +259,10 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
     (:func:`setting_differences`). Otherwise: a :class:`CompareError` naming the differences, checked for
     every job before the first one trains; with ``rerun``, those runs are trained again and their records
     replaced. ``before_training()`` is called once, before the first run that has to be trained (none
-    when every run is on disk).
+    when every run is on disk). ``jobs_at_once`` > 1: that many ``runner`` calls at once, from threads
+    (the runner hands each run to a backend of :mod:`recbole_mamex.parallel`); records are written as
+    runs finish, in any order, and returned in job order; ``on_interrupt()`` ends the runs in progress
+    when the comparison is interrupted.
     """
     from recbole_mamex.config import listed_differences
 
@@ -284,33 +289,49 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
             )
         if not diffs:
             finished[job] = record
-    records, durations = [], []
+    records: dict[int, dict] = {}
+    todo = []
     for index, job in enumerate(jobs, start=1):
         model, split, seed = job
-        path = run_file(out, model, seed, split.seed)
         name = f"{model}{f' split {split.seed}' if split.seed is not None else ''} seed {seed}"
         if job in finished:
             log(f"[{index}/{len(jobs)}] {name}: done before, skipped (same settings)")
-            records.append(finished[job])
-            continue
-        if before_training is not None:
-            before_training()
-            before_training = None
-        remaining = len(jobs) - index + 1
-        eta = f", ETA {np.mean(durations) * remaining / 60:.1f} min" if durations else ""
+            records[index] = finished[job]
+        else:
+            todo.append((index, job, name))
+    if todo and before_training is not None:
+        before_training()
+    durations = []
+
+    def train(index, job, name):
+        model, split, seed = job
+        remaining = sum(1 for i, _, _ in todo if i >= index)
+        eta = f", ETA {np.mean(durations) * remaining / max(1, jobs_at_once) / 60:.1f} min" if durations else ""
         log(f"[{index}/{len(jobs)}] {name}: training{eta}")
-
-        def on_epoch(epoch, valid_score, _label=name):
-            log(f"    {_label}: epoch {epoch}, valid score {valid_score:.4f}")
-
-        record = runner(model, seed, split.dataset, protocol, list(config_files), extra, on_epoch)
+        record = runner(model, seed, split.dataset, protocol, list(config_files), extra, EpochLog(name, log))
         if split.seed is not None:
             record["split_seed"] = split.seed
-        write_json_atomic(path, record)
+        return record
+
+    def keep(index, job, name, record):
+        model, split, seed = job
+        write_json_atomic(run_file(out, model, seed, split.seed), record)
         durations.append(record["wall_s"])
-        records.append(record)
+        records[index] = record
         log(f"[{index}/{len(jobs)}] {name}: finished in {record['wall_s']:.0f} s")
-    return records
+
+    jobs_at_once = max(1, jobs_at_once)
+    if jobs_at_once == 1:
+        for index, job, name in todo:
+            keep(index, job, name, train(index, job, name))
+    else:
+        from recbole_mamex.parallel import locked_log, run_concurrently
+
+        log = locked_log(log)
+        tasks = [lambda i=index, j=job, n=name: train(i, j, n) for index, job, name in todo]
+        for position, record in run_concurrently(tasks, jobs_at_once, on_interrupt=on_interrupt):
+            keep(*todo[position], record)
+    return [records[index] for index in sorted(records)]
 
 
 def training_summary(records, labels) -> list[str]:
@@ -390,6 +411,14 @@ def main(argv=None) -> int:
                         help="cold protocol: one cold split of the dataset's source per seed (made once by dataset_prep.coldstart "
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "
                         "(split, seed) is a run")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="train N runs (and the tuning of N rows) at once, each in a worker process with this machine's "
+                        "CPUs divided between them (default 1: one after the other, in this process); with --ray: at most N "
+                        "tasks at once (default: the cluster's CPUs // --ray-cpus)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="train every run and tuning trial as a task on a Ray cluster (ray.init(address=ADDRESS); no "
+                        "ADDRESS: RAY_ADDRESS, else a local Ray instance); results are written here as with --jobs")
+    parser.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="with --ray: CPUs (and torch threads) per run (default 1)")
     args, extra = parser.parse_known_args(argv)
     from recbole_mamex.overrides import split_config_args
     from recbole_mamex.errors import report_user_errors
@@ -511,7 +540,6 @@ def cold_splits(dataset: str, split_seeds, config, log=print) -> list[Split]:
 
 def _main(args) -> int:
     from dataset_prep.prepare import ensure_dataset_files
-    from recbole_mamex.registry import proposed_models
 
     if args.tune < 0:
         raise CompareError(f"--tune: expected a number of trials >= 0, found {args.tune}")
@@ -555,7 +583,7 @@ def _main(args) -> int:
 
     def runner(row, seed, dataset, protocol, config_files, _extra, on_epoch):
         model, settings = resolve(row)
-        record = run_one(model, seed, dataset, protocol, config_files, settings, on_epoch)
+        record = backend.run_one(model, seed, dataset, protocol, config_files, settings, on_epoch)
         if row in variants:
             record.update({"model": row, "model_class": model, "variant": jsonable(variants[row][1])})
         if row in tunings:
@@ -581,6 +609,35 @@ def _main(args) -> int:
         splits = cold_splits(args.dataset, args.split_seeds, dataset_config(args.dataset))
     title = comparison_title(args, splits)
     start = time.time()
+    backend = start_backend(args)
+    try:
+        return _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, dataset_is_there,
+                         extra, backend)
+    except BaseException:
+        backend.close(cancel=True)
+        raise
+    finally:
+        backend.close()
+
+
+def start_backend(args):
+    """The :mod:`recbole_mamex.parallel` backend of ``--jobs`` / ``--ray``, checked before anything trains."""
+    from recbole_mamex.parallel import backend_for
+
+    if args.jobs < 1:
+        raise CompareError(f"--jobs: expected a number of runs at once >= 1, found {args.jobs}")
+    if args.ray is None and args.ray_cpus != 1:
+        raise CompareError("--ray-cpus: expected together with --ray, found it alone")
+    backend = backend_for(run_one, args.jobs, ray_address=args.ray or None, use_ray=args.ray is not None, ray_cpus=args.ray_cpus)
+    if backend.jobs > 1:
+        print(f"compare: training on {backend.name}")
+    return backend
+
+
+def _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, dataset_is_there, extra,
+              backend) -> int:
+    from recbole_mamex.registry import proposed_models
+
     if args.tune:
         from recbole_mamex.compare_tuning import tune_rows, tuning_markdown
         from recbole_mamex.files import atomic_write_text
@@ -588,10 +645,12 @@ def _main(args) -> int:
         first = splits[0] if splits else Split(None, args.dataset)
         dataset_is_there()
         tunings.update(tune_rows(rows, lambda row: resolve(row, tuned=False), args.tune, first, args.seeds[0], args.protocol,
-                                 args.config_files, out, plan, run_one, rerun=args.rerun))
+                                 args.config_files, out, plan, backend.run_one, rerun=args.rerun, rows_at_once=backend.jobs,
+                                 on_interrupt=lambda: backend.close(cancel=True)))
         atomic_write_text(out / "tuning.md", tuning_markdown(tunings, title))
     records = run_all(rows, args.seeds, args.dataset, args.protocol, out, args.config_files, extra, runner=runner,
-                      plan=plan, rerun=args.rerun, before_training=dataset_is_there, splits=splits)
+                      plan=plan, rerun=args.rerun, before_training=dataset_is_there, splits=splits, jobs_at_once=backend.jobs,
+                      on_interrupt=lambda: backend.close(cancel=True))
     ours = {row for row in rows if resolve(row)[0] in proposed_models()}  # a variant of MAMEX is ours
     labels = {row: tuning.label() for row, tuning in tunings.items()}
     comparisons = write_outputs(records, metrics, out, ours, title, labels=labels)

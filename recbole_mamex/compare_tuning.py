@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recbole_mamex.config import listed_differences
+from recbole_mamex.parallel import EpochLog
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.records import CompareError, setting_differences, versions, write_json_atomic
 from recbole_mamex.tuning import (
@@ -91,12 +92,15 @@ def _trial_file(out: Path, row: str, number: int) -> Path:
 
 
 def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, config_files, out: Path, plan,
-              runner, rerun: bool = False, log=print) -> dict[str, RowTuning]:
+              runner, rerun: bool = False, log=print, rows_at_once: int = 1, on_interrupt=None) -> dict[str, RowTuning]:
     """Tune every row (see the module docstring); returns row -> :class:`RowTuning`.
 
     ``resolve(row)`` -> (model, fixed settings); ``split``: the :class:`recbole_mamex.compare.Split` to
     tune on; ``plan(row, seed, dataset, params)`` -> the final config of a trial; ``runner``: as
     :func:`recbole_mamex.compare.run_one`. Stored trials are checked for every row before any trial trains.
+    ``rows_at_once`` > 1: that many rows tune at once (each row's trials one after the other, as TPE picks
+    each trial from the earlier ones), from threads calling ``runner``, which hands the trials to a backend
+    of :mod:`recbole_mamex.parallel`; ``on_interrupt()`` ends the trials in progress on an interrupt.
     """
 
     tunings, stored = {}, {}
@@ -138,20 +142,16 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
                 stored[row][number] = trial
         tuning.search = search
 
-    for row, tuning in tunings.items():
-        if tuning.space_file is None:
-            continue
+    def tune(row):
+        tuning = tunings[row]
         model, settings = resolve(row)
         log(f"{row}: tuning, {n_trials} trials of TPE over {sorted(tuning.space)} on {split.dataset}, seed {seed}")
         write_json_atomic(_trial_dir(out, row) / "search.json", tuning.search)
 
         def objective(params, _model=model, _settings=settings, _row=row):
-            def on_epoch(epoch, score):
-                log(f"    {_row} trial: epoch {epoch}, valid score {score:.4f}")
-
             try:
-                record = runner(_model, seed, split.dataset, protocol, list(config_files), {**_settings, **params}, on_epoch,
-                                saved=False)
+                record = runner(_model, seed, split.dataset, protocol, list(config_files), {**_settings, **params},
+                                EpochLog(f"{_row} trial", log), saved=False)
             except ValueError as err:
                 if "nan" not in str(err).lower():
                     raise
@@ -176,6 +176,17 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
         tuning.best = best_trial(tuning.trials)
         chosen = f"trial {tuning.best['trial']}, valid {tuning.best['score']:.4f}: {tuning.params}" if tuning.best else "every trial failed"
         log(f"{row}: selected {chosen}")
+
+    searched = [row for row, tuning in tunings.items() if tuning.space_file is not None]
+    if rows_at_once <= 1:
+        for row in searched:
+            tune(row)
+    else:
+        from recbole_mamex.parallel import locked_log, run_concurrently
+
+        log = locked_log(log)
+        for _ in run_concurrently([lambda r=row: tune(r) for row in searched], rows_at_once, on_interrupt=on_interrupt):
+            pass
     return tunings
 
 

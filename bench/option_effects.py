@@ -1,0 +1,197 @@
+"""What each modelling option does, on top of a finished tuned comparison (the options of issue #17).
+
+    python bench/option_effects.py cold    # lastfm-2k-cold: 3 cold splits x 3 seeds, on top of
+                                            # bench/results/compare_tuned_lastfm_2k_cold
+    python bench/option_effects.py warm    # lastfm-2k: 3 seeds, on top of bench/results/compare_tuned_lastfm_2k_warm
+
+Protocol. Every effect row is one option changed on a tuned row of the baseline comparison: the row's model
+(and variant settings) with the hyperparameters its 10-trial tuning selected, plus that option. The options
+are not re-tuned (10 more trials per option would cost about as much CPU again as the whole baseline), so a
+row shows the option's effect at the baseline's tuned point, which understates an option that moves the
+best hyperparameters. The effect rows run with ``python -m recbole_mamex.compare`` into their own folder
+(resumable, stale runs refused), on the same splits and seeds, and pair with the baseline's run records.
+
+Pairing with records made by an earlier commit holds only if this code trains the baseline's settings to
+the same numbers. ``reproduction/`` therefore first retrains each base row on the first split and seed
+with today's code; the report says, per row, whether every metric matches the baseline record exactly.
+
+The report (``bench/results/option_effects_<dataset>.md``) gives, per effect row and candidate set, the
+mean +- sd of Recall@20 and NDCG@20 and the paired difference to its base row with scipy's paired t-test
+p-value, and the same for the validation score (the number a default is chosen on; test is only reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from paired_tests import load  # noqa: E402
+
+CENTER = {"feature_norm": "center_l2"}
+WARM_NEG = {"train_neg_items": "warm"}
+PLANS = {
+    "cold": {
+        "dataset": "lastfm-2k-cold", "protocol": "cold", "split_seeds": [2025, 2026, 2027], "seeds": [2020, 2021, 2022],
+        "baseline": ROOT / "bench/results/compare_tuned_lastfm_2k_cold", "candidates": ["cold", "warm"],
+        # (base row, label, option): in the order they run (cheap and central first)
+        "effects": [
+            ("VBPR", "center", CENTER),
+            ("VBPR", "warmneg", WARM_NEG),
+            ("MAMEX", "center", CENTER),
+            ("MAMEX", "warmneg", WARM_NEG),
+            ("MAMEX", "mean", {"aux_loss_reduction": "mean"}),
+            ("MAMEX", "nofusionbal", {"fusion_balance_weight": 0.0}),
+            ("MAMEX", "authorsinit", {"weight_init": "authors"}),
+            ("MAMEX-text", "center", CENTER),
+            ("CLCRec", "warmneg", WARM_NEG),
+            ("CLCRec", "center", CENTER),
+            ("MILK", "warmneg", WARM_NEG),
+            ("MILK", "center", CENTER),
+        ],
+    },
+    "warm": {
+        "dataset": "lastfm-2k", "protocol": "warm", "split_seeds": None, "seeds": [2020, 2021, 2022],
+        "baseline": ROOT / "bench/results/compare_tuned_lastfm_2k_warm", "candidates": ["full"],
+        "effects": [
+            ("RLMultimodalRec", "scale0", {"content_scale": 0.0}),
+            ("RLMultimodalRec", "after", {"content_position": "after"}),
+            ("RLMultimodalRec", "center", CENTER),
+        ],
+    },
+}
+METRICS = ("recall@20", "ndcg@20")
+
+
+def base_settings(baseline: Path, row: str) -> tuple[str, dict]:
+    """(model class, settings) of a baseline row: its variant settings and its tuned parameters."""
+    for path in sorted((baseline / "runs").glob(f"{row}-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record["model"] != row:
+            continue
+        return record.get("model_class", row), {**(record.get("variant") or {}), **(record.get("tuning") or {}).get("params", {})}
+    raise SystemExit(f"error: no run record of row {row!r} in {baseline / 'runs'}")
+
+
+def variant_arg(name: str, settings: dict) -> str:
+    return name + "=" + ";".join(f"{k}:{json.dumps(v)}" for k, v in settings.items())
+
+
+def effect_rows(plan) -> dict[str, tuple[str, dict, str]]:
+    """effect row name -> (model class, settings, base row)."""
+    rows = {}
+    for base, label, option in plan["effects"]:
+        model, settings = base_settings(plan["baseline"], base)
+        suffix = base[len(model) + 1:]  # a baseline variant's own label, e.g. "text" of MAMEX-text
+        name = f"{model}-{suffix + '_' if suffix else ''}{label}"
+        rows[name] = (model, {**settings, **option}, base)
+    return rows
+
+
+def compare(plan, variants: dict[str, dict], out: Path, first_only: bool) -> None:
+    from recbole_mamex.compare import main
+
+    args = ["--dataset", plan["dataset"], "--protocol", plan["protocol"], "--models", "Pop", "--out", str(out)]
+    seeds = plan["seeds"][:1] if first_only else plan["seeds"]
+    args += ["--seeds", *map(str, seeds)]
+    if plan["split_seeds"]:
+        args += ["--split-seeds", *map(str, plan["split_seeds"][:1] if first_only else plan["split_seeds"])]
+    args += ["--variant", *(variant_arg(name, settings) for name, settings in variants.items())]
+    code = main(args)
+    if code:
+        raise SystemExit(code)
+
+
+def paired(a: dict, b: dict, value) -> tuple[float, float, float, int]:
+    keys = sorted(set(a) & set(b))
+    x = np.array([value(a[k]) for k in keys], dtype=float)
+    y = np.array([value(b[k]) for k in keys], dtype=float)
+    diff = x - y
+    p = float(stats.ttest_rel(x, y).pvalue) if len(keys) >= 2 and not np.allclose(diff, 0) else float("nan")
+    return float(diff.mean()), float(diff.std(ddof=1)) if len(keys) > 1 else float("nan"), p, len(keys)
+
+
+def mean_sd(records: dict, value) -> str:
+    values = np.array([value(r) for r in records.values()], dtype=float)
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+
+
+def report(plan, name: str, rows: dict, out: Path) -> str:
+    baseline = load(plan["baseline"])
+    lines = [f"# Option effects on {plan['dataset']} ({plan['protocol']} protocol)", "",
+             f"Command: `python bench/option_effects.py {name}`; effect runs in `{out.relative_to(ROOT)}/`, base rows from "
+             f"`{plan['baseline'].relative_to(ROOT)}/`. Protocol: see the docstring of `bench/option_effects.py` (the option "
+             "on top of the base row's tuned parameters, not re-tuned).", ""]
+    repro = load(out / "reproduction") if (out / "reproduction" / "runs").is_dir() else {}
+    lines += ["## Reproduction of the base rows with this code (first split, first seed)", "",
+              "| base row | metrics equal to the baseline record |", "|---|---|"]
+    for base in dict.fromkeys(b for _, _, b in rows.values()):
+        mine = repro.get(f"{base_settings(plan['baseline'], base)[0]}-same_{base.replace('-', '_')}", {})
+        if not mine:
+            lines.append(f"| {base} | not run |")
+            continue
+        key, record = next(iter(mine.items()))
+        theirs = baseline[base].get(key)
+        same = theirs is not None and record["results"] == theirs["results"]
+        lines.append(f"| {base} | {'yes' if same else 'NO: pairing mixes code changes into the effect'} |")
+    effects = load(out) if (out / "runs").is_dir() else {}
+    lines += [""]
+    valid = lambda r: r["best_valid_score"]  # noqa: E731
+    for candidates in plan["candidates"]:
+        lines += [f"## Test, {candidates} candidates: effect row, and effect row minus base row (paired over (split, seed))", "",
+                  "| row | n | " + " | ".join(f"{m} | diff | p" for m in METRICS) + " | valid score diff | p |",
+                  "|---|---|" + "---|---|---|" * len(METRICS) + "---|---|"]
+        for row, (_, _, base) in rows.items():
+            if row not in effects:
+                lines.append(f"| {row} | 0 (not run yet) |" + " |" * (3 * len(METRICS) + 2))
+                continue
+            cells = []
+            n = 0
+            for metric in METRICS:
+                value = lambda r, m=metric: r["results"][candidates][m]  # noqa: E731
+                diff, sd, p, n = paired(effects[row], baseline[base], value)
+                cells += [mean_sd(effects[row], value), f"{diff:+.4f} ± {sd:.4f}", f"{p:.2g}"]
+            vdiff, vsd, vp, _ = paired(effects[row], baseline[base], valid)
+            lines.append(f"| {row} (vs {base}) | {n} | " + " | ".join(cells) + f" | {vdiff:+.4f} ± {vsd:.4f} | {vp:.2g} |")
+        lines.append("")
+    lines += ["Validation score: the best validation `valid_metric` of each run (NDCG@20; on the cold candidates under "
+              "the cold protocol, on the full ranking under the warm protocol).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan", choices=sorted(PLANS))
+    parser.add_argument("--work", type=Path, default=ROOT / "bench_work", help="working directory (datasets, checkpoints)")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the runs on disk, train nothing")
+    args = parser.parse_args(argv)
+    plan = PLANS[args.plan]
+    out = ROOT / "bench/results" / f"option_effects_{plan['dataset'].replace('-', '_')}"
+    rows = effect_rows(plan)
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.work)
+    if not args.report_only:
+        same = {}
+        for base in dict.fromkeys(b for _, _, b in rows.values()):
+            model, settings = base_settings(plan["baseline"], base)
+            same[f"{model}-same_{base.replace('-', '_')}"] = settings
+        compare(plan, same, out / "reproduction", first_only=True)
+        compare(plan, {name: settings for name, (_, settings, _) in rows.items()}, out, first_only=False)
+    text = report(plan, args.plan, rows, out)
+    path = ROOT / "bench/results" / f"option_effects_{plan['dataset'].replace('-', '_')}.md"
+    path.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

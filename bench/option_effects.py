@@ -13,7 +13,10 @@ best hyperparameters. The effect rows run with ``python -m recbole_mamex.compare
 
 Pairing with records made by an earlier commit holds only if this code trains the baseline's settings to
 the same numbers. ``reproduction/`` therefore first retrains each base row on the first split and seed
-with today's code; the report says, per row, whether every metric matches the baseline record exactly.
+with today's code. Where every metric matches the baseline record exactly, the effects pair with the
+baseline's records; where not (a numerical drift of the training since the baseline's commit), the base
+row is retrained with this code on every split and seed (row ``<Model>-same_<base>``) and the effects pair
+with that.
 
 The report (``bench/results/option_effects_<dataset>.md``) gives, per effect row and candidate set, the
 mean +- sd of Recall@20 and NDCG@20 and the paired difference to its base row with scipy's paired t-test
@@ -96,10 +99,11 @@ def effect_rows(plan) -> dict[str, tuple[str, dict, str]]:
     return rows
 
 
-def compare(plan, variants: dict[str, dict], out: Path, first_only: bool) -> None:
+def compare(plan, variants: dict[str, dict], out: Path, first_only: bool, jobs: int = 1) -> None:
     from recbole_mamex.compare import main
 
-    args = ["--dataset", plan["dataset"], "--protocol", plan["protocol"], "--models", "Pop", "--out", str(out)]
+    args = ["--dataset", plan["dataset"], "--protocol", plan["protocol"], "--models", "Pop", "--out", str(out),
+            "--jobs", str(jobs)]
     seeds = plan["seeds"][:1] if first_only else plan["seeds"]
     args += ["--seeds", *map(str, seeds)]
     if plan["split_seeds"]:
@@ -124,25 +128,59 @@ def mean_sd(records: dict, value) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
 
 
+def same_row(plan, base: str) -> str:
+    """The row retraining base row ``base`` with this code (in ``reproduction/``, and in the effects
+    folder when the reproduction differs from the baseline record)."""
+    return f"{base_settings(plan['baseline'], base)[0]}-same_{base.replace('-', '_')}"
+
+
+def drifted(plan, out: Path) -> dict[str, bool | None]:
+    """base row -> whether this code's retraining on the first split and seed differs from the baseline
+    record (None: not retrained yet)."""
+    baseline = load(plan["baseline"])
+    repro = load(out / "reproduction") if (out / "reproduction" / "runs").is_dir() else {}
+    result = {}
+    for base in dict.fromkeys(b for _, _, b in effect_rows(plan).values()):
+        mine = repro.get(same_row(plan, base), {})
+        if not mine:
+            result[base] = None
+            continue
+        key, record = next(iter(mine.items()))
+        theirs = baseline[base].get(key)
+        result[base] = theirs is None or record["results"] != theirs["results"]
+    return result
+
+
+def with_same_rows(plan, rows: dict, drift: dict) -> dict:
+    """``rows`` with, before the effects of each base row that drifted, that base row retrained with this
+    code on every split and seed (the effects pair with it instead of the baseline's records)."""
+    result = {}
+    for name, (model, settings, base) in rows.items():
+        if drift.get(base) and same_row(plan, base) not in result:
+            result[same_row(plan, base)] = (model, base_settings(plan["baseline"], base)[1], base)
+        result[name] = (model, settings, base)
+    return result
+
+
 def report(plan, name: str, rows: dict, out: Path) -> str:
     baseline = load(plan["baseline"])
     lines = [f"# Option effects on {plan['dataset']} ({plan['protocol']} protocol)", "",
              f"Command: `python bench/option_effects.py {name}`; effect runs in `{out.relative_to(ROOT)}/`, base rows from "
              f"`{plan['baseline'].relative_to(ROOT)}/`. Protocol: see the docstring of `bench/option_effects.py` (the option "
              "on top of the base row's tuned parameters, not re-tuned).", ""]
-    repro = load(out / "reproduction") if (out / "reproduction" / "runs").is_dir() else {}
+    drift = drifted(plan, out)
     lines += ["## Reproduction of the base rows with this code (first split, first seed)", "",
-              "| base row | metrics equal to the baseline record |", "|---|---|"]
-    for base in dict.fromkeys(b for _, _, b in rows.values()):
-        mine = repro.get(f"{base_settings(plan['baseline'], base)[0]}-same_{base.replace('-', '_')}", {})
-        if not mine:
-            lines.append(f"| {base} | not run |")
-            continue
-        key, record = next(iter(mine.items()))
-        theirs = baseline[base].get(key)
-        same = theirs is not None and record["results"] == theirs["results"]
-        lines.append(f"| {base} | {'yes' if same else 'NO: pairing mixes code changes into the effect'} |")
+              "| base row | metrics equal to the baseline record | effects pair with |", "|---|---|---|"]
+    for base, moved in drift.items():
+        if moved is None:
+            lines.append(f"| {base} | not run | - |")
+        elif moved:
+            lines.append(f"| {base} | no (training drifted numerically since the baseline's commit) | "
+                         f"`{same_row(plan, base)}`: the base row retrained with this code on every split and seed |")
+        else:
+            lines.append(f"| {base} | yes | the baseline's records |")
     effects = load(out) if (out / "runs").is_dir() else {}
+    rows = with_same_rows(plan, rows, drift)
     lines += [""]
     valid = lambda r: r["best_valid_score"]  # noqa: E731
     for candidates in plan["candidates"]:
@@ -150,17 +188,19 @@ def report(plan, name: str, rows: dict, out: Path) -> str:
                   "| row | n | " + " | ".join(f"{m} | diff | p" for m in METRICS) + " | valid score diff | p |",
                   "|---|---|" + "---|---|---|" * len(METRICS) + "---|---|"]
         for row, (_, _, base) in rows.items():
-            if row not in effects:
+            against = effects.get(same_row(plan, base)) if drift.get(base) and row != same_row(plan, base) else baseline[base]
+            if row not in effects or against is None:
                 lines.append(f"| {row} | 0 (not run yet) |" + " |" * (3 * len(METRICS) + 2))
                 continue
             cells = []
             n = 0
             for metric in METRICS:
                 value = lambda r, m=metric: r["results"][candidates][m]  # noqa: E731
-                diff, sd, p, n = paired(effects[row], baseline[base], value)
+                diff, sd, p, n = paired(effects[row], against, value)
                 cells += [mean_sd(effects[row], value), f"{diff:+.4f} ± {sd:.4f}", f"{p:.2g}"]
-            vdiff, vsd, vp, _ = paired(effects[row], baseline[base], valid)
-            lines.append(f"| {row} (vs {base}) | {n} | " + " | ".join(cells) + f" | {vdiff:+.4f} ± {vsd:.4f} | {vp:.2g} |")
+            vdiff, vsd, vp, _ = paired(effects[row], against, valid)
+            versus = same_row(plan, base) if against is not baseline[base] else f"{base}, baseline"
+            lines.append(f"| {row} (vs {versus}) | {n} | " + " | ".join(cells) + f" | {vdiff:+.4f} ± {vsd:.4f} | {vp:.2g} |")
         lines.append("")
     lines += ["Validation score: the best validation `valid_metric` of each run (NDCG@20; on the cold candidates under "
               "the cold protocol, on the full ranking under the warm protocol).", ""]
@@ -172,6 +212,7 @@ def main(argv=None) -> int:
     parser.add_argument("plan", choices=sorted(PLANS))
     parser.add_argument("--work", type=Path, default=ROOT / "bench_work", help="working directory (datasets, checkpoints)")
     parser.add_argument("--report-only", action="store_true", help="write the report from the runs on disk, train nothing")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (compare --jobs)")
     args = parser.parse_args(argv)
     plan = PLANS[args.plan]
     out = ROOT / "bench/results" / f"option_effects_{plan['dataset'].replace('-', '_')}"
@@ -183,8 +224,9 @@ def main(argv=None) -> int:
         for base in dict.fromkeys(b for _, _, b in rows.values()):
             model, settings = base_settings(plan["baseline"], base)
             same[f"{model}-same_{base.replace('-', '_')}"] = settings
-        compare(plan, same, out / "reproduction", first_only=True)
-        compare(plan, {name: settings for name, (_, settings, _) in rows.items()}, out, first_only=False)
+        compare(plan, same, out / "reproduction", first_only=True, jobs=args.jobs)
+        todo = with_same_rows(plan, rows, drifted(plan, out))
+        compare(plan, {name: settings for name, (_, settings, _) in todo.items()}, out, first_only=False, jobs=args.jobs)
     text = report(plan, args.plan, rows, out)
     path = ROOT / "bench/results" / f"option_effects_{plan['dataset'].replace('-', '_')}.md"
     path.write_text(text, encoding="utf-8")

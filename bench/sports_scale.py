@@ -13,7 +13,10 @@ Variants, each in its own process (so peak RSS is per variant), in one run:
   every item each step is the tower whose floor is reported;
 - RecBole's LightGCN (embedding 64, 2 layers): adjacency build and one full epoch; and the build of
   the same adjacency by ``recbole_mamex.model.graph`` (tensor operations, no Python loop);
-- our VBPR at its defaults: one full epoch.
+- our VBPR, MILK and CLCRec at their defaults: one full epoch each; and each again with
+  ``buffered_gather = False`` (not a config key: a class attribute of the models, set here only), a fresh
+  tensor of the batch's feature rows per step instead of the reusable buffers every shipped model uses,
+  so the table shows what the buffers gain.
 
 ``--epochs N`` trains each variant N epochs and reports the last (the GPU check uses 2: a GPU's first
 epoch holds its warm-up).
@@ -54,6 +57,12 @@ VARIANTS = {
     "rlmm_bf16": {"model": "RLMultimodalRec", "mixed_precision": "bf16"},
     "lightgcn": {"model": "LightGCN"},
     "vbpr": {"model": "VBPR"},
+    "milk": {"model": "MILK"},
+    "clcrec": {"model": "CLCRec"},
+    # the same three with a fresh gather per step instead of the reusable buffers (what the buffers gain)
+    "vbpr_plain_gather": {"model": "VBPR", "buffered_gather": False},
+    "milk_plain_gather": {"model": "MILK", "buffered_gather": False},
+    "clcrec_plain_gather": {"model": "CLCRec", "buffered_gather": False},
 }
 
 
@@ -242,8 +251,10 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
     os.chdir(work)
     spec = dict(VARIANTS[variant])
     model_name = spec.pop("model")
+    buffered = spec.pop("buffered_gather", True)
     t0 = time.perf_counter()
     config, train_data, test_data, model, trainer = build(model_name, work, device, seed, **spec)
+    model.buffered_gather = buffered
     load_s = time.perf_counter() - t0  # data, model and trainer
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     figures = {"variant": variant, "load_s": load_s, "batches_per_epoch": len(train_data)}

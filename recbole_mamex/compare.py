@@ -214,6 +214,7 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved
     from recbole_mamex.quick_start import run_recbole_mamex
 
     settings = run_settings(seed, protocol, extra)
+    measured = reset_peak_rss()
     start = time.time()
     result = run_recbole_mamex(
         model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
@@ -234,9 +235,31 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved
         "epochs_trained": result["epochs_trained"],
         "checkpoint": result["model_file"],
         "wall_s": time.time() - start,
+        "peak_rss_gb": peak_rss_gb() if measured else None,
         "config": jsonable(dict(result["config"].final_config_dict)),
         "versions": versions(),
     }
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (Linux: ``/proc/self/clear_refs``), so that
+    :func:`peak_rss_gb` after a run is that run's peak; False where the platform cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gb() -> float | None:
+    """Peak resident memory (GiB) of this process since :func:`reset_peak_rss` (``VmHWM``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return None
 
 
 @dataclass(frozen=True)
@@ -335,11 +358,13 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
 
 
 def training_summary(records, labels) -> list[str]:
-    """summary.md lines: per row, the runs' best epoch, epochs trained and wall time."""
+    """summary.md lines: per row, the runs' best epoch, epochs trained, wall time and peak resident memory
+    (the largest over the row's runs; each run's own peak, where the platform can reset it: Linux)."""
     rows = list(dict.fromkeys(r["model"] for r in records))
     lines = ["## Training (per run: the epoch kept by early stopping, epochs trained, wall time)", "",
-             "| model | runs | best epoch, mean [min, max] | epochs trained, mean [min, max] | wall s, mean [min, max] |",
-             "|---|---|---|---|---|"]
+             "| model | runs | best epoch, mean [min, max] | epochs trained, mean [min, max] | wall s, mean [min, max] | "
+             "peak RSS GB, max |",
+             "|---|---|---|---|---|---|"]
 
     def spread(values):
         values = [v for v in values if v is not None]
@@ -347,10 +372,15 @@ def training_summary(records, labels) -> list[str]:
             return "-"
         return f"{np.mean(values):.1f} [{min(values):.0f}, {max(values):.0f}]"
 
+    def peak(mine):
+        values = [r["peak_rss_gb"] for r in mine if r.get("peak_rss_gb") is not None]
+        return f"{max(values):.2f}" if values else "-"
+
     for row in rows:
         mine = [r for r in records if r["model"] == row]
         lines.append(f"| {labels.get(row, row)} | {len(mine)} | {spread([r.get('best_epoch') for r in mine])} | "
-                     f"{spread([r.get('epochs_trained') for r in mine])} | {spread([r.get('wall_s') for r in mine])} |")
+                     f"{spread([r.get('epochs_trained') for r in mine])} | {spread([r.get('wall_s') for r in mine])} | "
+                     f"{peak(mine)} |")
     return lines + [""]
 
 

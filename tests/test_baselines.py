@@ -283,3 +283,39 @@ def test_learns_cold_items_from_content(workdir, model, settings):
     cold = result["test_result_by_candidates"]["cold"]["recall@10"]
     print(f"{model} cold recall@10 {cold:.3f}, random {10 / n_cold:.3f}")
     assert cold > 2 * 10 / n_cold, (cold, 10 / n_cold)
+
+
+@pytest.mark.parametrize("model_name", list(BASELINES))
+def test_buffered_feature_gather_gives_the_plain_numbers_and_reuses_its_buffers(tiny_dataset, model_name):
+    """VBPR, MILK and CLCRec read the features through MultimodalRecommender.feature_product: the loss and
+    every gradient equal those of a fresh gather and product per step, and the buffers are reused."""
+    _, _, _, model = build(model_name)
+    first = batch([1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 7, 8])
+    second = batch([2, 3, 5, 6], [5, 1, 9, 2], [3, 4, 1, 7])
+
+    def step(buffered, interaction):
+        model.buffered_gather = buffered
+        model.zero_grad()
+        torch.manual_seed(0)  # CLCRec and MILK draw inside the loss
+        loss = model.calculate_loss(interaction)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    for interaction in (first, second):
+        plain_loss, plain_grads = step(False, interaction)
+        loss, grads = step(True, interaction)
+        assert torch.allclose(loss, plain_loss, atol=1e-6)
+        assert plain_grads.keys() == grads.keys() and any("projection" in n or "encoder.0" in n for n in grads)
+        for name in grads:
+            assert torch.allclose(grads[name], plain_grads[name], atol=1e-6), name
+    buffers = {key: ws.rows.data_ptr() for key, ws in model._workspaces.items()}
+    assert buffers  # the gathers went through workspaces ...
+    step(True, first)
+    assert {key: ws.rows.data_ptr() for key, ws in model._workspaces.items()} == buffers  # ... that are reused
+    # evaluation reads the catalogue without workspaces and matches the concatenated features' product
+    model.eval()
+    weight = torch.randn(3, sum(model.modality_dims.values()))
+    expected = model.concatenated_features() @ weight.T
+    with torch.no_grad():
+        assert torch.allclose(model.feature_product(weight, None), expected, atol=1e-5)

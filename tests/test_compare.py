@@ -78,6 +78,7 @@ def test_end_to_end_outputs_parse(cold_tiny, workdir, capsys):
     saved = json.loads(run_file(out, "BPR", 1).read_text())
     assert saved["config"]["epochs"] == 2 and saved["versions"]["recbole"] == "1.2.1"
     assert set(saved["results"]) == {"cold", "warm", "all"}
+    assert saved["peak_rss_gb"] > 0.05 and "peak RSS GB, max" in (out / "summary.md").read_text()
     assert main(args) == 0
     assert "done before, skipped" in capsys.readouterr().out
 
@@ -96,3 +97,21 @@ def test_config_overrides_are_written_as_on_every_command_line(cold_tiny, workdi
     assert "found ['epochs'] both in --set and as --key=value" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base, "epochs=1"])  # not --key=value: a usage error, not silently dropped
+
+
+def test_peak_memory_is_each_runs_own():
+    """A run's peak_rss_gb is measured from a reset: an earlier, larger allocation does not show in it."""
+    import numpy as np
+
+    from recbole_mamex.compare import peak_rss_gb, reset_peak_rss
+
+    if not reset_peak_rss():
+        pytest.skip("this platform cannot reset the peak resident memory")
+    big = np.ones(400 * 2**20 // 8)  # 400 MiB, touched
+    before = peak_rss_gb()
+    del big
+    assert reset_peak_rss()
+    small = np.ones(50 * 2**20 // 8)
+    after = peak_rss_gb()
+    del small
+    assert before - after > 0.3  # the 400 MiB peak is gone after the reset

@@ -9,7 +9,7 @@ import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.model.layers import l2_normalize_rows
+from recbole_mamex.model.layers import gathered_linear, l2_normalize_rows, new_workspace
 
 FEATURE_NORMS = ("l2", "center_l2", "none", None)
 PRECISIONS = ("none", "fp32", "bf16", None)
@@ -55,6 +55,7 @@ class MultimodalRecommender(GeneralRecommender):
         self.feature_centers = {}  # modality -> the row feature_norm: center_l2 subtracted (training items' mean)
         self.register_training_items(dataset)
         self._eval_cache = None
+        self._workspaces = {}  # (call site, modality) -> the reusable gather buffers of feature_product
 
     def evaluation_cached(self, compute):
         """``compute()`` while training; in evaluation its result, computed once (without gradients) and
@@ -90,6 +91,34 @@ class MultimodalRecommender(GeneralRecommender):
         if items is not None:
             blocks = [torch.index_select(block, 0, items) for block in blocks]
         return torch.cat(blocks, dim=1)
+
+    #: False: feature_product gathers into a fresh tensor per step (for benchmarks that measure the buffers)
+    buffered_gather = True
+
+    def feature_product(self, weight: torch.Tensor, bias: torch.Tensor | None, items: torch.Tensor | None = None,
+                        modalities=None, site: str = "") -> torch.Tensor:
+        """``concat(features of modalities)[items] @ weight.T + bias`` (``modalities``: default every one, in
+        order; ``items`` None: the whole catalogue), without concatenating: one product per modality block
+        of ``weight``'s columns, summed. While training, each block's rows are gathered into buffers reused
+        from step to step (:func:`recbole_mamex.model.layers.gathered_linear`; a fresh tensor of the rows
+        per step is page-faulted on a CPU). ``site`` names the call site: each site keeps its own buffers."""
+        names = list(self.modality_names if modalities is None else modalities)
+        out, start = None, 0
+        for name in names:
+            features = self.modality_features(name)
+            block = weight[:, start : start + features.shape[1]]
+            start += features.shape[1]
+            part_bias = bias if out is None else None
+            if self.buffered_gather:
+                workspace = self._workspaces.setdefault((site, name), new_workspace())
+                part = gathered_linear(features, items, block, part_bias, workspace)
+            else:
+                rows = features if items is None else torch.index_select(features, 0, items)
+                part = torch.nn.functional.linear(rows, block, part_bias)
+            out = part if out is None else out + part
+        if start != weight.shape[1]:
+            raise ValueError(f"feature_product: weight has {weight.shape[1]} columns, the modalities {names} {start}")
+        return out
 
     @staticmethod
     def _buffer_name(modality: str) -> str:

@@ -112,7 +112,8 @@ class CLCRec(DotProductScoring, MultimodalRecommender):
 
     def content_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, d]`` encoder outputs of ``items`` (``None``: whole catalogue)."""
-        return self.encoder(self.concatenated_features(items))
+        first = self.encoder[0]  # on the stored features: one product per modality, gathered into reusable buffers
+        return self.encoder[1:](self.feature_product(first.weight, first.bias, items))
 
     def losses(self, interaction) -> dict:
         """The loss terms of one batch: ``re`` (R-E), ``ui`` (U-I) and ``reg``."""

@@ -131,6 +131,25 @@ class _GatheredProjection(torch.autograd.Function):
         return None, None, grad_weight, grad_bias, None, None
 
 
+def new_workspace() -> _ProjectionWorkspace:
+    """Reusable gather buffers for :func:`gathered_linear` (one per call site and modality)."""
+    return _ProjectionWorkspace()
+
+
+def gathered_linear(source: torch.Tensor, index: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor | None,
+                    workspace: _ProjectionWorkspace) -> torch.Tensor:
+    """``F.linear(source[index], weight, bias)`` (``index`` None: all rows). While training on a ``source``
+    that needs no gradient (stored features) and a ``weight`` that does, the rows are gathered into
+    ``workspace``'s reusable buffers (:class:`_GatheredProjection`); otherwise a plain gather and product."""
+    if torch.is_grad_enabled() and not source.requires_grad and weight.requires_grad:
+        if bias is None:
+            bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        out, _ = _GatheredProjection.apply(source, index, weight, bias, weight.shape[0], workspace)
+        return out
+    rows = source if index is None else torch.index_select(source, 0, index)
+    return nn.functional.linear(rows, weight, bias)
+
+
 class SparseMoE(nn.Module):
     """Top-k mixture of linear experts: ``h = sum_{e in topk(g)} softmax_topk(g)_e * (W_e x + b_e)``.
 

@@ -127,10 +127,8 @@ class MILK(DotProductScoring, MultimodalRecommender):
         """``[N, M, d]`` projected modalities of ``items`` (``None``: whole catalogue)."""
         per_modality = []
         for name in self.modality_names:
-            x = self.modality_features(name)
-            if items is not None:
-                x = torch.index_select(x, 0, items)
-            per_modality.append(self.projections[name](x))
+            projection = self.projections[name]  # gathered into reusable buffers while training
+            per_modality.append(self.feature_product(projection.weight, projection.bias, items, modalities=[name]))
         return torch.stack(per_modality, dim=1)
 
     def _uniform(self) -> torch.Tensor:

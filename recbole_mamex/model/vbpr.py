@@ -81,20 +81,26 @@ class VBPR(MultimodalRecommender):
         trained = self.item_has_training if items is None else self.item_has_training[items]
         keep = trained.to(self.item_id_embedding.weight.dtype).unsqueeze(1)
         gamma = self.item_id_embedding.weight if items is None else self.item_id_embedding(items)
-        content = self.concatenated_features(items)
-        vectors = torch.cat([gamma * keep, self.content_projection(content)], dim=1)
+        # E f_i and beta' . f_i as one product over the stored features (gathered into reusable buffers)
+        weight = self.content_projection.weight
+        if self.use_bias:
+            weight = torch.cat([weight, self.content_bias.weight], dim=0)
+        content = self.feature_product(weight, None, items)
+        d = self.content_projection.weight.shape[0]
+        vectors = torch.cat([gamma * keep, content[:, :d]], dim=1)
         if not self.use_bias:
             return vectors, vectors.new_zeros(len(vectors))
         beta = self.item_bias.weight if items is None else self.item_bias(items)
-        biases = (beta * keep + self.content_bias(content)).squeeze(1)
+        biases = (beta * keep).squeeze(1) + content[:, d]
         return vectors, biases
 
     def calculate_loss(self, interaction):
         users = interaction[self.USER_ID]
         pos, neg = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
         user_e = self.user_vectors(users)
-        pos_e, pos_b = self.item_vectors(pos)
-        neg_e, neg_b = self.item_vectors(neg)
+        both_e, both_b = self.item_vectors(torch.cat([pos, neg]))  # one gather of the batch's items
+        pos_e, neg_e = both_e[: len(pos)], both_e[len(pos) :]
+        pos_b, neg_b = both_b[: len(pos)], both_b[len(pos) :]
         pos_score = (user_e * pos_e).sum(-1) + pos_b
         neg_score = (user_e * neg_e).sum(-1) + neg_b
         reg = self.reg_loss(user_e, pos_e, neg_e, pos_b.unsqueeze(1), neg_b.unsqueeze(1), require_pow=True)

@@ -11,12 +11,12 @@ row shows the option's effect at the baseline's tuned point, which understates a
 best hyperparameters. The effect rows run with ``python -m recbole_mamex.compare`` into their own folder
 (resumable, stale runs refused), on the same splits and seeds, and pair with the baseline's run records.
 
-Pairing with records made by an earlier commit holds only if this code trains the baseline's settings to
-the same numbers. ``reproduction/`` therefore first retrains each base row on the first split and seed
-with today's code. Where every metric matches the baseline record exactly, the effects pair with the
-baseline's records; where not (a numerical drift of the training since the baseline's commit), the base
-row is retrained with this code on every split and seed (row ``<Model>-same_<base>``) and the effects pair
-with that.
+Every effect row pairs with its base row retrained by the same code, with the same ``--jobs`` (so the
+same torch threads: a thread count changes floating-point sums, and MAMEX's test Recall@20 moves by up
+to 0.01 from that alone, bench/results/compare_jobs_throughput.md), on every split and seed: row
+``<Model>-same_<base>``, run before the base row's effects. ``reproduction/`` retrains each base row once
+(first split and seed, one process) and the report says whether it matches the baseline comparison's
+record exactly: whether the baseline's tables still describe this code.
 
 The report (``bench/results/option_effects_<dataset>.md``) gives, per effect row and candidate set, the
 mean +- sd of Recall@20 and NDCG@20 and the paired difference to its base row with scipy's paired t-test
@@ -151,12 +151,12 @@ def drifted(plan, out: Path) -> dict[str, bool | None]:
     return result
 
 
-def with_same_rows(plan, rows: dict, drift: dict) -> dict:
-    """``rows`` with, before the effects of each base row that drifted, that base row retrained with this
-    code on every split and seed (the effects pair with it instead of the baseline's records)."""
+def with_same_rows(plan, rows: dict) -> dict:
+    """``rows`` with, before the effects of each base row, that base row retrained with this code on every
+    split and seed (what the effects pair with)."""
     result = {}
     for name, (model, settings, base) in rows.items():
-        if drift.get(base) and same_row(plan, base) not in result:
+        if same_row(plan, base) not in result:
             result[same_row(plan, base)] = (model, base_settings(plan["baseline"], base)[1], base)
         result[name] = (model, settings, base)
     return result
@@ -169,18 +169,13 @@ def report(plan, name: str, rows: dict, out: Path) -> str:
              f"`{plan['baseline'].relative_to(ROOT)}/`. Protocol: see the docstring of `bench/option_effects.py` (the option "
              "on top of the base row's tuned parameters, not re-tuned).", ""]
     drift = drifted(plan, out)
-    lines += ["## Reproduction of the base rows with this code (first split, first seed)", "",
-              "| base row | metrics equal to the baseline record | effects pair with |", "|---|---|---|"]
+    lines += ["## Does this code reproduce the baseline comparison? (each base row once: first split and seed)", "",
+              "| base row | metrics equal to the baseline record |", "|---|---|"]
     for base, moved in drift.items():
-        if moved is None:
-            lines.append(f"| {base} | not run | - |")
-        elif moved:
-            lines.append(f"| {base} | no (training drifted numerically since the baseline's commit) | "
-                         f"`{same_row(plan, base)}`: the base row retrained with this code on every split and seed |")
-        else:
-            lines.append(f"| {base} | yes | the baseline's records |")
+        state = "not run" if moved is None else "no (the training drifted numerically since the baseline's commit)" if moved else "yes"
+        lines.append(f"| {base} | {state} |")
     effects = load(out) if (out / "runs").is_dir() else {}
-    rows = with_same_rows(plan, rows, drift)
+    rows = with_same_rows(plan, rows)
     lines += [""]
     valid = lambda r: r["best_valid_score"]  # noqa: E731
     for candidates in plan["candidates"]:
@@ -188,7 +183,8 @@ def report(plan, name: str, rows: dict, out: Path) -> str:
                   "| row | n | " + " | ".join(f"{m} | diff | p" for m in METRICS) + " | valid score diff | p |",
                   "|---|---|" + "---|---|---|" * len(METRICS) + "---|---|"]
         for row, (_, _, base) in rows.items():
-            against = effects.get(same_row(plan, base)) if drift.get(base) and row != same_row(plan, base) else baseline[base]
+            # an effect against its retrained base row; a retrained base row against the baseline's record
+            against = baseline[base] if row == same_row(plan, base) else effects.get(same_row(plan, base))
             if row not in effects or against is None:
                 lines.append(f"| {row} | 0 (not run yet) |" + " |" * (3 * len(METRICS) + 2))
                 continue
@@ -199,7 +195,7 @@ def report(plan, name: str, rows: dict, out: Path) -> str:
                 diff, sd, p, n = paired(effects[row], against, value)
                 cells += [mean_sd(effects[row], value), f"{diff:+.4f} ± {sd:.4f}", f"{p:.2g}"]
             vdiff, vsd, vp, _ = paired(effects[row], against, valid)
-            versus = same_row(plan, base) if against is not baseline[base] else f"{base}, baseline"
+            versus = same_row(plan, base) if against is not baseline[base] else f"{base} of the baseline comparison"
             lines.append(f"| {row} (vs {versus}) | {n} | " + " | ".join(cells) + f" | {vdiff:+.4f} ± {vsd:.4f} | {vp:.2g} |")
         lines.append("")
     lines += ["Validation score: the best validation `valid_metric` of each run (NDCG@20; on the cold candidates under "
@@ -225,7 +221,7 @@ def main(argv=None) -> int:
             model, settings = base_settings(plan["baseline"], base)
             same[f"{model}-same_{base.replace('-', '_')}"] = settings
         compare(plan, same, out / "reproduction", first_only=True, jobs=args.jobs)
-        todo = with_same_rows(plan, rows, drifted(plan, out))
+        todo = with_same_rows(plan, rows)
         compare(plan, {name: settings for name, (_, settings, _) in todo.items()}, out, first_only=False, jobs=args.jobs)
     text = report(plan, args.plan, rows, out)
     path = ROOT / "bench/results" / f"option_effects_{plan['dataset'].replace('-', '_')}.md"

@@ -207,7 +207,9 @@ def read_feature_matrix(path):
         found = "an empty file" if not head else f"a file that is not .npy (it starts with {head!r})"
         raise FeatureFileError(path, "a .npy file (written by numpy.save)", found)
     try:
-        matrix = np.load(path, allow_pickle=False, mmap_mode=None)
+        # memory-mapped: the file's rows are read as they are used (validation and alignment go in blocks
+        # of rows), so loading holds one aligned copy in memory, not the file's array beside it
+        matrix = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as err:
         # numpy refuses object arrays without pickle, and truncated or non-.npy files.
         raise FeatureFileError(path, "a numeric .npy array", f"a file numpy cannot read as one ({err})") from None
@@ -223,22 +225,31 @@ def read_feature_matrix(path):
         )
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise FeatureFileError(path, "at least one row and one column", f"shape {matrix.shape}")
-    finite = np.isfinite(matrix)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
-        shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
-        raise FeatureFileError(path, "finite values", f"NaN or Inf in {len(bad_rows)} row(s): {shown}")
-    if np.finfo(matrix.dtype).max > np.finfo(np.float32).max:
-        # the models read float32: a float64 value beyond its range would become inf there
-        too_large = np.abs(matrix) > np.finfo(np.float32).max
-        if too_large.any():
-            bad_rows = np.flatnonzero(too_large.any(axis=1))
+    wide = np.finfo(matrix.dtype).max > np.finfo(np.float32).max
+    not_finite, too_large = [], []
+    for start, block in row_blocks(matrix):
+        not_finite.append(start + np.flatnonzero(~np.isfinite(block).all(axis=1)))
+        if wide:  # the models read float32: a float64 value beyond its range would become inf there
+            too_large.append(start + np.flatnonzero((np.abs(block) > np.finfo(np.float32).max).any(axis=1)))
+    for bad_rows, expected, found in (
+        (not_finite, "finite values", "NaN or Inf in"),
+        (too_large, "values within float32's range (|x| <= 3.4e38; the models compute in float32)", "larger values in"),
+    ):
+        bad_rows = np.concatenate(bad_rows) if bad_rows else np.empty(0, dtype=np.int64)
+        if len(bad_rows):
             shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
-            raise FeatureFileError(
-                path, "values within float32's range (|x| <= 3.4e38; the models compute in float32)",
-                f"larger values in {len(bad_rows)} row(s): {shown}",
-            )
+            raise FeatureFileError(path, expected, f"{found} {len(bad_rows)} row(s): {shown}")
     return matrix
+
+
+BLOCK_BYTES = 64 * 2**20  # rows read (and widened) at a time when a whole matrix is checked or aligned
+
+
+def row_blocks(matrix):
+    """``(first row, rows)`` blocks of about :data:`BLOCK_BYTES` of ``matrix`` (an array or a memory map)."""
+    step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * matrix.dtype.itemsize))
+    for start in range(0, matrix.shape[0], step):
+        yield start, np.asarray(matrix[start : start + step])
 
 
 INTEGER_TOKEN = re.compile(r"(0|[1-9][0-9]*)\Z")
@@ -348,10 +359,15 @@ def load_item_features(specs: Sequence[ModalitySpec], item_tokens: Sequence[str]
         rows = rows_for_items(spec, raw.shape[0], item_tokens)
         aligned = np.zeros((n_items, raw.shape[1]), dtype=np.float32)
         has_row = rows >= 0
-        picked = raw[rows[has_row]]
-        aligned[has_row] = picked if isinstance(picked, np.ndarray) else picked.toarray()
-        mask[:, j] = has_row & np.any(aligned != 0, axis=1)
-        aligned[~mask[:, j]] = 0.0
+        # in blocks of items: no full copy of the picked rows (nor of a float64 file) beside `aligned`
+        for start, block in row_blocks(aligned):
+            items = start + np.flatnonzero(has_row[start : start + len(block)])
+            if len(items) == 0:
+                continue
+            picked = raw[rows[items]]
+            aligned[items] = picked if isinstance(picked, np.ndarray) else picked.toarray()
+            mask[items, j] = np.any(aligned[items] != 0, axis=1)
+            aligned[items[~mask[items, j]]] = 0.0  # an all-zero row (-0.0 included) is a missing modality: +0.0
         if n_items > 1 and not mask[1:, j].any():
             require_some_item_features(spec.path, raw, rows[1:], "the dataset")
         names.append(spec.name)

@@ -110,7 +110,7 @@ def mmrec_features(mmrec: Path, id_maps: Path, n_rows: int, work: Path) -> tuple
         if not source.is_file():
             continue
         raw = read_feature_matrix(source)
-        if not isinstance(raw, np.ndarray):
+        if hasattr(raw, "tocsr"):  # a scipy.sparse matrix
             raise DataImportError(source, "a dense .npy feature matrix", "a sparse matrix")
         valid = (ours >= 0) & (ours < raw.shape[0])
         aligned = np.zeros((n_rows, raw.shape[1]), dtype=np.float32)

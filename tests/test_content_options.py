@@ -200,3 +200,28 @@ def test_rlmm_content_after_propagation_and_projection_regularisation(tiny_datas
     _, _, _, regularised = build(RLMultimodalRec, dataset="tiny", projection_reg_weight=0.5)
     penalty = 0.5 * sum(p.weight.pow(2).sum() for p in regularised.projections.values())
     torch.testing.assert_close((regularised.calculate_loss(batch) - before.calculate_loss(batch)).reshape(()), penalty)
+
+
+@pytest.mark.parametrize("feature_norm", ["l2", "center_l2", "none"])
+def test_features_are_prepared_block_by_block_without_a_whole_copy(cold_tiny, workdir, monkeypatch, feature_norm):
+    """A model that prepares its features reads them from the dataset's files in blocks: the dataset never
+    makes its own whole copy, and the buffers equal the transform of the whole matrix at once."""
+    import torch.nn.functional as F
+
+    import recbole_mamex.data.features as features_module
+    from recbole_mamex.model.abstract import center_on_training_items
+
+    monkeypatch.setattr(features_module, "BLOCK_BYTES", 4096)  # many blocks on tiny data
+    _, _, train, model = build(VBPR, feature_norm=feature_norm)
+    store = train._dataset.item_features
+    assert not any(store.matrices.is_made(name) for name in store.names)
+    for j, name in enumerate(model.modality_names):
+        whole = torch.from_numpy(store.matrices[name].copy())
+        if feature_norm == "center_l2":
+            whole, center = center_on_training_items(whole, model.modality_mask[:, j], model.item_has_training)
+            assert torch.allclose(model.feature_centers[name], center, atol=1e-6)
+            whole = F.normalize(whole, dim=1)
+            assert torch.allclose(model.modality_features(name), whole, atol=1e-6)
+        else:
+            whole = F.normalize(whole, dim=1) if feature_norm == "l2" else whole
+            assert torch.equal(model.modality_features(name), whole)  # row-wise: the same bits

@@ -194,3 +194,42 @@ def test_multimodal_model_without_modalities_is_a_clear_error(tiny_dataset, work
     assert dataset.item_features is None
     with pytest.raises(ValueError, match="needs item features.*modalities"):
         ContentDot(dataset.config, dataset)
+
+
+def test_dense_file_reads_the_rows_asked_for_in_their_order(tmp_path):
+    from recbole_mamex.data.features import DenseFeatureFile
+
+    matrix = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    np.save(tmp_path / "f.npy", np.asfortranarray(matrix))
+    for name in ("m.npy", "f.npy"):
+        dense = read_feature_matrix(tmp_path / name)
+        assert isinstance(dense, DenseFeatureFile) and dense.shape == (50, 7)
+        index = np.array([49, 3, 4, 5, 3, 0, 17, 48, 49])  # runs, repeats, any order
+        np.testing.assert_array_equal(dense[index], matrix[index])
+        np.testing.assert_array_equal(dense[10:13], matrix[10:13])
+        np.testing.assert_array_equal(dense[np.array([], dtype=np.int64)], matrix[:0])
+        with pytest.raises(IndexError):
+            dense[np.array([50])]
+
+
+def test_aligned_matrices_are_made_only_when_asked_and_blocks_match(tmp_path, monkeypatch):
+    import recbole_mamex.data.features as features_module
+
+    matrix = np.random.default_rng(1).standard_normal((40, 5)).astype(np.float32)
+    matrix[7] = 0.0  # an all-zero row: a missing modality
+    np.save(tmp_path / "m.npy", matrix)
+    tokens = np.array(["[PAD]"] + [str(i) for i in np.random.default_rng(2).permutation(40)])
+    monkeypatch.setattr(features_module, "BLOCK_BYTES", 3 * 5 * 4)  # blocks of 3 rows
+    features = load_item_features([ModalitySpec("m", tmp_path / "m.npy")], tokens)
+    fingerprint = features.fingerprints()
+    assert not features.matrices.is_made("m")  # fingerprints, mask, dims: no whole copy
+    blocks = np.concatenate([block for _, block in features.blocks("m")])
+    whole = features.matrices["m"]
+    assert features.matrices.is_made("m")
+    expected = np.zeros((41, 5), dtype=np.float32)
+    expected[1:] = matrix[[int(t) for t in tokens[1:]]]
+    np.testing.assert_array_equal(blocks, expected)
+    np.testing.assert_array_equal(whole, expected)
+    assert features.fingerprints() == fingerprint  # the same from blocks as from the made matrix
+    assert features.mask[:, 0].sum() == 39 and not features.mask[list(tokens).index("7"), 0]

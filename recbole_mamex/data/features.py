@@ -71,7 +71,7 @@ class ItemFeatures:
     """Features of every item, in RecBole's internal item-id order."""
 
     names: list[str]
-    matrices: dict[str, np.ndarray]  # name -> float32 [n_items, dim]
+    matrices: Mapping[str, np.ndarray]  # name -> float32 [n_items, dim] (AlignedMatrices: made on first use)
     mask: np.ndarray  # bool [n_items, n_modalities], column order = names
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -80,7 +80,31 @@ class ItemFeatures:
         return int(self.mask.shape[0])
 
     def dims(self) -> dict[str, int]:
-        return {name: int(self.matrices[name].shape[1]) for name in self.names}
+        return {name: self.dim(name) for name in self.names}
+
+    def dim(self, name: str) -> int:
+        matrices = self.matrices
+        return matrices.dim(name) if isinstance(matrices, AlignedMatrices) else int(matrices[name].shape[1])
+
+    def blocks(self, name: str):
+        """``(start, aligned float32 rows)`` blocks over every item, without making the whole matrix when
+        it is not made yet."""
+        if isinstance(self.matrices, AlignedMatrices):
+            yield from self.matrices.blocks(name)
+            return
+        matrix = self.matrices[name]
+        step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * 4))
+        for start in range(0, len(matrix), step):
+            yield start, matrix[start : start + step]
+
+    def rows(self, name: str, index: np.ndarray) -> np.ndarray:
+        """Aligned float32 rows ``index`` of modality ``name``."""
+        if isinstance(self.matrices, AlignedMatrices) and not self.matrices.is_made(name):
+            out = np.zeros((len(index), self.dim(name)), dtype=np.float32)
+            for i, item in enumerate(np.asarray(index, dtype=np.int64)):
+                out[i] = self.matrices.block(name, int(item), int(item) + 1)[0]
+            return out
+        return np.ascontiguousarray(self.matrices[name][index])
 
     FINGERPRINT_BLOCK = 4096  # rows widened to float64 at a time for the sums
 
@@ -92,19 +116,25 @@ class ItemFeatures:
         import hashlib
 
         out = {}
+        n = self.n_items
         for name in self.names:
-            matrix = self.matrices[name]
-            rows = np.unique(np.linspace(0, max(len(matrix) - 1, 0), num=min(len(matrix), 512)).astype(np.int64))
-            digest = hashlib.blake2b(np.ascontiguousarray(matrix[rows]).tobytes(), digest_size=8)
-            digest.update(repr((matrix.shape, str(matrix.dtype))).encode())
+            shape = (n, self.dim(name))
+            rows = np.unique(np.linspace(0, max(n - 1, 0), num=min(n, 512)).astype(np.int64))
+            digest = hashlib.blake2b(self.rows(name, rows).tobytes(), digest_size=8)
+            digest.update(repr((shape, "float32")).encode())
             total = squares = 0.0
-            for start in range(0, len(matrix), self.FINGERPRINT_BLOCK):
-                block = matrix[start : start + self.FINGERPRINT_BLOCK].astype(np.float64)
+            for start in range(0, n, self.FINGERPRINT_BLOCK):
+                block = self._fingerprint_block(name, start, start + self.FINGERPRINT_BLOCK).astype(np.float64)
                 total += float(block.sum())
                 squares += float(np.einsum("ij,ij->", block, block))
             digest.update(np.array([total, squares]).tobytes())
-            out[name] = f"{matrix.shape[0]}x{matrix.shape[1]}:{digest.hexdigest()}"
+            out[name] = f"{shape[0]}x{shape[1]}:{digest.hexdigest()}"
         return out
+
+    def _fingerprint_block(self, name: str, start: int, stop: int) -> np.ndarray:
+        if isinstance(self.matrices, AlignedMatrices):
+            return self.matrices.block(name, start, stop)
+        return self.matrices[name][start:stop]
 
     def coverage(self) -> dict[str, float]:
         """Share of real items (padding excluded) that have each modality."""
@@ -117,7 +147,7 @@ class ItemFeatures:
 
     def summary(self) -> str:
         cover = self.coverage()
-        parts = [f"{name} {self.matrices[name].shape[1]}-d ({cover[name]:.1%} of items)" for name in self.names]
+        parts = [f"{name} {self.dim(name)}-d ({cover[name]:.1%} of items)" for name in self.names]
         return "modalities: " + ", ".join(parts)
 
 
@@ -194,8 +224,9 @@ def has_nonzero(matrix) -> bool:
 
 
 def read_feature_matrix(path):
-    """Load and validate one feature matrix: a ``.npy`` array (2-D, floating point, finite), or a sparse
-    ``.npz`` matrix (:func:`read_sparse_matrix`; returned sparse, rows are expanded by the caller)."""
+    """Validate one feature matrix: a ``.npy`` array (2-D, floating point, finite; returned as a
+    :class:`DenseFeatureFile`, read in blocks of rows), or a sparse ``.npz`` matrix
+    (:func:`read_sparse_matrix`; returned sparse, rows are expanded by the caller)."""
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(path, "a .npy feature file (or a sparse .npz)", "no such file")
@@ -207,8 +238,7 @@ def read_feature_matrix(path):
         found = "an empty file" if not head else f"a file that is not .npy (it starts with {head!r})"
         raise FeatureFileError(path, "a .npy file (written by numpy.save)", found)
     try:
-        # memory-mapped: the file's rows are read as they are used (validation and alignment go in blocks
-        # of rows), so loading holds one aligned copy in memory, not the file's array beside it
+        # numpy parses and checks the header; the rows are then read as they are used (DenseFeatureFile)
         matrix = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as err:
         # numpy refuses object arrays without pickle, and truncated or non-.npy files.
@@ -225,6 +255,7 @@ def read_feature_matrix(path):
         )
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise FeatureFileError(path, "at least one row and one column", f"shape {matrix.shape}")
+    matrix = DenseFeatureFile(path, matrix)
     wide = np.finfo(matrix.dtype).max > np.finfo(np.float32).max
     not_finite, too_large = [], []
     for start, block in row_blocks(matrix):
@@ -246,10 +277,64 @@ BLOCK_BYTES = 64 * 2**20  # rows read (and widened) at a time when a whole matri
 
 
 def row_blocks(matrix):
-    """``(first row, rows)`` blocks of about :data:`BLOCK_BYTES` of ``matrix`` (an array or a memory map)."""
+    """``(first row, rows)`` blocks of about :data:`BLOCK_BYTES` of ``matrix`` (an array, a memory map or
+    a :class:`DenseFeatureFile`)."""
     step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * matrix.dtype.itemsize))
     for start in range(0, matrix.shape[0], step):
         yield start, np.asarray(matrix[start : start + step])
+
+
+class DenseFeatureFile:
+    """A validated dense ``.npy`` feature matrix, read from its file by rows (``os.pread``) as they are
+    asked for: ``f[a:b]`` (a block) or ``f[index_array]`` (rows in that order) give arrays of the file's
+    dtype. The whole matrix never has to be in memory, and the file's pages are not mapped into this
+    process, so reading it does not add to the process's resident memory (the operating system's page
+    cache holds them, reclaimable). A Fortran-ordered file is read through a memory map instead."""
+
+    ndim = 2
+
+    def __init__(self, path: Path, mapped: np.memmap):
+        self.path, self.shape, self.dtype = Path(path), tuple(mapped.shape), mapped.dtype
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+        self._offset = int(mapped.offset)
+        self._mapped = mapped if mapped.flags.f_contiguous and not mapped.flags.c_contiguous else None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, fd: int, start: int, stop: int) -> np.ndarray:
+        size = (stop - start) * self._row_bytes
+        data = os.pread(fd, size, self._offset + start * self._row_bytes)
+        if len(data) != size:
+            raise FeatureFileError(self.path, f"{self.shape[0]} rows of {self._row_bytes} bytes", "a shorter file (changed while read?)")
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, self.shape[1])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if self._mapped is not None:
+            return np.array(self._mapped[key])
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            with open(self.path, "rb") as f:
+                return self._read(f.fileno(), start, max(start, stop)).copy()
+        index = np.asarray(key, dtype=np.int64)
+        if index.ndim != 1:
+            raise TypeError("DenseFeatureFile takes a slice or a 1-D array of row numbers")
+        out = np.empty((len(index), self.shape[1]), dtype=self.dtype)
+        if len(index) == 0:
+            return out
+        if index.min() < -self.shape[0] or index.max() >= self.shape[0]:
+            raise IndexError(f"row numbers out of range for {self.shape[0]} rows")
+        index = np.where(index < 0, index + self.shape[0], index)
+        unique, inverse = np.unique(index, return_inverse=True)
+        runs = np.flatnonzero(np.diff(unique) != 1) + 1  # starts of runs of consecutive rows
+        rows = np.empty((len(unique), self.shape[1]), dtype=self.dtype)
+        with open(self.path, "rb") as f:
+            for lo, hi in zip(np.concatenate([[0], runs]), np.concatenate([runs, [len(unique)]])):
+                rows[lo:hi] = self._read(f.fileno(), int(unique[lo]), int(unique[hi - 1]) + 1)
+        out[:] = rows[inverse]
+        return out
 
 
 INTEGER_TOKEN = re.compile(r"(0|[1-9][0-9]*)\Z")
@@ -323,7 +408,8 @@ def require_some_item_features(path, matrix: np.ndarray, rows: np.ndarray, where
     refuse it rather than train on an all-missing modality. ``rows`` = the matrix row of each item
     (-1 = no row)."""
     rows = rows[rows >= 0]
-    if len(rows) and has_nonzero(matrix[rows]):
+    step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * 4))
+    if any(has_nonzero(matrix[rows[start : start + step]]) for start in range(0, len(rows), step)):
         return
     if len(rows) == 0:
         found = "no row for any of them (does the ids file list this dataset's item tokens?)"
@@ -343,8 +429,66 @@ def check_mmrec_feature_file(path, item_ids: np.ndarray, where: str = "the inter
     return int(matrix.shape[0]), int(matrix.shape[1])
 
 
+class AlignedMatrices(Mapping):
+    """name -> float32 ``[n_items, dim]`` features in internal item-id order, each made from its file on
+    first access and kept. :meth:`block` gives rows ``[start, stop)`` without making the whole matrix:
+    what the models' feature preparation and the fingerprints read, so a model's (normalised) copy can be
+    the only copy of a large modality in memory."""
+
+    def __init__(self, n_items: int):
+        self.n_items = n_items
+        self._sources: dict[str, tuple] = {}  # name -> (file matrix, file row of each item, presence mask)
+        self._made: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, raw, rows: np.ndarray, present: np.ndarray) -> None:
+        self._sources[name] = (raw, rows, present)
+
+    def dim(self, name: str) -> int:
+        return int(self._sources[name][0].shape[1])
+
+    def block(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Aligned float32 rows ``[start, stop)`` of modality ``name`` (absent ones zero)."""
+        if name in self._made:
+            return self._made[name][start:stop]
+        raw, rows, present = self._sources[name]
+        out = np.zeros((max(0, min(stop, self.n_items) - start), raw.shape[1]), dtype=np.float32)
+        items = np.flatnonzero(present[start:stop])
+        if len(items):
+            picked = raw[rows[start + items]]
+            out[items] = picked if isinstance(picked, np.ndarray) else picked.toarray()
+        return out
+
+    def blocks(self, name: str):
+        """``(start, aligned rows)`` blocks of about :data:`BLOCK_BYTES` over every item."""
+        step = max(1, BLOCK_BYTES // max(1, self.dim(name) * 4))
+        for start in range(0, self.n_items, step):
+            yield start, self.block(name, start, start + step)
+
+    def is_made(self, name: str) -> bool:
+        return name in self._made
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._made:
+            if name not in self._sources:
+                raise KeyError(name)
+            matrix = np.zeros((self.n_items, self.dim(name)), dtype=np.float32)
+            for start, block in self.blocks(name):
+                matrix[start : start + len(block)] = block
+            self._made[name] = matrix
+        return self._made[name]
+
+    def __iter__(self):
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
 def load_item_features(specs: Sequence[ModalitySpec], item_tokens: Sequence[str]) -> ItemFeatures:
     """Read every modality and align its rows to internal item ids.
+
+    Every file is validated in full, in blocks of rows; the aligned matrices are made on first use
+    (:class:`AlignedMatrices`).
 
     Args:
         specs: modalities, from :func:`parse_modalities`.
@@ -352,25 +496,19 @@ def load_item_features(specs: Sequence[ModalitySpec], item_tokens: Sequence[str]
             index 0 being ``[PAD]``.
     """
     n_items = len(item_tokens)
-    names, matrices, sources = [], {}, {}
+    names, sources = [], {}
+    matrices = AlignedMatrices(n_items)
     mask = np.zeros((n_items, len(specs)), dtype=bool)
     for j, spec in enumerate(specs):
         raw = read_feature_matrix(spec.path)
         rows = rows_for_items(spec, raw.shape[0], item_tokens)
-        aligned = np.zeros((n_items, raw.shape[1]), dtype=np.float32)
         has_row = rows >= 0
-        # in blocks of items: no full copy of the picked rows (nor of a float64 file) beside `aligned`
-        for start, block in row_blocks(aligned):
-            items = start + np.flatnonzero(has_row[start : start + len(block)])
-            if len(items) == 0:
-                continue
-            picked = raw[rows[items]]
-            aligned[items] = picked if isinstance(picked, np.ndarray) else picked.toarray()
-            mask[items, j] = np.any(aligned[items] != 0, axis=1)
-            aligned[items[~mask[items, j]]] = 0.0  # an all-zero row (-0.0 included) is a missing modality: +0.0
+        matrices.add(spec.name, raw, rows, has_row)
+        for start, block in matrices.blocks(spec.name):  # an all-zero row is a missing modality
+            mask[start : start + len(block), j] = np.any(block != 0, axis=1)
+        matrices.add(spec.name, raw, rows, mask[:, j].copy())  # absent rows (-0.0 included) read as +0.0
         if n_items > 1 and not mask[1:, j].any():
             require_some_item_features(spec.path, raw, rows[1:], "the dataset")
         names.append(spec.name)
-        matrices[spec.name] = aligned
         sources[spec.name] = os.fspath(spec.path)
     return ItemFeatures(names=names, matrices=matrices, mask=mask, sources=sources)

@@ -27,6 +27,10 @@ class MultimodalRecommender(GeneralRecommender):
     """
 
     is_abstract_base = True
+    #: True: the model calls :meth:`prepare_features` in its ``__init__``, which then makes its feature
+    #: buffers straight from the dataset's files, in blocks (no unnormalised copy of the catalogue beside
+    #: them); False: the buffers hold the dataset's features as they are, from the start
+    prepares_features = False
     #: True for re-implemented baselines: a comparison counts them as baselines, not as our models.
     is_baseline = False
     #: saved in checkpoints by RecBole's other_parameter mechanism; checked when a checkpoint is loaded
@@ -47,8 +51,10 @@ class MultimodalRecommender(GeneralRecommender):
             )
         self.modality_names = list(features.names)
         self.modality_dims = features.dims()
-        for name in self.modality_names:
-            self.register_buffer(self._buffer_name(name), torch.from_numpy(features.matrices[name]), persistent=False)
+        self._item_features = features
+        if not self.prepares_features:  # the features as they are, until the model transforms them
+            for name in self.modality_names:
+                self.register_buffer(self._buffer_name(name), torch.from_numpy(features.matrices[name]), persistent=False)
         self.register_buffer("modality_mask", torch.from_numpy(features.mask), persistent=False)
         self.feature_fingerprints = features.fingerprints()
         self.feature_sources = dict(features.sources)
@@ -144,20 +150,48 @@ class MultimodalRecommender(GeneralRecommender):
         self.mixed_precision = mixed_precision
         dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
         for j, name in enumerate(self.modality_names):
-            features = self.modality_features(name)
+            has = self.modality_mask[:, j].cpu()
+            center = None
             if feature_norm == "center_l2":
-                features, self.feature_centers[name] = center_on_training_items(
-                    features, self.modality_mask[:, j], self.item_has_training
-                )
-            if feature_norm in ("l2", "center_l2"):
-                features = l2_normalize_rows(features)
-            self.register_buffer(self._buffer_name(name), features.to(dtype), persistent=False)
+                center = training_mean(self._feature_blocks(name), has & self.item_has_training.cpu(), self.modality_dims[name])
+                self.feature_centers[name] = center
+            out = torch.empty((self.n_items, self.modality_dims[name]), dtype=dtype)
+            for start, block in self._feature_blocks(name):  # block by block: one copy of the catalogue
+                if center is not None:
+                    block = torch.where(has[start : start + len(block)].unsqueeze(1), block - center, block)
+                if feature_norm in ("l2", "center_l2"):
+                    block = l2_normalize_rows(block)
+                out[start : start + len(block)] = block
+            self.register_buffer(self._buffer_name(name), out.to(self.modality_mask.device), persistent=False)
+
+    def _feature_blocks(self, name: str):
+        """``(start, float32 rows)`` of one modality as the dataset has it: from the model's buffer where it
+        holds them, else from the dataset's feature store in blocks (:meth:`ItemFeatures.blocks`)."""
+        if hasattr(self, self._buffer_name(name)):
+            features = self.modality_features(name).float().cpu()
+            step = max(1, (64 * 2**20) // max(1, features.shape[1] * 4))
+            for start in range(0, len(features), step):
+                yield start, features[start : start + step]
+            return
+        for start, block in self._item_features.blocks(name):
+            yield start, torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
 
     def content_autocast(self):
         """bfloat16 autocast on the features' device when ``mixed_precision: bf16``, else nothing."""
         if getattr(self, "mixed_precision", None) == "bf16":
             return torch.autocast(device_type=self.modality_mask.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def training_mean(blocks, reference: torch.Tensor, dim: int) -> torch.Tensor:
+    """float32 mean row of the rows ``reference`` marks (the training items that have the modality), over
+    ``(start, rows)`` blocks, summed in float64; zeros when there is none."""
+    total, count = torch.zeros(dim, dtype=torch.float64), 0
+    for start, block in blocks:
+        chosen = reference[start : start + len(block)]
+        total += block[chosen].double().sum(0)
+        count += int(chosen.sum())
+    return (total / max(count, 1)).float() if count else torch.zeros(dim)
 
 
 def center_on_training_items(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor):

@@ -80,6 +80,8 @@ def contrast_logits(anchor, positive, negatives, groups) -> torch.Tensor:
 class CLCRec(DotProductScoring, MultimodalRecommender):
     r"""Contrastive learning for cold-start recommendation; see the module docstring. A baseline."""
 
+    prepares_features = True
+
     input_type = InputType.PAIRWISE
     is_baseline = True
 

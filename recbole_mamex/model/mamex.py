@@ -65,6 +65,8 @@ WEIGHT_INITS = ("xavier_normal", "authors")
 class MAMEX(DotProductScoring, MultimodalRecommender):
     r"""Multi-modal adaptive mixture of experts; see the module docstring."""
 
+    prepares_features = True
+
     input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):

@@ -100,6 +100,8 @@ def pairwise_alignment(stacked: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 class MILK(DotProductScoring, MultimodalRecommender):
     r"""Multimodality invariant learning for new items; see the module docstring. A baseline."""
 
+    prepares_features = True
+
     input_type = InputType.PAIRWISE
     is_baseline = True
 

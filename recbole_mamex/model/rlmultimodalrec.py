@@ -57,6 +57,8 @@ CONTENT_POSITIONS = ("before", "after")
 class RLMultimodalRec(MultimodalRecommender):
     r"""Gated multimodal fusion + LightGCN; see the module docstring (our design, stated there)."""
 
+    prepares_features = True
+
     input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):

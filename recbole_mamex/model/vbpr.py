@@ -43,6 +43,8 @@ from recbole_mamex.model.abstract import MultimodalRecommender
 class VBPR(MultimodalRecommender):
     r"""Visual (here: multimodal) BPR; see the module docstring. A baseline (``is_baseline``)."""
 
+    prepares_features = True
+
     input_type = InputType.PAIRWISE
     is_baseline = True
 

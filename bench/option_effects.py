@@ -203,6 +203,32 @@ def report(plan, name: str, rows: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+CODE = ("recbole_mamex", "dataset_prep", "properties")  # what the runs' numbers depend on
+
+
+def code_commit(out: Path) -> str:
+    """The commit whose package code trained the runs in ``out`` (``out/code_commit.txt``, written by the
+    first run). The records are reused only while the package code is that commit's: compare's stale-run
+    check sees settings and versions, not a change of the code that keeps both."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    marker = out / "code_commit.txt"
+    if not marker.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(head + "\n", encoding="utf-8")
+        return head
+    made = marker.read_text(encoding="utf-8").strip()
+    changed = subprocess.run(["git", "diff", "--quiet", made, "HEAD", "--", *CODE], cwd=ROOT).returncode
+    if changed:
+        raise SystemExit(
+            f"error: {out} holds runs trained by the package code of commit {made[:10]}, and this checkout's "
+            f"{', '.join(CODE)} differ from it. Continue from that code: git worktree add ../effects-tree {made[:10]}, copy "
+            f"{out.relative_to(ROOT)} there and run this script there (then copy the records back), or move {out} away"
+        )
+    return made
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plan", choices=sorted(PLANS))
@@ -215,6 +241,11 @@ def main(argv=None) -> int:
     rows = effect_rows(plan)
     args.work.mkdir(parents=True, exist_ok=True)
     os.chdir(args.work)
+    marker = out / "code_commit.txt"
+    if args.report_only:  # reads records only: any checkout may write the report
+        commit = marker.read_text(encoding="utf-8").strip() if marker.is_file() else "unknown"
+    else:
+        commit = code_commit(out)
     if not args.report_only:
         same = {}
         for base in dict.fromkeys(b for _, _, b in rows.values()):
@@ -223,7 +254,7 @@ def main(argv=None) -> int:
         compare(plan, same, out / "reproduction", first_only=True, jobs=args.jobs)
         todo = with_same_rows(plan, rows)
         compare(plan, {name: settings for name, (_, settings, _) in todo.items()}, out, first_only=False, jobs=args.jobs)
-    text = report(plan, args.plan, rows, out)
+    text = report(plan, args.plan, rows, out).replace("\n\n", f"\n\nRuns trained by the package code of commit `{commit[:10]}`.\n\n", 1)
     path = ROOT / "bench/results" / f"option_effects_{plan['dataset'].replace('-', '_')}.md"
     path.write_text(text, encoding="utf-8")
     print(text)

@@ -122,6 +122,34 @@ def run_variant(variant: str, work: Path, seed: int) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def measure_build(variant: str, work: Path, seed: int) -> dict:
+    """Build only (dataset, loaders, model, trainer) of one variant, in this process: its peak RSS."""
+    import os
+
+    sys.path.insert(0, str(HERE.parent))
+    from recbole_mamex.compare import peak_rss_gb, reset_peak_rss
+    from sports_scale import VARIANTS, build
+
+    os.chdir(work)
+    spec = dict(VARIANTS[variant])
+    model_name = spec.pop("model")
+    spec.pop("buffered_gather", None)
+    reset_peak_rss()
+    start = time.perf_counter()
+    build(model_name, work, "cpu", seed, **spec)
+    return {"variant": variant, "build_s": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb()}
+
+
+def build_in_subprocess(variant: str, work: Path, seed: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--measure-build", variant, "--work", str(work), "--seed", str(seed)],
+                          capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        print(proc.stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"building {variant} at {work} failed")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def exponent(sizes, values) -> float:
     """b of ``value ~ size^b`` by least squares on logs (nan with fewer than two points)."""
     if len(sizes) < 2:
@@ -158,7 +186,13 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/recbole-mamex-scaling"))
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    parser.add_argument("--build-only", action="store_true",
+                        help="only build each variant (dataset, loaders, model, trainer) and report that peak RSS")
+    parser.add_argument("--measure-build", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.measure_build:
+        print("RESULT " + json.dumps(measure_build(args.measure_build, args.work, args.seed)))
+        return 0
     sys.path.insert(0, str(HERE.parent))
     from sports_scale import VARIANTS  # noqa: E402 (bench/ is this script's folder)
 
@@ -166,6 +200,21 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"error: --variants: expected some of {', '.join(VARIANTS)}, found {unknown}")
     sizes, results = {}, {v: {} for v in args.variants}
+    if args.build_only:
+        lines = ["| variant | scale | users | items | interactions | features GB | build s | peak RSS GB (build) |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for scale in args.scales:
+            work = (args.work / f"scale{scale:g}").resolve()
+            sizes[scale] = s = prepare(work, scale, args.seed)
+            for variant in args.variants:
+                r = build_in_subprocess(variant, work, args.seed)
+                lines.append(f"| {variant} | {scale:g}x | {s['users']:,} | {s['items']:,} | {s['interactions']:,} | "
+                             f"{s['feature_gb']:.2f} | {r['build_s']:.0f} | {r['peak_rss_gb']:.2f} |")
+                print(lines[-1], flush=True)
+        if args.out:
+            command = "python bench/scaling.py " + " ".join(sys.argv[1:] if argv is None else argv)
+            args.out.write_text(f"# Build memory ({command})\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        return 0
     for scale in args.scales:
         work = (args.work / f"scale{scale:g}").resolve()
         sizes[scale] = prepare(work, scale, args.seed)

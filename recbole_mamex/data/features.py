@@ -15,7 +15,9 @@ Relative paths are relative to the dataset directory (``<data_path>/<dataset>/``
 
 :func:`load_item_features` reads and validates every file, then re-orders rows to RecBole's internal
 item ids (which follow first appearance in the ``.inter`` files, with 0 = ``[PAD]``). It returns
-float32 matrices of shape ``[n_items, dim]`` and a presence mask ``[n_items, n_modalities]``: an item
+float32 matrices of shape ``[n_items, dim]`` (made on first use; the models that prepare their features
+read them block by block instead, so a ``.npy`` file is never whole in memory beside the model's copy:
+:class:`DenseFeatureFile`, :class:`AlignedMatrices`) and a presence mask ``[n_items, n_modalities]``: an item
 is missing a modality when the file has no row for it (``ids`` mapping) or its row is all zeros.
 Row 0 (padding) is zero and marked missing. Rows for no item of the dataset (extra rows, or ids-file
 tokens that are not items) are ignored; a modality missing for every item is an error.

@@ -32,12 +32,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from paired_tests import load  # noqa: E402
+from paired_tests import load, paired_records as paired  # noqa: E402
 
 CENTER = {"feature_norm": "center_l2"}
 WARM_NEG = {"train_neg_items": "warm"}
@@ -112,15 +111,6 @@ def compare(plan, variants: dict[str, dict], out: Path, first_only: bool, jobs: 
     code = main(args)
     if code:
         raise SystemExit(code)
-
-
-def paired(a: dict, b: dict, value) -> tuple[float, float, float, int]:
-    keys = sorted(set(a) & set(b))
-    x = np.array([value(a[k]) for k in keys], dtype=float)
-    y = np.array([value(b[k]) for k in keys], dtype=float)
-    diff = x - y
-    p = float(stats.ttest_rel(x, y).pvalue) if len(keys) >= 2 and not np.allclose(diff, 0) else float("nan")
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(keys) > 1 else float("nan"), p, len(keys)
 
 
 def mean_sd(records: dict, value) -> str:

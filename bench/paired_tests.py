@@ -43,16 +43,22 @@ def load(*outs: Path) -> dict[str, dict[str, dict]]:
     return rows
 
 
+def paired_records(a: dict, b: dict, value) -> tuple[float, float, float, int]:
+    """Mean and sd of ``value(a[k]) - value(b[k])`` over the pair keys both have, the paired t-test's
+    p-value (nan with fewer than two pairs or no difference), and the number of pairs."""
+    keys = sorted(set(a) & set(b))
+    x = np.array([value(a[k]) for k in keys], dtype=float)
+    y = np.array([value(b[k]) for k in keys], dtype=float)
+    diff = x - y
+    p = float(stats.ttest_rel(x, y).pvalue) if len(keys) >= 2 and not np.allclose(diff, 0) else float("nan")
+    return float(diff.mean()), float(diff.std(ddof=1)) if len(keys) > 1 else float("nan"), p, len(keys)
+
+
 def paired(rows, first: str, second: str, candidates: str, metric: str) -> tuple[float, float, float, int]:
     for name in (first, second):
         if name not in rows:
             raise SystemExit(f"error: no row named {name!r}; rows: {', '.join(sorted(rows))}")
-    keys = sorted(set(rows[first]) & set(rows[second]))
-    a = np.array([rows[first][k]["results"][candidates][metric] for k in keys], dtype=float)
-    b = np.array([rows[second][k]["results"][candidates][metric] for k in keys], dtype=float)
-    diff = a - b
-    p = float(stats.ttest_rel(a, b).pvalue) if len(keys) >= 2 and not np.allclose(diff, 0) else float("nan")
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(keys) > 1 else float("nan"), p, len(keys)
+    return paired_records(rows[first], rows[second], lambda r: r["results"][candidates][metric])
 
 
 def main(argv=None) -> int:

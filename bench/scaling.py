@@ -108,18 +108,20 @@ def prepare(work: Path, scale: float, seed: int, log=print) -> dict:
     return sizes
 
 
-def run_variant(variant: str, work: Path, seed: int) -> dict:
-    """One (variant, scale) in its own process: bench/sports_scale.py's figures."""
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "sports_scale.py"), "--variant", variant, "--work", str(work), "--seed", str(seed),
-         "--catalogue-batches", "0"],
-        capture_output=True, text=True,
-    )
+def result_of(command: list, what: str) -> dict:
+    """The ``RESULT {json}`` line a subprocess prints; its stderr and an exit when it fails."""
+    proc = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         print(proc.stderr[-4000:], file=sys.stderr)
-        raise SystemExit(f"{variant} at {work} failed")
+        raise SystemExit(f"{what} failed")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def run_variant(variant: str, work: Path, seed: int) -> dict:
+    """One (variant, scale) in its own process: bench/sports_scale.py's figures."""
+    return result_of([sys.executable, str(HERE / "sports_scale.py"), "--variant", variant, "--work", str(work),
+                      "--seed", str(seed), "--catalogue-batches", "0"], f"{variant} at {work}")
 
 
 def measure_build(variant: str, work: Path, seed: int) -> dict:
@@ -141,13 +143,8 @@ def measure_build(variant: str, work: Path, seed: int) -> dict:
 
 
 def build_in_subprocess(variant: str, work: Path, seed: int) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--measure-build", variant, "--work", str(work), "--seed", str(seed)],
-                          capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        print(proc.stderr[-4000:], file=sys.stderr)
-        raise SystemExit(f"building {variant} at {work} failed")
-    return json.loads(lines[-1][len("RESULT "):])
+    return result_of([sys.executable, __file__, "--measure-build", variant, "--work", str(work), "--seed", str(seed)],
+                     f"building {variant} at {work}")
 
 
 def exponent(sizes, values) -> float:

@@ -641,13 +641,13 @@ def _main(args) -> int:
     start = time.time()
     backend = start_backend(args)
     try:
-        return _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, dataset_is_there,
+        code = _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, dataset_is_there,
                          extra, backend)
     except BaseException:
         backend.close(cancel=True)
         raise
-    finally:
-        backend.close()
+    backend.close()
+    return code
 
 
 def start_backend(args):

@@ -73,7 +73,7 @@ class ItemFeatures:
     """Features of every item, in RecBole's internal item-id order."""
 
     names: list[str]
-    matrices: Mapping[str, np.ndarray]  # name -> float32 [n_items, dim] (AlignedMatrices: made on first use)
+    matrices: AlignedMatrices  # name -> float32 [n_items, dim], made on first use
     mask: np.ndarray  # bool [n_items, n_modalities], column order = names
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -85,28 +85,12 @@ class ItemFeatures:
         return {name: self.dim(name) for name in self.names}
 
     def dim(self, name: str) -> int:
-        matrices = self.matrices
-        return matrices.dim(name) if isinstance(matrices, AlignedMatrices) else int(matrices[name].shape[1])
+        return self.matrices.dim(name)
 
     def blocks(self, name: str):
         """``(start, aligned float32 rows)`` blocks over every item, without making the whole matrix when
         it is not made yet."""
-        if isinstance(self.matrices, AlignedMatrices):
-            yield from self.matrices.blocks(name)
-            return
-        matrix = self.matrices[name]
-        step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * 4))
-        for start in range(0, len(matrix), step):
-            yield start, matrix[start : start + step]
-
-    def rows(self, name: str, index: np.ndarray) -> np.ndarray:
-        """Aligned float32 rows ``index`` of modality ``name``."""
-        if isinstance(self.matrices, AlignedMatrices) and not self.matrices.is_made(name):
-            out = np.zeros((len(index), self.dim(name)), dtype=np.float32)
-            for i, item in enumerate(np.asarray(index, dtype=np.int64)):
-                out[i] = self.matrices.block(name, int(item), int(item) + 1)[0]
-            return out
-        return np.ascontiguousarray(self.matrices[name][index])
+        return self.matrices.blocks(name)
 
     FINGERPRINT_BLOCK = 4096  # rows widened to float64 at a time for the sums
 
@@ -122,21 +106,16 @@ class ItemFeatures:
         for name in self.names:
             shape = (n, self.dim(name))
             rows = np.unique(np.linspace(0, max(n - 1, 0), num=min(n, 512)).astype(np.int64))
-            digest = hashlib.blake2b(self.rows(name, rows).tobytes(), digest_size=8)
+            digest = hashlib.blake2b(self.matrices.rows(name, rows).tobytes(), digest_size=8)
             digest.update(repr((shape, "float32")).encode())
             total = squares = 0.0
             for start in range(0, n, self.FINGERPRINT_BLOCK):
-                block = self._fingerprint_block(name, start, start + self.FINGERPRINT_BLOCK).astype(np.float64)
+                block = self.matrices.block(name, start, start + self.FINGERPRINT_BLOCK).astype(np.float64)
                 total += float(block.sum())
                 squares += float(np.einsum("ij,ij->", block, block))
             digest.update(np.array([total, squares]).tobytes())
             out[name] = f"{shape[0]}x{shape[1]}:{digest.hexdigest()}"
         return out
-
-    def _fingerprint_block(self, name: str, start: int, stop: int) -> np.ndarray:
-        if isinstance(self.matrices, AlignedMatrices):
-            return self.matrices.block(name, start, stop)
-        return self.matrices[name][start:stop]
 
     def coverage(self) -> dict[str, float]:
         """Share of real items (padding excluded) that have each modality."""
@@ -278,10 +257,15 @@ def read_feature_matrix(path):
 BLOCK_BYTES = 64 * 2**20  # rows read (and widened) at a time when a whole matrix is checked or aligned
 
 
+def rows_per_block(row_bytes: int) -> int:
+    """How many rows of ``row_bytes`` bytes make a block of about :data:`BLOCK_BYTES` (at least one)."""
+    return max(1, BLOCK_BYTES // max(1, row_bytes))
+
+
 def row_blocks(matrix):
     """``(first row, rows)`` blocks of about :data:`BLOCK_BYTES` of ``matrix`` (an array, a memory map or
     a :class:`DenseFeatureFile`)."""
-    step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * matrix.dtype.itemsize))
+    step = rows_per_block(matrix.shape[1] * matrix.dtype.itemsize)
     for start in range(0, matrix.shape[0], step):
         yield start, np.asarray(matrix[start : start + step])
 
@@ -410,7 +394,7 @@ def require_some_item_features(path, matrix: np.ndarray, rows: np.ndarray, where
     refuse it rather than train on an all-missing modality. ``rows`` = the matrix row of each item
     (-1 = no row)."""
     rows = rows[rows >= 0]
-    step = max(1, BLOCK_BYTES // max(1, matrix.shape[1] * 4))
+    step = rows_per_block(matrix.shape[1] * 4)
     if any(has_nonzero(matrix[rows[start : start + step]]) for start in range(0, len(rows), step)):
         return
     if len(rows) == 0:
@@ -452,17 +436,24 @@ class AlignedMatrices(Mapping):
         """Aligned float32 rows ``[start, stop)`` of modality ``name`` (absent ones zero)."""
         if name in self._made:
             return self._made[name][start:stop]
+        return self.rows(name, np.arange(start, min(stop, self.n_items)))
+
+    def rows(self, name: str, index: np.ndarray) -> np.ndarray:
+        """Aligned float32 rows ``index`` (internal item ids) of modality ``name``."""
+        index = np.asarray(index, dtype=np.int64)
+        if name in self._made:
+            return np.ascontiguousarray(self._made[name][index])
         raw, rows, present = self._sources[name]
-        out = np.zeros((max(0, min(stop, self.n_items) - start), raw.shape[1]), dtype=np.float32)
-        items = np.flatnonzero(present[start:stop])
-        if len(items):
-            picked = raw[rows[start + items]]
-            out[items] = picked if isinstance(picked, np.ndarray) else picked.toarray()
+        out = np.zeros((len(index), raw.shape[1]), dtype=np.float32)
+        chosen = np.flatnonzero(present[index])
+        if len(chosen):
+            picked = raw[rows[index[chosen]]]
+            out[chosen] = picked if isinstance(picked, np.ndarray) else picked.toarray()
         return out
 
     def blocks(self, name: str):
         """``(start, aligned rows)`` blocks of about :data:`BLOCK_BYTES` over every item."""
-        step = max(1, BLOCK_BYTES // max(1, self.dim(name) * 4))
+        step = rows_per_block(self.dim(name) * 4)
         for start in range(0, self.n_items, step):
             yield start, self.block(name, start, start + step)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 
+from recbole_mamex.data.features import rows_per_block
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.layers import gathered_linear, l2_normalize_rows, new_workspace
 
@@ -61,7 +62,7 @@ class MultimodalRecommender(GeneralRecommender):
         self.feature_centers = {}  # modality -> the row feature_norm: center_l2 subtracted (training items' mean)
         self.register_training_items(dataset)
         self._eval_cache = None
-        self._workspaces = {}  # (call site, modality) -> the reusable gather buffers of feature_product
+        self._workspaces = {}  # modality -> the reusable gather buffers of feature_product
 
     def evaluation_cached(self, compute):
         """``compute()`` while training; in evaluation its result, computed once (without gradients) and
@@ -102,12 +103,12 @@ class MultimodalRecommender(GeneralRecommender):
     buffered_gather = True
 
     def feature_product(self, weight: torch.Tensor, bias: torch.Tensor | None, items: torch.Tensor | None = None,
-                        modalities=None, site: str = "") -> torch.Tensor:
+                        modalities=None) -> torch.Tensor:
         """``concat(features of modalities)[items] @ weight.T + bias`` (``modalities``: default every one, in
         order; ``items`` None: the whole catalogue), without concatenating: one product per modality block
         of ``weight``'s columns, summed. While training, each block's rows are gathered into buffers reused
         from step to step (:func:`recbole_mamex.model.layers.gathered_linear`; a fresh tensor of the rows
-        per step is page-faulted on a CPU). ``site`` names the call site: each site keeps its own buffers."""
+        per step is page-faulted on a CPU); each modality keeps its own buffers."""
         names = list(self.modality_names if modalities is None else modalities)
         out, start = None, 0
         for name in names:
@@ -115,12 +116,8 @@ class MultimodalRecommender(GeneralRecommender):
             block = weight[:, start : start + features.shape[1]]
             start += features.shape[1]
             part_bias = bias if out is None else None
-            if self.buffered_gather:
-                workspace = self._workspaces.setdefault((site, name), new_workspace())
-                part = gathered_linear(features, items, block, part_bias, workspace)
-            else:
-                rows = features if items is None else torch.index_select(features, 0, items)
-                part = torch.nn.functional.linear(rows, block, part_bias)
+            workspace = self._workspaces.setdefault(name, new_workspace()) if self.buffered_gather else None
+            part = gathered_linear(features, items, block, part_bias, workspace)
             out = part if out is None else out + part
         if start != weight.shape[1]:
             raise ValueError(f"feature_product: weight has {weight.shape[1]} columns, the modalities {names} {start}")
@@ -169,7 +166,7 @@ class MultimodalRecommender(GeneralRecommender):
         holds them, else from the dataset's feature store in blocks (:meth:`ItemFeatures.blocks`)."""
         if hasattr(self, self._buffer_name(name)):
             features = self.modality_features(name).float().cpu()
-            step = max(1, (64 * 2**20) // max(1, features.shape[1] * 4))
+            step = rows_per_block(features.shape[1] * 4)
             for start in range(0, len(features), step):
                 yield start, features[start : start + step]
             return

@@ -137,11 +137,12 @@ def new_workspace() -> _ProjectionWorkspace:
 
 
 def gathered_linear(source: torch.Tensor, index: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor | None,
-                    workspace: _ProjectionWorkspace) -> torch.Tensor:
+                    workspace: _ProjectionWorkspace | None) -> torch.Tensor:
     """``F.linear(source[index], weight, bias)`` (``index`` None: all rows). While training on a ``source``
     that needs no gradient (stored features) and a ``weight`` that does, the rows are gathered into
-    ``workspace``'s reusable buffers (:class:`_GatheredProjection`); otherwise a plain gather and product."""
-    if torch.is_grad_enabled() and not source.requires_grad and weight.requires_grad:
+    ``workspace``'s reusable buffers (:class:`_GatheredProjection`); otherwise (or with no ``workspace``) a
+    plain gather and product."""
+    if workspace is not None and torch.is_grad_enabled() and not source.requires_grad and weight.requires_grad:
         if bias is None:
             bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
         out, _ = _GatheredProjection.apply(source, index, weight, bias, weight.shape[0], workspace)

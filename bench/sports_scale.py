@@ -16,7 +16,8 @@ Variants, each in its own process (so peak RSS is per variant), in one run:
 - our VBPR, MILK and CLCRec at their defaults: one full epoch each; and each again with
   ``buffered_gather = False`` (not a config key: a class attribute of the models, set here only), a fresh
   tensor of the batch's feature rows per step instead of the reusable buffers every shipped model uses,
-  so the table shows what the buffers gain.
+  so the table shows what the buffers gain; and each with ``feature_storage: bf16`` (features in half
+  the memory, float32 products).
 
 ``--epochs N`` trains each variant N epochs and reports the last (the GPU check uses 2: a GPU's first
 epoch holds its warm-up).
@@ -63,6 +64,10 @@ VARIANTS = {
     "vbpr_plain_gather": {"model": "VBPR", "buffered_gather": False},
     "milk_plain_gather": {"model": "MILK", "buffered_gather": False},
     "clcrec_plain_gather": {"model": "CLCRec", "buffered_gather": False},
+    # features kept in bfloat16 (half their memory), products still in float32
+    "vbpr_bf16_storage": {"model": "VBPR", "feature_storage": "bf16"},
+    "milk_bf16_storage": {"model": "MILK", "feature_storage": "bf16"},
+    "clcrec_bf16_storage": {"model": "CLCRec", "feature_storage": "bf16"},
 }
 
 

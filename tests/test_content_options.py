@@ -13,7 +13,7 @@ from recbole.model.general_recommender import LightGCN
 from recbole.utils import init_seed
 
 from recbole_mamex.config import Config, ConfigError
-from recbole_mamex.model import MAMEX, VBPR
+from recbole_mamex.model import CLCRec, MAMEX, MILK, VBPR
 from recbole_mamex.model.rlmultimodalrec import RLMultimodalRec
 from recbole_mamex.quick_start import CheckpointMismatchError, load_data_and_model, run_recbole_mamex
 from recbole_mamex.data.loading import create_dataset, data_preparation
@@ -225,3 +225,67 @@ def test_features_are_prepared_block_by_block_without_a_whole_copy(cold_tiny, wo
         else:
             whole = F.normalize(whole, dim=1) if feature_norm == "l2" else whole
             assert torch.equal(model.modality_features(name), whole)  # row-wise: the same bits
+
+
+# ----------------------------------------------------------------------------- feature_storage
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rows", [None, "gathered"])
+def test_narrow_stored_features_give_the_float32_product_of_their_values(monkeypatch, dtype, rows):
+    """Features stored in bf16/fp16, no autocast: forward and backward equal float32 autograd on the same
+    (rounded) values, widened a few rows at a time (WIDEN_ROWS set small: many blocks), buffered or not."""
+    import recbole_mamex.model.layers as layers
+
+    monkeypatch.setattr(layers, "WIDEN_ROWS", 7)
+    generator = torch.Generator().manual_seed(3)
+    source = torch.randn(50, 12, generator=generator).to(dtype)
+    index = None if rows is None else torch.randint(0, 50, (23,), generator=generator)
+    weight = torch.randn(5, 12, generator=generator, requires_grad=True)
+    bias = torch.randn(5, generator=generator, requires_grad=True)
+    wide = source.float() if index is None else source.float()[index]
+    expected = torch.nn.functional.linear(wide, weight, bias)
+    upstream = torch.randn(expected.shape, generator=generator)
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), [weight, bias])
+    for workspace in (layers.new_workspace(), None):
+        out = layers.gathered_linear(source, index, weight, bias, workspace)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        for got, want in zip(torch.autograd.grad((out * upstream).sum(), [weight, bias]), expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # evaluation: the whole catalogue, no autograd
+        torch.testing.assert_close(layers.gathered_linear(source, index, weight, bias, None), expected.detach(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_class", [VBPR, MILK, CLCRec, MAMEX, RLMultimodalRec])
+@pytest.mark.parametrize("storage", ["bf16", "fp16"])
+def test_feature_storage_keeps_features_narrow_and_scores_close(cold_tiny, workdir, model_class, storage):
+    """``feature_storage``: buffers in that dtype, the rounded float32 rows; with the same weights the
+    scores stay within rounding of float32 storage, and a training step runs."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[storage]
+    _, _, train, wide = build(model_class)
+    _, _, _, narrow = build(model_class, feature_storage=storage)
+    narrow.load_state_dict(wide.state_dict())
+    for name in wide.modality_names:
+        assert wide.modality_features(name).dtype == torch.float32
+        assert narrow.modality_features(name).dtype == dtype
+        assert torch.equal(narrow.modality_features(name), wide.modality_features(name).to(dtype))
+    batch = next(iter(train))
+    wide.eval(), narrow.eval()
+    with torch.no_grad():
+        a, b = wide.full_sort_predict(batch).float(), narrow.full_sort_predict(batch).float()
+    assert not torch.equal(a, b)  # the rounding is there...
+    torch.testing.assert_close(b, a, rtol=0.05, atol=0.02 * float(a.abs().max()))  # ...and only rounding
+    narrow.train()
+    loss = narrow.calculate_loss(batch)
+    loss = sum(loss) if isinstance(loss, tuple) else loss
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in narrow.parameters())
+
+
+def test_feature_storage_follows_mixed_precision_and_is_checked(cold_tiny, workdir):
+    _, _, _, model = build(MAMEX, mixed_precision="bf16")
+    assert all(model.modality_features(n).dtype == torch.bfloat16 for n in model.modality_names)
+    _, _, _, model = build(MAMEX, mixed_precision="bf16", feature_storage="fp32")
+    assert all(model.modality_features(n).dtype == torch.float32 for n in model.modality_names)
+    with pytest.raises(ConfigError, match="feature_storage: expected fp32, bf16, fp16 or ~, found 'int8'"):
+        build(VBPR, feature_storage="int8")

@@ -210,3 +210,42 @@ def test_random_model_ranks_each_user_on_its_own(cold_dataset, workdir):
     assert int(users) > 10
     assert rows["random_ranking_per_user"] == [users, users]  # RecBole: every user of the batch gets row 0's scores
     assert rows[""] == [users, "1"]  # here: only row 0 itself
+
+
+LOADER_CONTENT = """
+    import hashlib, json, sys
+    sys.path.insert(0, {tests!r})
+    from recbole_mamex import compat as _shims; _shims.apply_all()
+    import torch
+    from recbole.data import data_preparation
+    from recbole.utils.case_study import full_sort_scores
+    from recbole_mamex.config import Config
+    from recbole_mamex.data.loading import create_dataset
+    from helpers import FAST
+    # 5 users per batch: several batches
+    config = Config(model="BPR", dataset="eb", config_dict={{**FAST, "full_sort_batch_mb": 4 * 5 * 62 / 2**20}}, cmd_args=[])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    seen, histories = [], 0
+    for loader in (valid, test):
+        for users, (history_u, history_i), positive_u, positive_i in loader:
+            assert history_u.dtype == history_i.dtype == positive_u.dtype == positive_i.dtype == torch.int64
+            histories += len(history_i)
+            seen.append([users["user_id"].tolist(), sorted(zip(history_u.tolist(), history_i.tolist())),
+                         sorted(zip(positive_u.tolist(), positive_i.tolist()))])
+        seen.append([int(n) for n in loader.uid2items_num])
+        seen.append(sorted(loader.uid2history_item[int(loader.uid_list[0])].tolist()))
+    masked = full_sort_scores([1, 2, 3], type("M", (), {{"eval": lambda s: None,
+        "full_sort_predict": lambda s, i: torch.zeros(len(i) * test.dataset.item_num)}})(), test)
+    seen.append(torch.isinf(masked).nonzero().tolist())
+    print(type(valid.uid2history_item).__name__, histories, len(seen), hashlib.sha256(json.dumps(seen).encode()).hexdigest())
+"""
+
+
+def test_compact_loaders_give_recboles_batches(cold_dataset, workdir):
+    """With the user lists in compressed rows, every batch holds the same users, history pairs and positive
+    pairs as RecBole's own loader (as sets), in the valid and the test loader, and RecBole's case_study
+    masks the same history."""
+    lines = {k: v.split() for k, v in last_line_with_and_without("compact_full_sort_users", LOADER_CONTENT, workdir).items()}
+    assert lines[""][0] == "PerUserRows" and lines["compact_full_sort_users"][0] == "ndarray"
+    assert int(lines[""][1]) > 100 and int(lines[""][2]) > 4  # histories to mask, several batches
+    assert lines[""][1:] == lines["compact_full_sort_users"][1:]

@@ -14,6 +14,7 @@ from recbole_mamex.model.layers import gathered_linear, l2_normalize_rows, new_w
 
 FEATURE_NORMS = ("l2", "center_l2", "none", None)
 PRECISIONS = ("none", "fp32", "bf16", None)
+STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, None: None}
 
 
 class MultimodalRecommender(GeneralRecommender):
@@ -131,21 +132,29 @@ class MultimodalRecommender(GeneralRecommender):
         """``[n_items, dim]`` features of one modality, on the model's device."""
         return getattr(self, self._buffer_name(modality))
 
-    def prepare_features(self, feature_norm, mixed_precision) -> None:
-        """Normalise every modality's rows and, for ``mixed_precision: bf16``, store them in bfloat16 (half
-        the memory traffic when rows are gathered); validates both keys.
+    def prepare_features(self, feature_norm, mixed_precision, feature_storage=None) -> None:
+        """Normalise every modality's rows and store them in ``feature_storage``'s dtype; validates the keys.
 
         ``feature_norm``: ``l2`` (row-wise L2), ``center_l2`` (subtract the mean row of the training items
         that have the modality, then L2: a direction every item shares stops dominating; the mean is kept
         in :attr:`feature_centers` and saved with a checkpoint) or ``none``. Only training items enter the
         mean, so a cold item's features change nothing but its own row.
+
+        ``feature_storage``: ``fp32``, ``bf16`` or ``fp16`` (half the memory of the catalogue's features;
+        the products still run in float32, or in bf16 under ``mixed_precision: bf16``, rows widened block
+        by block: :func:`recbole_mamex.model.layers.project_rows`); ``~``: bf16 when ``mixed_precision``
+        is bf16 (half the memory traffic when rows are gathered), else fp32.
         """
         if feature_norm not in FEATURE_NORMS:
             raise ConfigError(f"feature_norm: expected one of l2, center_l2, none, found {feature_norm!r}")
         if mixed_precision not in PRECISIONS:
             raise ConfigError(f"mixed_precision: expected none or bf16, found {mixed_precision!r}")
+        if feature_storage not in STORAGE_DTYPES:
+            raise ConfigError(f"feature_storage: expected fp32, bf16, fp16 or ~, found {feature_storage!r}")
         self.mixed_precision = mixed_precision
-        dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
+        if feature_storage is None:
+            feature_storage = "bf16" if mixed_precision == "bf16" else "fp32"
+        dtype = STORAGE_DTYPES[feature_storage]
         for j, name in enumerate(self.modality_names):
             has = self.modality_mask[:, j].cpu()
             center = None

@@ -103,7 +103,7 @@ class CLCRec(DotProductScoring, MultimodalRecommender):
             raise ConfigError(f"num_negatives: expected an integer >= 1, found {self.n_negatives!r}")
         if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
             raise ConfigError(f"temperature: expected a number > 0, found {self.temperature!r}")
-        self.prepare_features(config["feature_norm"], "none")
+        self.prepare_features(config["feature_norm"], "none", config["feature_storage"])
         content_dim = sum(self.modality_dims[name] for name in self.modality_names)
 
         self.user_embedding = nn.Embedding(self.n_users, d)

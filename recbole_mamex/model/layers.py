@@ -94,16 +94,17 @@ class _GatheredProjection(torch.autograd.Function):
     The same numbers as ``F.linear(source[index], weight, bias)``, but the gathered rows live in the
     workspace instead of a fresh tensor kept for backward (backward re-gathers them only if another
     forward has used the workspace since), the product is computed zero-padded to a multiple of
-    :data:`PROJECTION_COLUMN_MULTIPLE` columns, and it runs in ``source``'s dtype (bf16 features: a bf16
-    product, with the weight gradient returned in the parameter's dtype, as autocast would).
+    :data:`PROJECTION_COLUMN_MULTIPLE` columns, and it runs in ``dtype`` (:func:`product_dtype`: bf16 under
+    autocast, with the weight gradient returned in the parameter's dtype, as autocast would). Rows stored
+    in another dtype are converted block by block, never as a whole.
     """
 
     @staticmethod
-    def forward(ctx, source, index, weight, bias, split, workspace):
+    def forward(ctx, source, index, weight, bias, split, workspace, dtype):
         with torch.autocast(source.device.type, enabled=False):
             x = source if index is None else workspace.gather(source, index)
-            padded_weight, padded_bias = workspace.padded_parameters(weight, bias, source.dtype)
-            out = torch.addmm(padded_bias, x, padded_weight.t())
+            padded_weight, padded_bias = workspace.padded_parameters(weight, bias, dtype)
+            out = _widened_addmm(padded_bias, x, padded_weight)
         ctx.save_for_backward(source, index)
         ctx.workspace, ctx.ticket, ctx.split, ctx.n_out = workspace, workspace.ticket, split, weight.shape[0]
         ctx.weight_dtype, ctx.bias_dtype = weight.dtype, bias.dtype
@@ -119,16 +120,70 @@ class _GatheredProjection(torch.autograd.Function):
             x = workspace.rows[: len(index)]
         else:
             x = workspace.gather(source, index)
-        grad = workspace.output_grad(x.shape[0], ctx.n_out, x)
+        grad = workspace.output_grad(x.shape[0], ctx.n_out, workspace.weight)
         grad[:, : ctx.split].copy_(grad_first)
         grad[:, ctx.split :].copy_(grad_rest)
         grad_weight = grad_bias = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[2]:
-                grad_weight = torch.mm(grad.t(), x).to(ctx.weight_dtype)
+                grad_weight = _widened_grad_weight(grad, x).to(ctx.weight_dtype)
             if ctx.needs_input_grad[3]:
                 grad_bias = grad.sum(0).to(ctx.bias_dtype)
-        return None, None, grad_weight, grad_bias, None, None
+        return None, None, grad_weight, grad_bias, None, None, None
+
+
+#: rows of stored features widened to the product's dtype at a time (``feature_storage`` narrower than the
+#: product): a block, never a widened copy of the whole catalogue
+WIDEN_ROWS = 8192
+
+
+def _widened_addmm(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ weight.T`` in ``weight``'s dtype; ``x`` in another dtype is widened block by block."""
+    if x.dtype == weight.dtype:
+        return torch.addmm(bias, x, weight.t())
+    out = torch.empty((x.shape[0], weight.shape[0]), dtype=weight.dtype, device=x.device)
+    for start in range(0, x.shape[0], WIDEN_ROWS):
+        torch.addmm(bias, x[start : start + WIDEN_ROWS].to(weight.dtype), weight.t(), out=out[start : start + WIDEN_ROWS])
+    return out
+
+
+def _widened_grad_weight(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``grad.T @ x`` in ``grad``'s dtype; ``x`` in another dtype is widened block by block."""
+    if x.dtype == grad.dtype:
+        return torch.mm(grad.t(), x)
+    total = torch.zeros((grad.shape[1], x.shape[1]), dtype=grad.dtype, device=x.device)
+    for start in range(0, x.shape[0], WIDEN_ROWS):
+        total.addmm_(grad[start : start + WIDEN_ROWS].t(), x[start : start + WIDEN_ROWS].to(grad.dtype))
+    return total
+
+
+def product_dtype(source: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype a product over stored features ``source`` runs in: autocast's where autocast is on for
+    their device (``mixed_precision: bf16``), else the weight's (float32), whatever dtype the features are
+    stored in (``feature_storage``)."""
+    device = source.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
+def project_rows(source: torch.Tensor, index: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor | None,
+                 split: int, workspace: _ProjectionWorkspace | None):
+    """``F.linear(source[index], weight, bias)`` (``index`` None: all rows) as two views, its first ``split``
+    columns and the rest. While training on a ``source`` that needs no gradient (stored features) and a
+    ``weight`` that does, the rows are gathered into ``workspace``'s reusable buffers
+    (:class:`_GatheredProjection`). Features stored narrower than the product (``feature_storage: bf16`` or
+    ``fp16`` without autocast) go the same way, widened block by block (:data:`WIDEN_ROWS`); otherwise (or
+    with no ``workspace``) a plain gather and product."""
+    dtype = product_dtype(source, weight)
+    buffered = workspace is not None and torch.is_grad_enabled() and not source.requires_grad and weight.requires_grad
+    if buffered or (source.dtype != dtype and not source.requires_grad):
+        if bias is None:
+            bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        return _GatheredProjection.apply(source, index, weight, bias, split, workspace or new_workspace(), dtype)
+    rows = source if index is None else torch.index_select(source, 0, index)
+    out = nn.functional.linear(rows, weight, bias)
+    return out[:, :split], out[:, split:]
 
 
 def new_workspace() -> _ProjectionWorkspace:
@@ -138,17 +193,8 @@ def new_workspace() -> _ProjectionWorkspace:
 
 def gathered_linear(source: torch.Tensor, index: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor | None,
                     workspace: _ProjectionWorkspace | None) -> torch.Tensor:
-    """``F.linear(source[index], weight, bias)`` (``index`` None: all rows). While training on a ``source``
-    that needs no gradient (stored features) and a ``weight`` that does, the rows are gathered into
-    ``workspace``'s reusable buffers (:class:`_GatheredProjection`); otherwise (or with no ``workspace``) a
-    plain gather and product."""
-    if workspace is not None and torch.is_grad_enabled() and not source.requires_grad and weight.requires_grad:
-        if bias is None:
-            bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-        out, _ = _GatheredProjection.apply(source, index, weight, bias, weight.shape[0], workspace)
-        return out
-    rows = source if index is None else torch.index_select(source, 0, index)
-    return nn.functional.linear(rows, weight, bias)
+    """``F.linear(source[index], weight, bias)`` (``index`` None: all rows), through :func:`project_rows`."""
+    return project_rows(source, index, weight, bias, weight.shape[0], workspace)[0]
 
 
 class SparseMoE(nn.Module):
@@ -184,11 +230,7 @@ class SparseMoE(nn.Module):
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None):
         experts_out = self.n_experts * self.out_dim
         weight, bias = self.projection.weight, self.projection.bias
-        if torch.is_grad_enabled() and not x.requires_grad and weight.requires_grad:
-            outputs, logits = _GatheredProjection.apply(x, index, weight, bias, experts_out, self._workspace)
-        else:
-            fused = self.projection(x if index is None else torch.index_select(x, 0, index))
-            outputs, logits = fused[:, :experts_out], fused[:, experts_out:]
+        outputs, logits = project_rows(x, index, weight, bias, experts_out, self._workspace)
         router_probs = torch.softmax(logits.float(), dim=-1)
         top_logits, top_index = logits.topk(self.top_k, dim=-1)
         gates = torch.zeros_like(logits).scatter(-1, top_index, torch.softmax(top_logits, dim=-1))

@@ -87,7 +87,7 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
         weight_init = config["weight_init"]
         if weight_init not in WEIGHT_INITS:
             raise ConfigError(f"weight_init: expected one of {WEIGHT_INITS}, found {weight_init!r}")
-        self.prepare_features(config["feature_norm"], config["mixed_precision"])
+        self.prepare_features(config["feature_norm"], config["mixed_precision"], config["feature_storage"])
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.modality_moe = nn.ModuleDict(

@@ -117,7 +117,7 @@ class MILK(DotProductScoring, MultimodalRecommender):
             raise ConfigError(f"n_environments: expected an integer >= 1, found {self.n_environments!r}")
         if not self.dirichlet_alpha or self.dirichlet_alpha <= 0:
             raise ConfigError(f"dirichlet_alpha: expected a number > 0, found {self.dirichlet_alpha!r}")
-        self.prepare_features(config["feature_norm"], "none")
+        self.prepare_features(config["feature_norm"], "none", config["feature_storage"])
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         nn.init.normal_(self.user_embedding.weight, std=0.1)  # as the authors; projections: torch's default

@@ -48,7 +48,7 @@ from recbole.utils import InputType
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import MultimodalRecommender
 from recbole_mamex.model.graph import dataset_adjacency
-from recbole_mamex.model.layers import masked_modality_softmax
+from recbole_mamex.model.layers import gathered_linear, masked_modality_softmax
 
 GATE_FORMS = ("dimension", "item")
 CONTENT_POSITIONS = ("before", "after")
@@ -75,7 +75,7 @@ class RLMultimodalRec(MultimodalRecommender):
         if self.content_position not in CONTENT_POSITIONS:
             raise ConfigError(f"content_position: expected one of {CONTENT_POSITIONS}, found {self.content_position!r}")
         self.projection_reg_weight = config["projection_reg_weight"] or 0.0
-        self.prepare_features(config["feature_norm"], config["mixed_precision"])
+        self.prepare_features(config["feature_norm"], config["mixed_precision"], config["feature_storage"])
 
         # Same creation order as RecBole's LightGCN, so that with use_content False the same seed gives
         # the same initial weights.
@@ -105,7 +105,8 @@ class RLMultimodalRec(MultimodalRecommender):
         mask = self.modality_mask
         with self.content_autocast():
             stacked = torch.stack(
-                [self.projections[name](self.modality_features(name)) for name in self.modality_names], dim=1
+                [gathered_linear(self.modality_features(name), None, self.projections[name].weight,
+                                 self.projections[name].bias, None) for name in self.modality_names], dim=1
             )
             logits = self.gate(stacked.reshape(stacked.shape[0], -1))
         stacked, logits = stacked.float(), logits.float()

@@ -53,7 +53,7 @@ class VBPR(MultimodalRecommender):
         d = config["embedding_size"]
         self.reg_weight = config["reg_weight"]
         self.use_bias = config["use_bias"]
-        self.prepare_features(config["feature_norm"], "none")
+        self.prepare_features(config["feature_norm"], "none", config["feature_storage"])
         content_dim = sum(self.modality_dims[name] for name in self.modality_names)
 
         self.user_id_embedding = nn.Embedding(self.n_users, d)  # gamma_u

@@ -58,6 +58,11 @@ PLANS = {
             ("CLCRec", "center", CENTER),
             ("MILK", "warmneg", WARM_NEG),
             ("MILK", "center", CENTER),
+            # the two options that helped MAMEX on validation, together (are they additive?)
+            ("MAMEX", "warmneg_nofusionbal", {**WARM_NEG, "fusion_balance_weight": 0.0}),
+            # RecBole's ID models under the same strict negatives (they score cold items from untrained rows)
+            ("BPR", "warmneg", WARM_NEG),
+            ("LightGCN", "warmneg", WARM_NEG),
         ],
     },
     "warm": {

@@ -124,7 +124,7 @@ VALUE_RULES = {
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "full_sort_batch_mb": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
     "cold_candidates": (lambda v: v in COLD_CANDIDATE_RULES, " or ".join(COLD_CANDIDATE_RULES)),
-    "train_neg_items": (lambda v: v in TRAIN_NEG_ITEMS, " or ".join(TRAIN_NEG_ITEMS)),
+    "train_neg_items": (lambda v: v is None or v in TRAIN_NEG_ITEMS, " or ".join(TRAIN_NEG_ITEMS) + ", or ~"),
     "use_modalities": (lambda v: _modality_list(v), "a list of modality names, or ~ (all)"),
     "topk": (lambda v: (isinstance(v, list) and v and all(_is_int(k) and k >= 1 for k in v)) or (_is_int(v) and v >= 1),
              "a positive integer or a list of them"),

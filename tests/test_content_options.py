@@ -121,6 +121,21 @@ def test_warm_negatives_never_sample_a_cold_item(tiny_dataset, workdir, split_se
             assert np.isin(negatives, cold).any()
 
 
+def test_default_negatives_follow_the_protocol(tiny_dataset, cold_tiny, workdir):
+    """train_neg_items: ~ (the default) is warm on a dataset with cold items, RecBole's sampler elsewhere."""
+    from recbole_mamex.data.negatives import WarmItemSampler
+
+    for name, strict in (("tiny-cold", True), ("tiny", False)):
+        config = Config(model="BPR", dataset=name, config_dict=dict(FAST), cmd_args=[])
+        assert config["train_neg_items"] is None  # overall.yaml's default
+        train, _, _ = data_preparation(config, create_dataset(config))
+        assert isinstance(train._sampler, WarmItemSampler) is strict, name
+        if strict:
+            init_seed(config["seed"], True)
+            warm = np.unique(train._dataset.inter_feat[train._dataset.iid_field].numpy())
+            assert np.isin(negatives_of_one_epoch(train), warm).all()
+
+
 def test_warm_negatives_config_values(cold_tiny, workdir):
     with pytest.raises(ConfigError, match="train_neg_items.*all or warm"):
         Config(model="BPR", dataset="tiny-cold", config_dict={**FAST, "train_neg_items": "cold"}, cmd_args=[])

@@ -4,7 +4,9 @@ RecBole's training sampler draws negatives from every item id, so under the item
 model sees the cold items' features as negatives while it trains, items that in a strict protocol do not
 exist yet (CLCRec's authors exclude them). ``train_neg_items: warm`` restricts the training sampler of
 any model, ours or RecBole's, to the items with a training interaction; validation and test are not
-touched. ``all`` is RecBole's behaviour.
+touched. ``all`` is RecBole's behaviour. ``~`` (the default) is ``warm`` on a cold-start dataset (one with
+a ``cold_items_file``) and ``all`` on any other: the strict protocol where there are cold items, RecBole's
+sampler where there are none (see :func:`resolved_train_neg_items`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from recbole.sampler import Sampler
 
 from recbole_mamex.errors import RecboleMamexError
 
-TRAIN_NEG_ITEMS = ("all", "warm")  # train_neg_items: the values Config accepts
+TRAIN_NEG_ITEMS = ("all", "warm")  # train_neg_items: the values Config accepts (and ~)
 
 
 class NegativeSamplingError(RecboleMamexError, ValueError):
@@ -58,9 +60,17 @@ def warm_item_ids(train_dataset) -> np.ndarray:
     return np.unique(train_dataset.inter_feat[train_dataset.iid_field].numpy())
 
 
+def resolved_train_neg_items(config) -> str:
+    """``train_neg_items`` of ``config``, with ``~`` resolved: ``warm`` where the dataset has a
+    ``cold_items_file`` (the item cold-start protocol), ``all`` elsewhere."""
+    choice = config["train_neg_items"]
+    if choice is None:
+        return "warm" if config["cold_items_file"] else "all"
+    return choice
+
+
 def restrict_training_negatives(config, train_data) -> None:
     """Apply ``train_neg_items`` to a RecBole training loader (its negative sampler, if it has one)."""
-    choice = config["train_neg_items"]
-    if choice in (None, "all") or getattr(train_data, "_sampler", None) is None:
+    if resolved_train_neg_items(config) == "all" or getattr(train_data, "_sampler", None) is None:
         return
     train_data._sampler = WarmItemSampler.restricting(train_data._sampler, warm_item_ids(train_data._dataset))

@@ -63,6 +63,8 @@ PLANS = {
             # RecBole's ID models under the same strict negatives (they score cold items from untrained rows)
             ("BPR", "warmneg", WARM_NEG),
             ("LightGCN", "warmneg", WARM_NEG),
+            # RLMultimodalRec's content scale (measured on the warm split), on its cold-split row too
+            ("RLMultimodalRec", "scale0", {"content_scale": 0.0}),
         ],
     },
     "warm": {

@@ -60,7 +60,7 @@ PLANS = {
             ("MILK", "center", CENTER),
             # the two options that helped MAMEX on validation, together (are they additive?)
             ("MAMEX", "warmneg_nofusionbal", {**WARM_NEG, "fusion_balance_weight": 0.0}),
-            # RecBole's ID models under the same strict negatives (they score cold items from untrained rows)
+            # RecBole's ID models under the same strict negatives (their cold items' rows then get no gradient)
             ("BPR", "warmneg", WARM_NEG),
             ("LightGCN", "warmneg", WARM_NEG),
             # RLMultimodalRec's content scale (measured on the warm split), on its cold-split row too

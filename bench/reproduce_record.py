@@ -6,9 +6,9 @@
 A comparison refuses a record whose settings differ from the ones it would use now (``--rerun`` trains it
 again). A setting added to the package after the record was made shows up as a difference even where its
 default reproduces the earlier behaviour. This script answers the question for one record by training: it
-rebuilds the run's settings from the record (protocol, seed, variant settings, tuned parameters) on top of
-today's defaults, trains ``--epochs`` epochs with today's code and compares the validation score of every
-epoch with the record's ``valid_curve``. It prints the settings that differ (recorded -> now) and either
+trains the record's own settings (every recorded key, at its recorded value; only the keys added since take
+today's defaults) for ``--epochs`` epochs with today's code and compares the validation score of every epoch
+with the record's ``valid_curve``. It prints the keys added since (with the default they took) and either
 "identical" or the first epoch whose score differs. Identical scores over the first epochs with a seeded,
 deterministic CPU run mean the same initialisation, batches, negatives and updates; the record's later
 epochs, early stop and test figures then follow from the same trajectory.
@@ -23,16 +23,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recbole_mamex.compare import planned_config, run_one  # noqa: E402
-from recbole_mamex.config import config_differences  # noqa: E402
+from recbole_mamex.config import NEUTRAL_KEYS  # noqa: E402
 
-# settings that only this check changes (the record trained longer, or saved a checkpoint)
+# settings that only this check changes (the record trained longer)
 CHANGED_HERE = {"epochs"}
 
 
-def settings_of(record: dict) -> dict:
-    settings = dict(record.get("variant") or {})
-    settings.update((record.get("tuning") or {}).get("params") or {})
-    return settings
+def settings_of(record: dict, epochs: int) -> tuple[dict, dict, list[str]]:
+    """(settings to train with, planned config, keys the record lacks): the record's variant settings and
+    tuned parameters, then every other recorded key whose value today's defaults would change."""
+    model = record.get("model_class", record["model"])
+    recorded = record["config"]
+    settings = {**(record.get("variant") or {}), **((record.get("tuning") or {}).get("params") or {}), "epochs": epochs}
+
+    def plan():
+        return planned_config(model, record["seed"], record["dataset"], record["protocol"], (), settings)
+
+    now = plan()
+    kept = {k: recorded[k] for k in recorded
+            if k not in NEUTRAL_KEYS | CHANGED_HERE and k in now and now[k] != recorded[k]}
+    if kept:
+        settings.update(kept)
+        now = plan()
+    wrong = [k for k in recorded if k not in NEUTRAL_KEYS | CHANGED_HERE and k in now and now[k] != recorded[k]]
+    if wrong:
+        raise SystemExit(f"error: the record's {wrong} cannot be set again as recorded")
+    added = sorted(k for k in now if k not in recorded and k not in NEUTRAL_KEYS)
+    return settings, now, added
 
 
 def main(argv=None) -> int:
@@ -44,11 +61,10 @@ def main(argv=None) -> int:
     for path in args.records:
         record = json.loads(path.read_text(encoding="utf-8"))
         model = record.get("model_class", record["model"])
-        settings = {**settings_of(record), "epochs": args.epochs}
-        now = planned_config(model, record["seed"], record["dataset"], record["protocol"], (), settings)
-        diffs = [d for d in config_differences(record["config"], now) if d.split(":")[0] not in CHANGED_HERE]
+        settings, now, added = settings_of(record, args.epochs)
         print(f"{path}: {record['model']} seed {record['seed']} on {record['dataset']} ({record['protocol']})")
-        print("  settings recorded -> now: " + ("; ".join(diffs) if diffs else "none"))
+        print("  keys added since the record, at today's defaults: "
+              + (", ".join(f"{k} = {now[k]!r}" for k in added) if added else "none"))
         fresh = run_one(model, record["seed"], record["dataset"], record["protocol"], (), settings,
                         on_epoch=lambda epoch, score: print(f"    epoch {epoch}: valid {score:.4f}", flush=True),
                         saved=False)

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from paired_tests import load, paired_records as paired  # noqa: E402
+from recbole_mamex.records import row_settings  # noqa: E402
 
 CENTER = {"feature_norm": "center_l2"}
 WARM_NEG = {"train_neg_items": "warm"}
@@ -86,7 +87,7 @@ def base_settings(baseline: Path, row: str) -> tuple[str, dict]:
         record = json.loads(path.read_text(encoding="utf-8"))
         if record["model"] != row:
             continue
-        return record.get("model_class", row), {**(record.get("variant") or {}), **(record.get("tuning") or {}).get("params", {})}
+        return row_settings(record)
     raise SystemExit(f"error: no run record of row {row!r} in {baseline / 'runs'}")
 
 

@@ -24,32 +24,35 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recbole_mamex.compare import planned_config, run_one  # noqa: E402
 from recbole_mamex.config import NEUTRAL_KEYS  # noqa: E402
+from recbole_mamex.records import row_settings  # noqa: E402
 
-# settings that only this check changes (the record trained longer)
+# settings that only this check changes (the record trained longer), and those that never affect training
 CHANGED_HERE = {"epochs"}
+NOT_COMPARED = NEUTRAL_KEYS | CHANGED_HERE
 
 
-def settings_of(record: dict, epochs: int) -> tuple[dict, dict, list[str]]:
-    """(settings to train with, planned config, keys the record lacks): the record's variant settings and
-    tuned parameters, then every other recorded key whose value today's defaults would change."""
-    model = record.get("model_class", record["model"])
+def settings_of(record: dict, epochs: int) -> tuple[str, dict, dict, list[str]]:
+    """(model class, settings to train with, planned config, keys the record lacks): the record's variant
+    settings and tuned parameters, then every other recorded key whose value today's defaults would change."""
+    model, settings = row_settings(record)
+    settings["epochs"] = epochs
     recorded = record["config"]
-    settings = {**(record.get("variant") or {}), **((record.get("tuning") or {}).get("params") or {}), "epochs": epochs}
 
     def plan():
         return planned_config(model, record["seed"], record["dataset"], record["protocol"], (), settings)
 
+    def differing(now):
+        return [k for k in recorded if k not in NOT_COMPARED and k in now and now[k] != recorded[k]]
+
     now = plan()
-    kept = {k: recorded[k] for k in recorded
-            if k not in NEUTRAL_KEYS | CHANGED_HERE and k in now and now[k] != recorded[k]}
+    kept = differing(now)
     if kept:
-        settings.update(kept)
+        settings.update({k: recorded[k] for k in kept})
         now = plan()
-    wrong = [k for k in recorded if k not in NEUTRAL_KEYS | CHANGED_HERE and k in now and now[k] != recorded[k]]
-    if wrong:
-        raise SystemExit(f"error: the record's {wrong} cannot be set again as recorded")
+        if wrong := differing(now):
+            raise SystemExit(f"error: the record's {wrong} cannot be set again as recorded")
     added = sorted(k for k in now if k not in recorded and k not in NEUTRAL_KEYS)
-    return settings, now, added
+    return model, settings, now, added
 
 
 def main(argv=None) -> int:
@@ -60,8 +63,7 @@ def main(argv=None) -> int:
     failed = 0
     for path in args.records:
         record = json.loads(path.read_text(encoding="utf-8"))
-        model = record.get("model_class", record["model"])
-        settings, now, added = settings_of(record, args.epochs)
+        model, settings, now, added = settings_of(record, args.epochs)
         print(f"{path}: {record['model']} seed {record['seed']} on {record['dataset']} ({record['protocol']})")
         print("  keys added since the record, at today's defaults: "
               + (", ".join(f"{k} = {now[k]!r}" for k in added) if added else "none"))

@@ -54,6 +54,13 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
+def row_settings(record: dict) -> tuple[str, dict]:
+    """(model class, settings) a comparison row trained a run record with: its variant's settings, then the
+    parameters its tuning selected (the rest of the record's config came from defaults and config files)."""
+    params = (record.get("tuning") or {}).get("params") or {}
+    return record.get("model_class", record["model"]), {**(record.get("variant") or {}), **params}
+
+
 def setting_differences(record: dict, planned: dict) -> list[str]:
     """``key: recorded -> planned`` for every setting (and version) that differs, neutral keys left out."""
     from recbole_mamex.config import config_differences

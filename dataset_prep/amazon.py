@@ -61,7 +61,6 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm import tqdm
 
 from recbole_mamex.data.features import TEXT_ENCODING
@@ -76,6 +75,7 @@ from dataset_prep.common import (
     frame_to_atomic,
     run_reporting_errors,
     shipped_dataset_settings,
+    shipped_yaml_applies,
     write_benchmark_dataset,
 )
 from dataset_prep.coldstart import per_user_split_labels
@@ -478,7 +478,7 @@ def prepare_amazon(
     settings = shipped_dataset_settings(name)
     modality_files = {m: f"{m}.npy" for m, given in (("image", images), ("text", meta)) if given is not None}
     yaml_text = amazon_yaml_text(name, modality_files, settings)
-    shipped_says_it = bool(settings) and yaml.safe_load(yaml_text) == settings
+    shipped_says_it = shipped_yaml_applies(name, yaml_text)
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if properties_dir is not None and not shipped_says_it else None
     if shipped_says_it:
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")

@@ -178,7 +178,7 @@ def find_column(frame: pd.DataFrame, field: str, path) -> str:
 def source_from_prepared(name: str, data_path: Path):
     """Interactions, field columns and modality files of a prepared dataset (its yaml decides fields)."""
     from recbole_mamex.config import dataset_config_dict
-    from recbole_mamex.data.features import parse_modalities
+    from recbole_mamex.data.features import parse_modalities, present_modalities
     from dataset_prep.bundled import BUNDLED, prepare_bundled
 
     dataset_dir = data_path / name
@@ -193,7 +193,7 @@ def source_from_prepared(name: str, data_path: Path):
     item_col = find_column(frame, settings.get("ITEM_ID_FIELD", "item_id"), paths[0])
     require_unique_pairs(frame, user_col, item_col, dataset_dir, locate_in_files(files))
     modalities = {}
-    for spec in parse_modalities(settings.get("modalities"), dataset_dir):
+    for spec in present_modalities(parse_modalities(settings.get("modalities"), dataset_dir))[0]:
         if spec.ids_path is not None:
             raise DataImportError(spec.ids_path, "modalities given as plain .npy files (row i = item i)", "an ids mapping")
         modalities[spec.name] = spec.path

@@ -223,6 +223,38 @@ def shipped_dataset_settings(name: str) -> dict:
     return read_yaml_mapping(path) if path.is_file() else {}
 
 
+def shipped_yaml_applies(name: str, yaml_text: str) -> bool:
+    """Whether the package's own yaml for ``name`` already says what an importer's ``yaml_text`` says:
+    the same value for every key, every modality written listed there with the same file, and every
+    modality listed there either written or ``optional``. Then the importer writes no yaml of its own
+    (in a source checkout it would have to replace the package's file)."""
+    import yaml
+
+    shipped = shipped_dataset_settings(name)
+    if not shipped:
+        return False
+    written = yaml.safe_load(yaml_text) or {}
+    if any(shipped.get(key) != value for key, value in written.items() if key != "modalities"):
+        return False
+    return modalities_cover(shipped.get("modalities") or {}, written.get("modalities") or {})
+
+
+def modalities_cover(listed: dict, files: dict) -> bool:
+    """Whether a yaml's ``modalities`` entry ``listed`` describes the modality files an importer wrote
+    (``{modality: file name}``): each listed under its name with that file, and each listed one that is not
+    ``optional`` written."""
+
+    def file_of(entry):
+        if isinstance(entry, dict):
+            return None if entry.get("ids") is not None else entry.get("path")
+        return entry
+
+    if any(file_of(listed.get(modality)) != filename for modality, filename in files.items()):
+        return False
+    return all(modality in files or (isinstance(entry, dict) and entry.get("optional") is True)
+               for modality, entry in listed.items())
+
+
 def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: bool, sources=()) -> Path:
     """The dataset directory to write; refuses an existing dataset or yaml unless ``force``, a directory
     ``force`` may not replace (:func:`check_replaceable`), and inputs inside it (:func:`refuse_sources_inside`)."""

@@ -35,6 +35,7 @@ from dataset_prep.common import (
     add_output_options,
     run_reporting_errors,
     check_destination,
+    modalities_cover,
     shipped_dataset_settings,
     dataset_yaml_text,
     require_unique_pairs,
@@ -166,7 +167,8 @@ def import_mmrec(
             )
     inter_path = Path(inter_path)
     out_root = Path(out_root)
-    if write_yaml and shipped_dataset_settings(name).get("modalities") == {m: f"{m}.npy" for m in modalities}:
+    listed = shipped_dataset_settings(name).get("modalities")
+    if write_yaml and listed and modalities_cover(listed, {m: f"{m}.npy" for m in modalities}):
         write_yaml = False  # e.g. amazon-sports: the shipped yaml names these files and applies everywhere
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None

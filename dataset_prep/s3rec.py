@@ -51,6 +51,7 @@ from dataset_prep.common import (
     frame_to_atomic,
     run_reporting_errors,
     shipped_dataset_settings,
+    shipped_yaml_applies,
     write_benchmark_dataset,
 )
 from recbole_mamex.data.features import TEXT_ENCODING, is_integer_token, read_feature_matrix
@@ -147,7 +148,14 @@ def prepare_s3rec(
         id_maps = id_maps or bundled.source_dir / bundled.id_maps
     sequential, attributes = Path(sequential), Path(attributes)
     out_root, properties_dir = Path(out_root), Path(properties_dir)
+    source = f"S3Rec-layout files {sequential.name} and {attributes.name}, prepared by dataset_prep.s3rec (warm split seed {seed})"
+    planned = {"attributes": "attributes.npz"} | {
+        modality: f"{modality}.npy" for modality, filename in MMREC_FILES.items() if mmrec is not None and (Path(mmrec) / filename).is_file()
+    }
     yaml_path = properties_dir / "dataset" / f"{name}.yaml"
+    if shipped_yaml_applies(name, dataset_yaml_text(name, planned, source)):
+        yaml_path = None
+        log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
     cold_name = f"{name}-cold"
     # both destinations are checked before anything is read or written
     check_destination(out_root, name, yaml_path, force, [sequential, attributes])
@@ -172,7 +180,6 @@ def prepare_s3rec(
     texts = {split: frame_to_atomic(frame[labels == k]) for k, split in enumerate(("train", "valid", "test"))}
     found = {"users": int(frame[USER].nunique()), "items": int(frame[ITEM].nunique()), "interactions": len(frame)}
     verdict = check_statistics(name, shipped_dataset_settings(name).get("expected_statistics"), found, log)
-    source = f"S3Rec-layout files {sequential.name} and {attributes.name}, prepared by dataset_prep.s3rec (warm split seed {seed})"
     report = {"inputs": {"sequential": str(sequential), "attributes": str(attributes)}, "statistics": found | {"check": verdict},
               "attributes": {"columns": len(attrs.columns), "items_with_attributes": attrs.listed},
               "splits": {split: int((labels == k).sum()) for k, split in enumerate(("train", "valid", "test"))}}

@@ -317,8 +317,20 @@ def test_text_encoder_choice_is_checked(tmp_path):
 
 @pytest.mark.parametrize("name", ["amazon-sports", "amazon-baby", "amazon-clothing"])
 def test_shipped_yaml_is_what_a_full_preparation_writes(name):
-    shipped = (properties_dir() / "dataset" / f"{name}.yaml").read_text()
-    assert amazon_yaml_text(name, {"image": "image.npy", "text": "text.npy"}, shipped_dataset_settings(name)) == shipped
+    from dataset_prep.common import shipped_yaml_applies
+
+    settings = shipped_dataset_settings(name)
+    full = amazon_yaml_text(name, {"image": "image.npy", "text": "text.npy"}, settings)
+    assert shipped_yaml_applies(name, full)
+    text_only = amazon_yaml_text(name, {"text": "text.npy"}, settings)
+    if name == "amazon-sports":  # several importers write it: every modality is optional there
+        assert shipped_yaml_applies(name, text_only)
+        assert shipped_yaml_applies(name, amazon_yaml_text(name, {"attributes": "attributes.npz"}, settings))
+    else:  # its yaml needs image.npy: a text-only preparation writes its own yaml
+        assert full == (properties_dir() / "dataset" / f"{name}.yaml").read_text()
+        assert not shipped_yaml_applies(name, text_only)
+    assert not shipped_yaml_applies(name, amazon_yaml_text(name, {"image": "img.npy"}, settings))
+    assert not shipped_yaml_applies(name, amazon_yaml_text(name, {"image": "image.npy"}, settings).replace("user_id", "uid"))
 
 
 def test_expected_statistics_come_from_the_protocol_table():
@@ -355,12 +367,15 @@ def test_prepared_dataset_trains_and_splits_cold(raw, workdir):
 
     assert prepare(raw, workdir, name="amazon-sports").yaml_path is None  # default 5-core
     result = run_recbole_mamex(model="MAMEX", dataset="amazon-sports", config_dict={**FAST, "epochs": 1}, cmd_args=[])
-    assert result["config"]["modalities"] == {"image": "image.npy", "text": "text.npy"}
+    assert sorted(result["config"]["modalities"]) == ["attributes", "image", "text"]  # the shipped yaml's
     assert result["config"]["expected_statistics"]["items"] == 18357
     assert np.isfinite(result["test_result"]["recall@20"]) and result["best_valid_result"]["recall@20"] >= 0
     assert coldstart_main(["--dataset", "amazon-sports", "--fraction", "0.2", "--seed", "1"]) == 0
     cold = json.loads((workdir / "dataset" / "amazon-sports-cold" / "amazon-sports-cold.cold_items.json").read_text())
     assert len(cold["cold_valid"]) + len(cold["cold_test"]) == 6
+    # the split carries the modalities that were there (attributes, optional and absent, is left out)
+    cold_yaml = (workdir / "properties" / "dataset" / "amazon-sports-cold.yaml").read_text()
+    assert "modalities:\n  image: image.npy\n  text: text.npy\n" in cold_yaml and "attributes" not in cold_yaml
     result = run_recbole_mamex(model="MAMEX", dataset="amazon-sports-cold", config_dict={**FAST, "epochs": 1}, cmd_args=[])
     assert "recall@20" in result["test_result"]
 

@@ -191,7 +191,17 @@ def test_the_shipped_sports_copy_and_the_not_prepared_error(workdir, capsys):
     assert main(["--model=MAMEX", "--dataset=amazon-sports"]) == 2
     err = capsys.readouterr().err
     assert "python -m dataset_prep.s3rec" in err and "python -m dataset_prep.amazon --reviews" in err
-    result = prepare_s3rec(cold=False, log=lambda *_: None)  # the copy shipped with the package
+    # as in a source checkout run from its root: ./properties/dataset/amazon-sports.yaml is the package's own
+    from recbole_mamex.paths import properties_dir
+
+    shipped = properties_dir() / "dataset" / "amazon-sports.yaml"
+    checkout_yaml = workdir / "properties" / "dataset" / "amazon-sports.yaml"
+    checkout_yaml.parent.mkdir(parents=True)
+    checkout_yaml.write_bytes(shipped.read_bytes())
+    logged = []
+    result = prepare_s3rec(cold=False, log=logged.append)  # the copy shipped with the package
     assert result["check"] == "match"  # 35,598 users, 18,357 items, 296,337 interactions
+    assert "[dataset_prep] the yaml shipped with recbole_mamex for 'amazon-sports' applies; none written" in logged
+    assert checkout_yaml.read_bytes() == shipped.read_bytes()
     matrix = sparse.load_npz(workdir / "dataset" / "amazon-sports" / "attributes.npz")
     assert matrix.shape == (18358, 2277) and np.diff(matrix.indptr)[1:].min() >= 2

@@ -168,6 +168,19 @@ def test_dataset_yaml_naming_a_missing_file_fails_at_load(tiny_dataset, workdir)
     assert "no such file" in str(info.value)
 
 
+def test_an_optional_modality_without_its_file_is_left_out_unless_asked_for(tiny_dataset, workdir):
+    (workdir / "dataset" / "tiny" / "audio.npy").unlink()
+    optional = {"text": "text.npy", "audio": {"path": "audio.npy", "optional": True}}
+    assert build_dataset(modalities=optional).item_features.names == ["text"]
+    with pytest.raises(FeatureFileError, match="no such file"):  # named in use_modalities: read, and missing
+        build_dataset(modalities=optional, use_modalities=["audio"])
+    both_optional = {"text": {"path": "gone.npy", "optional": True}, "audio": {"path": "audio.npy", "optional": True}}
+    with pytest.raises(FeatureFileError, match="none of gone.npy, audio.npy"):
+        build_dataset(modalities=both_optional)
+    with pytest.raises(FeatureFileError, match="optional: True"):
+        parse_modalities({"audio": {"path": "audio.npy", "optional": "yes"}}, workdir)
+
+
 def test_model_buffers_are_float32_non_persistent_and_follow_the_model(tiny_dataset):
     from helpers import ContentDot
 

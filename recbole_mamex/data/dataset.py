@@ -9,7 +9,9 @@ import numpy as np
 from recbole.data.dataset import Dataset
 from recbole.utils import FeatureType, set_color
 
-from recbole_mamex.data.features import FeatureFileError, InputFileError, ItemFeatures, load_item_features, parse_modalities
+from recbole_mamex.data.features import (
+    FeatureFileError, InputFileError, ItemFeatures, load_item_features, parse_modalities, present_modalities,
+)
 
 CANDIDATE_KINDS = ("cold", "warm", "all")
 SPLIT_NAMES = ("train", "valid", "test")
@@ -109,8 +111,10 @@ class MultimodalDataset(Dataset):
         return field in (load_col.get("inter") or [])
 
     def _load_item_features(self) -> ItemFeatures | None:
-        specs = parse_modalities(self.config["modalities"], self.dataset_path)
         wanted = modality_selection(self.config["use_modalities"])
+        specs, left_out = present_modalities(parse_modalities(self.config["modalities"], self.dataset_path), wanted or ())
+        for spec in left_out:
+            self.logger.info(f"modality '{spec.name}': optional and {spec.path} does not exist; not used")
         if wanted is not None and specs:
             names = [spec.name for spec in specs]
             unknown = [name for name in wanted if name not in names]

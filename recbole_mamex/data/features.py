@@ -6,6 +6,11 @@ A dataset yaml names its modalities (any number, any names)::
       text: text_feat.npy                 # row i = item whose original id (token) is i  (MMRec)
       image: {path: image_feat.npy, ids: image_ids.txt}   # row r = item token on line r of ids
       attributes: attributes.npz          # a scipy.sparse matrix (e.g. multi-hot categories)
+      audio: {path: audio.npy, optional: True}   # used when the file is there (see below)
+
+An ``optional`` modality whose file does not exist is left out (and logged) instead of being an error,
+unless ``use_modalities`` names it; at least one listed modality must exist. A yaml shipped for a dataset
+that several importers write (each with some of its modalities) lists them all this way.
 
 A ``.npz`` file is a sparse matrix written by ``scipy.sparse.save_npz`` (see
 :mod:`dataset_prep.attributes`): compact on disk, expanded to dense float32 rows when loaded, so every
@@ -66,6 +71,7 @@ class ModalitySpec:
     name: str
     path: Path
     ids_path: Path | None = None
+    optional: bool = False
 
 
 @dataclass
@@ -148,13 +154,14 @@ def parse_modalities(value, dataset_dir) -> list[ModalitySpec]:
         if not isinstance(name, str) or not name:
             raise FeatureFileError(None, "modality names to be non-empty strings", f"{name!r}")
         if isinstance(entry, (str, os.PathLike)):
-            path, ids = entry, None
-        elif isinstance(entry, Mapping) and "path" in entry and set(entry) <= {"path", "ids"}:
-            path, ids = entry["path"], entry.get("ids")
+            path, ids, optional = entry, None, False
+        elif (isinstance(entry, Mapping) and "path" in entry and set(entry) <= {"path", "ids", "optional"}
+              and isinstance(entry.get("optional", False), bool)):
+            path, ids, optional = entry["path"], entry.get("ids"), entry.get("optional", False)
         else:
             raise FeatureFileError(
                 None,
-                f"modality '{name}' to be a file name or {{path: <file.npy>, ids: <ids.txt>}}",
+                f"modality '{name}' to be a file name or {{path: <file.npy>, ids: <ids.txt>, optional: True|False}}",
                 f"{entry!r}",
             )
         specs.append(
@@ -162,9 +169,24 @@ def parse_modalities(value, dataset_dir) -> list[ModalitySpec]:
                 name=name,
                 path=_resolve(base, path),
                 ids_path=_resolve(base, ids) if ids is not None else None,
+                optional=optional,
             )
         )
     return specs
+
+
+def present_modalities(specs: Sequence[ModalitySpec], requested: Sequence[str] = ()) -> tuple[list[ModalitySpec], list[ModalitySpec]]:
+    """``(kept, left out)``: the optional modalities whose file does not exist are left out, unless
+    ``requested`` names them (then reading them gives the missing-file error). Listing modalities that are
+    all left out is an error naming their files."""
+    kept = [s for s in specs if not s.optional or s.name in requested or s.path.exists()]
+    left_out = [s for s in specs if s not in kept]
+    if specs and not kept:
+        raise FeatureFileError(
+            specs[0].path.parent, "at least one of the modality files the dataset yaml lists",
+            "none of " + ", ".join(s.path.name for s in specs) + " (all optional, none there)",
+        )
+    return kept, left_out
 
 
 def _resolve(base: Path, path) -> Path:

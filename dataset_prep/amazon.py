@@ -478,8 +478,9 @@ def prepare_amazon(
     settings = shipped_dataset_settings(name)
     modality_files = {m: f"{m}.npy" for m, given in (("image", images), ("text", meta)) if given is not None}
     yaml_text = amazon_yaml_text(name, modality_files, settings)
-    shipped_says_it = shipped_yaml_applies(name, yaml_text)
-    yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if properties_dir is not None and not shipped_says_it else None
+    destination = Path(properties_dir) / "dataset" / f"{name}.yaml" if properties_dir is not None else None
+    shipped_says_it = shipped_yaml_applies(name, yaml_text, destination)
+    yaml_path = destination if not shipped_says_it else None
     if shipped_says_it:
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
     inputs = [reviews, meta, images]

@@ -223,20 +223,35 @@ def shipped_dataset_settings(name: str) -> dict:
     return read_yaml_mapping(path) if path.is_file() else {}
 
 
-def shipped_yaml_applies(name: str, yaml_text: str) -> bool:
+def shipped_yaml_applies(name: str, yaml_text: str, destination: Path | None = None) -> bool:
     """Whether the package's own yaml for ``name`` already says what an importer's ``yaml_text`` says:
     the same value for every key, every modality written listed there with the same file, and every
     modality listed there either written or ``optional``. Then the importer writes no yaml of its own
-    (in a source checkout it would have to replace the package's file)."""
+    (in a source checkout it would have to replace the package's file). Not when ``destination``, the
+    yaml the importer would write, is another file that says something else: that file overrides the
+    package's at run time, so the importer goes through the usual refusal (or ``--force``) instead."""
     import yaml
 
     shipped = shipped_dataset_settings(name)
-    if not shipped:
+    if not shipped or overriding_yaml(name, destination):
         return False
     written = yaml.safe_load(yaml_text) or {}
     if any(shipped.get(key) != value for key, value in written.items() if key != "modalities"):
         return False
     return modalities_cover(shipped.get("modalities") or {}, written.get("modalities") or {})
+
+
+def overriding_yaml(name: str, destination: Path | None) -> bool:
+    """Whether ``destination`` (the working directory's yaml for ``name``) is a file other than the
+    package's own that says something else than it: it overrides the package's yaml at run time."""
+    from recbole_mamex.paths import properties_dir
+
+    if destination is None or not Path(destination).is_file():
+        return False
+    own = properties_dir() / "dataset" / f"{name}.yaml"
+    if own.is_file() and Path(destination).resolve() == own.resolve():
+        return False
+    return read_yaml_mapping(destination) != shipped_dataset_settings(name)
 
 
 def modalities_cover(listed: dict, files: dict) -> bool:
@@ -249,6 +264,8 @@ def modalities_cover(listed: dict, files: dict) -> bool:
             return None if entry.get("ids") is not None else entry.get("path")
         return entry
 
+    if listed and not files:  # nothing written: no run could load the dataset
+        return False
     if any(file_of(listed.get(modality)) != filename for modality, filename in files.items()):
         return False
     return all(modality in files or (isinstance(entry, dict) and entry.get("optional") is True)

@@ -36,6 +36,7 @@ from dataset_prep.common import (
     run_reporting_errors,
     check_destination,
     modalities_cover,
+    overriding_yaml,
     shipped_dataset_settings,
     dataset_yaml_text,
     require_unique_pairs,
@@ -168,10 +169,12 @@ def import_mmrec(
     inter_path = Path(inter_path)
     out_root = Path(out_root)
     listed = shipped_dataset_settings(name).get("modalities")
-    if write_yaml and listed and modalities_cover(listed, {m: f"{m}.npy" for m in modalities}):
+    destination = Path(properties_dir) / "dataset" / f"{name}.yaml"
+    if (write_yaml and listed and modalities_cover(listed, {m: f"{m}.npy" for m in modalities})
+            and not overriding_yaml(name, destination)):
         write_yaml = False  # e.g. amazon-sports: the shipped yaml names these files and applies everywhere
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
-    yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
+    yaml_path = destination if write_yaml else None
     sources = [inter_path, *modalities.values()]
     check_destination(out_root, name, yaml_path, force, sources)
 

@@ -20,8 +20,9 @@ With no input named, the Amazon Sports & Outdoors 5-core copy that ships with th
 - the cold dataset ``<name>-cold``: :mod:`dataset_prep.coldstart`'s item cold-start split of it
   (fraction 0.2, seed 2025 by default).
 
-The yaml of each goes to ``./properties/dataset/``. For a name whose yaml ships with the package
-(``amazon-sports``) the counts are checked against its ``expected_statistics``.
+The yaml of each goes to ``./properties/dataset/``, except where the yaml shipped with the package already
+says it (``amazon-sports``: its modalities are optional); for such a name the counts are checked against
+its ``expected_statistics``.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def prepare_s3rec(
         modality: f"{modality}.npy" for modality, filename in MMREC_FILES.items() if mmrec is not None and (Path(mmrec) / filename).is_file()
     }
     yaml_path = properties_dir / "dataset" / f"{name}.yaml"
-    if shipped_yaml_applies(name, dataset_yaml_text(name, planned, source)):
+    if shipped_yaml_applies(name, dataset_yaml_text(name, planned, source), yaml_path):
         yaml_path = None
         log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
     cold_name = f"{name}-cold"

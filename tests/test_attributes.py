@@ -205,3 +205,28 @@ def test_the_shipped_sports_copy_and_the_not_prepared_error(workdir, capsys):
     assert checkout_yaml.read_bytes() == shipped.read_bytes()
     matrix = sparse.load_npz(workdir / "dataset" / "amazon-sports" / "attributes.npz")
     assert matrix.shape == (18358, 2277) and np.diff(matrix.indptr)[1:].min() >= 2
+
+
+def test_a_working_directory_yaml_that_says_otherwise_is_replaced_only_with_force(workdir, capsys):
+    """The shipped amazon-sports.yaml applies unless ./properties holds another yaml for the name (it would
+    override the package's at run time): that one is refused, or replaced with --force."""
+    from dataset_prep.common import dataset_yaml_text, shipped_yaml_applies
+    from recbole_mamex.paths import properties_dir
+
+    attributes_only = dataset_yaml_text("amazon-sports", {"attributes": "attributes.npz"}, "an older import")
+    mine = workdir / "properties" / "dataset" / "amazon-sports.yaml"
+    assert shipped_yaml_applies("amazon-sports", attributes_only, mine)  # no file there
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes((properties_dir() / "dataset" / "amazon-sports.yaml").read_bytes())
+    assert shipped_yaml_applies("amazon-sports", attributes_only, mine)  # says what the package's says
+    assert not shipped_yaml_applies("amazon-sports", dataset_yaml_text("amazon-sports", {}, "no modality"))
+
+    mine.write_text(attributes_only)
+    raw = write_s3rec(workdir / "raw")
+    args = ["--sequential", str(raw / "sequential_data.txt"), "--attributes", str(raw / "item2attributes.json"),
+            "--id-maps", str(raw / "id_maps.json"), "--name", "amazon-sports", "--no-cold"]
+    assert s3rec_main(args) == 2
+    assert "amazon-sports.yaml already exists" in capsys.readouterr().err
+    assert mine.read_text() == attributes_only and not (workdir / "dataset" / "amazon-sports").exists()
+    assert s3rec_main(args + ["--force"]) == 0
+    assert "prepared by dataset_prep.s3rec" in mine.read_text()

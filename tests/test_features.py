@@ -177,6 +177,10 @@ def test_an_optional_modality_without_its_file_is_left_out_unless_asked_for(tiny
     both_optional = {"text": {"path": "gone.npy", "optional": True}, "audio": {"path": "audio.npy", "optional": True}}
     with pytest.raises(FeatureFileError, match="none of gone.npy, audio.npy"):
         build_dataset(modalities=both_optional)
+    # a broken link is not an absent file: the load names it instead of leaving the modality out
+    (workdir / "dataset" / "tiny" / "audio.npy").symlink_to(workdir / "moved-away.npy")
+    with pytest.raises(FeatureFileError, match="no such file"):
+        build_dataset(modalities=optional)
     with pytest.raises(FeatureFileError, match="optional: True"):
         parse_modalities({"audio": {"path": "audio.npy", "optional": "yes"}}, workdir)
 

@@ -179,7 +179,8 @@ def present_modalities(specs: Sequence[ModalitySpec], requested: Sequence[str] =
     """``(kept, left out)``: the optional modalities whose file does not exist are left out, unless
     ``requested`` names them (then reading them gives the missing-file error). Listing modalities that are
     all left out is an error naming their files."""
-    kept = [s for s in specs if not s.optional or s.name in requested or s.path.exists()]
+    # a link counts as there (a broken one gives the load's missing-file error, not a silent omission)
+    kept = [s for s in specs if not s.optional or s.name in requested or os.path.lexists(s.path)]
     left_out = [s for s in specs if s not in kept]
     if specs and not kept:
         raise FeatureFileError(

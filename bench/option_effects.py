@@ -76,8 +76,8 @@ PLANS = {
             ("RLMultimodalRec", "after", {"content_position": "after"}),
             ("RLMultimodalRec", "center", CENTER),
             # L2 (squared Frobenius norm) on the modality projections, two strengths a decade apart
-            ("RLMultimodalRec", "projreg1e-4", {"projection_reg_weight": 1e-4}),
-            ("RLMultimodalRec", "projreg1e-3", {"projection_reg_weight": 1e-3}),
+            ("RLMultimodalRec", "projreg_1em4", {"projection_reg_weight": 1e-4}),
+            ("RLMultimodalRec", "projreg_1em3", {"projection_reg_weight": 1e-3}),
         ],
     },
 }

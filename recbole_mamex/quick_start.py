@@ -181,8 +181,9 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     built = build_run(config)
     data, train_data, valid_data, test_data, model = built.dataset, built.train_data, built.valid_data, built.test_data, built.model
     logger.info(data)
-    check_checkpoint_shapes(model_file, checkpoint["state_dict"], model.state_dict())
     other = dict(checkpoint.get("other_parameter") or {})
+    check_feature_modalities(model_file, other.get("feature_fingerprints"), model)
+    check_checkpoint_shapes(model_file, checkpoint["state_dict"], model.state_dict())
     if not allow_changed_features:
         check_feature_fingerprints(model_file, other.get("feature_fingerprints"), model)
         check_feature_centers(model_file, other.get("feature_centers"), model)
@@ -196,6 +197,25 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
 
 class CheckpointMismatchError(InputFileError):
     """A checkpoint whose weights do not fit the model rebuilt from the dataset's current files."""
+
+
+def check_feature_modalities(model_file, saved, model) -> None:
+    """Refuse a checkpoint whose model was trained on other modalities than a build from today's files
+    loads (an optional modality's file that appeared or vanished since training, another use_modalities),
+    naming them, before the parameters that differ because of it are compared."""
+    current = getattr(model, "feature_fingerprints", None)
+    if not saved or current is None or set(saved) == set(current):
+        return
+    gone, new = sorted(set(saved) - set(current)), sorted(set(current) - set(saved))
+    found = []
+    if gone:
+        found.append(f"no {', '.join(gone)} now (an optional modality whose file is absent, or not in use_modalities)")
+    if new:
+        found.append(", ".join(f"{name} ({model.feature_sources.get(name)})" for name in new) + " now as well")
+    raise CheckpointMismatchError(
+        model_file, f"the modalities the model was trained on ({', '.join(sorted(saved))})",
+        "; ".join(found) + ". Restore the dataset's files as they were in training, or train again",
+    )
 
 
 def check_feature_fingerprints(model_file, saved, model) -> None:
@@ -242,6 +262,8 @@ def check_checkpoint_shapes(model_file, saved: dict, current: dict) -> None:
         for name in saved
         if name in current and tuple(saved[name].shape) != tuple(current[name].shape)
     ]
+    diff += [f"{name} {tuple(saved[name].shape)} vs none" for name in saved if name not in current]
+    diff += [f"{name} none vs {tuple(current[name].shape)}" for name in current if name not in saved]
     if diff:
         raise CheckpointMismatchError(
             model_file, "the dataset files the model was trained on (parameter shapes in the checkpoint)",

@@ -116,3 +116,16 @@ def test_checkpoint_against_changed_features_is_a_clear_error(cold_tiny):
     message = str(info.value)
     assert str(checkpoint) in message and "expected the dataset files the model was trained on" in message
     assert "8) vs" in message and "5)" in message  # the text projection: trained on 8-d, now 5-d
+
+
+def test_checkpoint_after_an_optional_modality_file_vanished_names_it(cold_tiny):
+    optional = {"text": "text.npy", "audio": {"path": "audio.npy", "optional": True}}
+    checkpoint = train("MAMEX", epochs=1, modalities=optional)
+    (cold_tiny / "audio.npy").rename(cold_tiny / "audio.npy.away")
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_data_and_model(checkpoint)
+    message = str(info.value)
+    assert str(checkpoint) in message and "the modalities the model was trained on (audio, text)" in message
+    assert "no audio now" in message
+    (cold_tiny / "audio.npy.away").rename(cold_tiny / "audio.npy")
+    assert load_data_and_model(checkpoint)[1].feature_fingerprints.keys() == {"text", "audio"}

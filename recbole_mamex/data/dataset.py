@@ -36,6 +36,24 @@ def modality_selection(value) -> list | None:
     return [value] if isinstance(value, str) else list(value)
 
 
+def selected_modality_specs(config, dataset_path, dataset_name) -> tuple[list, list]:
+    """``(specs, left out)``: the modalities a dataset built from ``config`` loads now, those of the yaml's
+    ``modalities`` whose file is there (optional ones may be absent) and that ``use_modalities`` selects,
+    and the optional ones left out because their file is absent."""
+    wanted = modality_selection(config["use_modalities"])
+    specs, left_out = present_modalities(parse_modalities(config["modalities"], dataset_path), wanted or ())
+    if wanted is not None and specs:
+        names = [spec.name for spec in specs]
+        unknown = [name for name in wanted if name not in names]
+        if unknown or not wanted:
+            raise FeatureFileError(
+                None, f"use_modalities: a non-empty list of the modalities of dataset '{dataset_name}' ({names})",
+                f"{wanted!r}",
+            )
+        specs = [spec for spec in specs if spec.name in wanted]  # the others are never read
+    return specs, left_out
+
+
 class ColdItemsFileError(DatasetFileError):
     """A ``cold_items_file`` that cannot be used."""
 
@@ -111,19 +129,9 @@ class MultimodalDataset(Dataset):
         return field in (load_col.get("inter") or [])
 
     def _load_item_features(self) -> ItemFeatures | None:
-        wanted = modality_selection(self.config["use_modalities"])
-        specs, left_out = present_modalities(parse_modalities(self.config["modalities"], self.dataset_path), wanted or ())
+        specs, left_out = selected_modality_specs(self.config, self.dataset_path, self.dataset_name)
         for spec in left_out:
             self.logger.info(f"modality '{spec.name}': optional and {spec.path} does not exist; not used")
-        if wanted is not None and specs:
-            names = [spec.name for spec in specs]
-            unknown = [name for name in wanted if name not in names]
-            if unknown or not wanted:
-                raise FeatureFileError(
-                    None, f"use_modalities: a non-empty list of the modalities of dataset '{self.dataset_name}' ({names})",
-                    f"{wanted!r}",
-                )
-            specs = [spec for spec in specs if spec.name in wanted]  # the others are never read
         if not specs:
             return None
         tokens = self.field2id_token[self.iid_field]

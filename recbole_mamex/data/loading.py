@@ -21,7 +21,7 @@ def create_dataset(config):
     from recbole.data import dataset as recbole_dataset_module
     from recbole.utils import dataset_arguments, set_color
 
-    from recbole_mamex.data.dataset import MultimodalDataset
+    from recbole_mamex.data.dataset import MultimodalDataset, selected_modality_specs
 
     model_specific = hasattr(recbole_dataset_module, config["model"] + "Dataset")
     if model_specific or config["MODEL_TYPE"] in (ModelType.SEQUENTIAL, ModelType.KNOWLEDGE):
@@ -34,8 +34,14 @@ def create_dataset(config):
         with open(file, "rb") as f:
             saved = pickle.load(f)
         if all(config[arg] == saved.config[arg] for arg in dataset_arguments + ["seed", "repeatable", "modalities", "use_modalities", "cold_items_file", "cold_candidates"]):
-            getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
-            return saved
+            # an optional modality file that appeared or vanished since the save changes what a build loads
+            now = [spec.name for spec in selected_modality_specs(config, config["data_path"], config["dataset"])[0]]
+            features = getattr(saved, "item_features", None)
+            then = list(features.names) if features is not None else []
+            if sorted(now) == sorted(then):
+                getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
+                return saved
+            getLogger().info(f"saved dataset {file} holds the modalities {then}, the files give {now} now: rebuilt")
     dataset = MultimodalDataset(config)
     if config["save_dataset"]:
         dataset.save()

@@ -37,6 +37,8 @@ minutes, and the epoch is a sum of single timings too).
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import json
 import os
 import resource
@@ -157,6 +159,42 @@ def build(model_name: str, work: Path, device: str, seed: int, **spec):
     return config, run.train_data, run.test_data, run.model, trainer
 
 
+def first_batches(loader, limit: int):
+    """``loader`` yielding only its first ``limit`` batches (0 or more than it has: the loader itself): a
+    copy whose class derives from the loader's own, so RecBole's type checks of it still hold."""
+    if not limit or limit >= len(loader):
+        return loader
+    cls = type(loader)
+    capped = copy.copy(loader)
+    capped.__class__ = type(f"First{cls.__name__}", (cls,), {"__iter__": lambda self: itertools.islice(cls.__iter__(self), limit)})
+    return capped
+
+
+def timed_steps(trainer, name: str) -> list:
+    """Wrap the trainer's method ``name`` (one batch's work) so that each call's end time is appended to
+    the returned list."""
+    stamps, method = [], getattr(trainer, name)
+
+    def stamped(*args, **kwargs):
+        out = method(*args, **kwargs)
+        stamps.append(time.perf_counter())
+        return out
+
+    setattr(trainer, name, stamped)
+    return stamps
+
+
+def extrapolated(start: float, end: float, stamps: list, total: int) -> float:
+    """A loop's seconds over all ``total`` batches from a run of its first ``len(stamps)``: the run's own
+    time (the first batch's one-time work included, e.g. a graph model's propagation before its first
+    evaluation batch) plus the missing batches at the median time of the timed ones after the first."""
+    timed = len(stamps)
+    if timed >= total:
+        return end - start
+    per_batch = float(np.median(np.diff(stamps))) if timed > 2 else (end - start) / timed
+    return (end - start) + (total - timed) * per_batch
+
+
 def run_paired(work: Path, device: str, seed: int) -> dict:
     """MAMEX batch scope in fp32 and in bf16, trained for one epoch each in the SAME process with their steps
     alternating on the same batches, and the reference matmul of each precision timed after every step pair.
@@ -236,21 +274,28 @@ def mamex_epoch(model, optimizer, train_data, config, limit, per_item_macs, oper
     return tower_items, n_batches, elapsed, floor_interleaved
 
 
-def train_epochs(figures: dict, trainer, train_data, epochs: int, sync) -> None:
-    """``epochs`` epochs of RecBole's trainer loop; the last one is the reported ``epoch_s``."""
-    times = []
+def train_epochs(figures: dict, trainer, train_data, epochs: int, sync, max_batches: int = 0) -> None:
+    """``epochs`` epochs of RecBole's trainer loop; the last one is the reported ``epoch_s``. With
+    ``max_batches``, each epoch runs its first ``max_batches`` batches and is extrapolated to all of them
+    in proportion (the batches of one epoch cost alike)."""
+    times, loader = [], first_batches(train_data, max_batches)
+    timed = min(len(train_data), max_batches or len(train_data))
     for epoch in range(epochs):
         sync()
         start = time.perf_counter()
-        trainer._train_epoch(train_data, epoch, show_progress=False)
+        trainer._train_epoch(loader, epoch, show_progress=False)
         sync()
-        times.append(time.perf_counter() - start)
-    figures.update(epoch_s=times[-1], epoch_times_s=times, timed_batches=len(train_data), extrapolated=False)
+        end = time.perf_counter()
+        times.append(end - start if timed == len(train_data) else (end - start) * len(train_data) / timed)
+    figures.update(epoch_s=times[-1], epoch_times_s=times, timed_batches=timed, extrapolated=timed < len(train_data))
 
 
-def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, seed: int, epochs: int = 1) -> dict:
+def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, seed: int, epochs: int = 1,
+                max_train_batches: int = 0, max_eval_batches: int = 0) -> dict:
     """One variant's figures; with ``epochs`` > 1, ``epoch_s`` is the last epoch (on a GPU the first holds
-    the warm-up: kernel selection, allocator growth) and ``epoch_times_s`` lists all of them."""
+    the warm-up: kernel selection, allocator growth) and ``epoch_times_s`` lists all of them. With
+    ``max_train_batches`` / ``max_eval_batches``, the epoch / the test evaluation runs that many batches and
+    is extrapolated to all of them (``timed_batches``, ``eval_timed_batches`` say how many ran)."""
     import torch
 
     os.chdir(work)
@@ -268,7 +313,8 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         per_item_macs = tower_macs_per_item(model)
         model.train()
         optimizer = trainer.optimizer
-        limit = catalogue_batches if config["tower_scope"] == "catalogue" else None
+        limit = catalogue_batches if config["tower_scope"] == "catalogue" else 0
+        limit = min(x for x in (limit, max_train_batches) if x) if (limit or max_train_batches) else None
         dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
         width = model.n_experts * model.embedding_size
         operand = torch.randn(4096, width, device=device).to(dtype)
@@ -296,7 +342,7 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
             matmul_gmacs_per_s_best_of_20=best_of_20 / 1e9, matmul_gmacs_per_s_median_of_20=median_of_20 / 1e9,
         )
     elif model_name == "RLMultimodalRec":
-        train_epochs(figures, trainer, train_data, epochs, sync)
+        train_epochs(figures, trainer, train_data, epochs, sync, max_train_batches)
         d, m = model.latent_dim, len(model.modality_names)
         gate_out = model.gate.out_features
         per_step = (model.n_items * (sum(model.modality_dims.values()) * d + m * d * gate_out))
@@ -314,14 +360,16 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
             t0 = time.perf_counter()
             dataset_adjacency(train_data._dataset)
             figures["our_adjacency_build_s"] = time.perf_counter() - t0
-        train_epochs(figures, trainer, train_data, epochs, sync)
+        train_epochs(figures, trainer, train_data, epochs, sync, max_train_batches)
 
     model.eval()
+    stamps = timed_steps(trainer, "_full_sort_batch_eval")
     sync()
     start = time.perf_counter()
-    result = trainer.evaluate(test_data, load_best_model=False, candidates="all")
+    result = trainer.evaluate(first_batches(test_data, max_eval_batches), load_best_model=False, candidates="all")
     sync()
-    figures["eval_s"] = time.perf_counter() - start
+    figures["eval_s"] = extrapolated(start, time.perf_counter(), stamps, len(test_data))
+    figures.update(eval_timed_batches=len(stamps), eval_batches=len(test_data))
     figures["eval_recall@20_all"] = float(result["recall@20"])
     figures["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     if device == "cuda":
@@ -338,6 +386,10 @@ def main():
     parser.add_argument("--catalogue-batches", type=int, default=4, help="catalogue-scope batches timed (0: the whole epoch)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per variant; the last one is reported")
     parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--max-train-batches", type=int, default=0,
+                        help="training batches timed per epoch, the epoch extrapolated from them (0: the whole epoch)")
+    parser.add_argument("--max-eval-batches", type=int, default=0,
+                        help="test evaluation batches timed, the evaluation extrapolated from them (0: all)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--paired", action="store_true",
                         help="also run MAMEX fp32 and bf16 interleaved in one process (ratios under the same drift)")
@@ -349,7 +401,8 @@ def main():
         print("RESULT " + json.dumps(run_paired(args.work, args.device, args.seed)))
         return
     if args.variant:
-        print("RESULT " + json.dumps(run_variant(args.variant, args.work, args.device, args.catalogue_batches, args.seed, args.epochs)))
+        print("RESULT " + json.dumps(run_variant(args.variant, args.work, args.device, args.catalogue_batches, args.seed, args.epochs,
+                                                 args.max_train_batches, args.max_eval_batches)))
         return
 
     t0 = time.perf_counter()
@@ -360,7 +413,8 @@ def main():
         print(f"running {variant} ...", flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--variant", variant, "--work", str(args.work), "--device", args.device,
-             "--catalogue-batches", str(args.catalogue_batches), "--seed", str(args.seed), "--epochs", str(args.epochs)],
+             "--catalogue-batches", str(args.catalogue_batches), "--seed", str(args.seed), "--epochs", str(args.epochs),
+             "--max-train-batches", str(args.max_train_batches), "--max-eval-batches", str(args.max_eval_batches)],
             capture_output=True, text=True,
         )
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from scaling import SPORTS, exponent, synthetic_interactions  # noqa: E402
+from sports_scale import extrapolated, first_batches  # noqa: E402
 
 
 @pytest.mark.parametrize("scale", [0.02, 0.08])
@@ -35,13 +36,36 @@ def test_exponent_is_the_log_log_slope():
     assert np.isnan(exponent([1.0], [2.0]))
 
 
+def test_first_batches_caps_a_loader_and_keeps_its_type():
+    import torch
+
+    class Loader(torch.utils.data.DataLoader):
+        pass
+
+    loader = Loader(list(range(10)), batch_size=3)  # 4 batches
+    capped = first_batches(loader, 2)
+    assert isinstance(capped, Loader) and len(capped) == 4  # RecBole's type checks and lengths hold
+    assert [b.tolist() for b in capped] == [[0, 1, 2], [3, 4, 5]]
+    assert [b.tolist() for b in capped] == [[0, 1, 2], [3, 4, 5]]  # again, every time it is iterated
+    assert len(list(loader)) == 4  # the loader itself is untouched
+    assert first_batches(loader, 0) is loader and first_batches(loader, 4) is loader
+
+
+def test_extrapolation_counts_the_first_batch_once_and_the_rest_at_the_median():
+    # start 0; the first batch ends at 5 (one-time work), then batches of 1 s (one slow outlier)
+    stamps = [5.0, 6.0, 7.0, 10.0, 11.0]
+    assert extrapolated(0.0, 11.5, stamps, total=5) == pytest.approx(11.5)  # all ran: measured
+    assert extrapolated(0.0, 11.5, stamps, total=105) == pytest.approx(11.5 + 100 * 1.0)
+
+
 def test_tiny_scaling_run_prints_the_exponents(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "scaling.py"), "--scales", "0.01", "0.02", "--variants", "vbpr",
-         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "scaling.md")],
+         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "scaling.md"), "--max-train-batches", "1"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = (tmp_path / "scaling.md").read_text()
     assert "| vbpr | 0.01x |" in text and "| vbpr | 0.02x |" in text
+    assert " | 1 of 2 | " in text  # the epoch's first batch timed, the epoch extrapolated
     assert "epoch b (target <= 1.1)" in text and "GB vs" in text

@@ -159,14 +159,22 @@ def build(model_name: str, work: Path, device: str, seed: int, **spec):
     return config, run.train_data, run.test_data, run.model, trainer
 
 
-def first_batches(loader, limit: int):
-    """``loader`` yielding only its first ``limit`` batches (0 or more than it has: the loader itself): a
-    copy whose class derives from the loader's own, so RecBole's type checks of it still hold."""
-    if not limit or limit >= len(loader):
+def first_batches(loader, limit: int, stamps: list | None = None):
+    """``loader`` yielding only its first ``limit`` batches (0: all of them), appending to ``stamps`` (when
+    given) the time each batch is handed out: a copy whose class derives from the loader's own, so RecBole's
+    type checks of it still hold. Without a cap to apply or stamps to take, the loader itself."""
+    if stamps is None and (not limit or limit >= len(loader)):
         return loader
     cls = type(loader)
+
+    def batches(self):
+        for batch in itertools.islice(cls.__iter__(self), limit or None):
+            if stamps is not None:
+                stamps.append(time.perf_counter())
+            yield batch
+
     capped = copy.copy(loader)
-    capped.__class__ = type(f"First{cls.__name__}", (cls,), {"__iter__": lambda self: itertools.islice(cls.__iter__(self), limit)})
+    capped.__class__ = type(f"First{cls.__name__}", (cls,), {"__iter__": batches})
     return capped
 
 
@@ -185,13 +193,16 @@ def timed_steps(trainer, name: str) -> list:
 
 
 def extrapolated(start: float, end: float, stamps: list, total: int) -> float:
-    """A loop's seconds over all ``total`` batches from a run of its first ``len(stamps)``: the run's own
-    time (the first batch's one-time work included, e.g. a graph model's propagation before its first
-    evaluation batch) plus the missing batches at the median time of the timed ones after the first."""
+    """A loop's seconds over all ``total`` batches from a run of its first ``len(stamps)`` (``stamps``: one
+    time per batch, taken at the same point of each): the run's own time, the first batch's one-time work
+    counted once (a graph model's propagation before its first evaluation batch, the optimizer's state at
+    the first step), plus the missing batches at the median of the intervals between the stamps."""
     timed = len(stamps)
+    if timed == 0:
+        raise ValueError("extrapolated: no batch was timed (is the loop's method wrapped, the loader capped?)")
     if timed >= total:
         return end - start
-    per_batch = float(np.median(np.diff(stamps))) if timed > 2 else (end - start) / timed
+    per_batch = float(np.median(np.diff(stamps))) if timed >= 2 else (end - start) / timed
     return (end - start) + (total - timed) * per_batch
 
 
@@ -247,10 +258,11 @@ def run_paired(work: Path, device: str, seed: int) -> dict:
 
 def mamex_epoch(model, optimizer, train_data, config, limit, per_item_macs, operand, sync):
     """One MAMEX training epoch (its first ``limit`` batches when given), timed step by step with the data
-    loader's work included; returns (tower rows, batches, seconds, the steps' matmul floor in seconds)."""
+    loader's work included; returns (tower rows, batches, seconds, the steps' matmul floor in seconds, each
+    step's seconds)."""
     import torch
 
-    tower_items, n_batches, elapsed, floor_interleaved = 0, 0, 0.0, 0.0
+    tower_items, n_batches, elapsed, floor_interleaved, steps = 0, 0, 0.0, 0.0, []
     batches = iter(train_data)
     while not (limit and n_batches >= limit):
         sync()
@@ -264,34 +276,43 @@ def mamex_epoch(model, optimizer, train_data, config, limit, per_item_macs, oper
         loss.backward()
         optimizer.step()
         sync()
-        elapsed += time.perf_counter() - start
+        steps.append(time.perf_counter() - start)
+        elapsed += steps[-1]
         n_batches += 1
         items = torch.cat([batch["item_id"], batch["neg_item_id"]])
         rows = model.n_items - 1 if config["tower_scope"] == "catalogue" else int(torch.unique(items).numel())
         tower_items += rows
         # this step's floor at this moment's matmul speed (the VM's speed drifts within minutes)
         floor_interleaved += floor_now(2 * per_item_macs * rows, rows, operand, sync)
-    return tower_items, n_batches, elapsed, floor_interleaved
+    return tower_items, n_batches, elapsed, floor_interleaved, steps
+
+
+def step_extrapolated(steps: list, total: int) -> float:
+    """An epoch's seconds from its first ``len(steps)`` step times: those, plus the missing steps at the
+    median of the timed ones after the first (whose one-time work is counted once)."""
+    rest = steps[1:] or steps
+    return float(sum(steps) + (total - len(steps)) * np.median(rest))
 
 
 def train_epochs(figures: dict, trainer, train_data, epochs: int, sync, max_batches: int = 0) -> None:
     """``epochs`` epochs of RecBole's trainer loop; the last one is the reported ``epoch_s``. With
     ``max_batches``, each epoch runs its first ``max_batches`` batches and is extrapolated to all of them
-    in proportion (the batches of one epoch cost alike)."""
-    times, loader = [], first_batches(train_data, max_batches)
+    (:func:`extrapolated`: the first step's one-time work once, the others at their median)."""
+    times = []
     timed = min(len(train_data), max_batches or len(train_data))
     for epoch in range(epochs):
+        stamps = []
+        loader = first_batches(train_data, max_batches, stamps)
         sync()
         start = time.perf_counter()
         trainer._train_epoch(loader, epoch, show_progress=False)
         sync()
-        end = time.perf_counter()
-        times.append(end - start if timed == len(train_data) else (end - start) * len(train_data) / timed)
+        times.append(extrapolated(start, time.perf_counter(), stamps, len(train_data)))
     figures.update(epoch_s=times[-1], epoch_times_s=times, timed_batches=timed, extrapolated=timed < len(train_data))
 
 
 def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, seed: int, epochs: int = 1,
-                max_train_batches: int = 0, max_eval_batches: int = 0) -> dict:
+                max_train_batches: int = 0, max_eval_batches: int = 0, full_sort_batch_mb: float | None = None) -> dict:
     """One variant's figures; with ``epochs`` > 1, ``epoch_s`` is the last epoch (on a GPU the first holds
     the warm-up: kernel selection, allocator growth) and ``epoch_times_s`` lists all of them. With
     ``max_train_batches`` / ``max_eval_batches``, the epoch / the test evaluation runs that many batches and
@@ -302,6 +323,8 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
     spec = dict(VARIANTS[variant])
     model_name = spec.pop("model")
     buffered = spec.pop("buffered_gather", True)
+    if full_sort_batch_mb is not None:
+        spec["full_sort_batch_mb"] = full_sort_batch_mb
     t0 = time.perf_counter()
     config, train_data, test_data, model, trainer = build(model_name, work, device, seed, **spec)
     model.buffered_gather = buffered
@@ -320,15 +343,15 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         operand = torch.randn(4096, width, device=device).to(dtype)
         epoch_times = []
         for _ in range(epochs):
-            tower_items, n_batches, elapsed, floor_interleaved = mamex_epoch(
+            tower_items, n_batches, elapsed, floor_interleaved, steps = mamex_epoch(
                 model, optimizer, train_data, config, limit, per_item_macs, operand, sync
             )
-            epoch_times.append(elapsed * len(train_data) / n_batches)
+            epoch_times.append(step_extrapolated(steps, len(train_data)))
         figures["epoch_times_s"] = epoch_times
         scale = len(train_data) / n_batches
         figures.update(
             timed_batches=n_batches,
-            epoch_s=elapsed * scale,
+            epoch_s=epoch_times[-1],
             extrapolated=n_batches < len(train_data),
             tower_gmacs_per_epoch=2 * per_item_macs * tower_items * scale / 1e9,
             floor_interleaved_s=floor_interleaved * scale,
@@ -370,7 +393,8 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
     sync()
     figures["eval_s"] = extrapolated(start, time.perf_counter(), stamps, len(test_data))
     figures.update(eval_timed_batches=len(stamps), eval_batches=len(test_data))
-    figures["eval_recall@20_all"] = float(result["recall@20"])
+    # on the timed users only when the evaluation was capped
+    figures["eval_recall@20_all" if len(stamps) >= len(test_data) else "eval_recall@20_timed_users"] = float(result["recall@20"])
     figures["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     if device == "cuda":
         figures["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1024**3
@@ -390,6 +414,9 @@ def main():
                         help="training batches timed per epoch, the epoch extrapolated from them (0: the whole epoch)")
     parser.add_argument("--max-eval-batches", type=int, default=0,
                         help="test evaluation batches timed, the evaluation extrapolated from them (0: all)")
+    parser.add_argument("--full-sort-batch-mb", type=float,
+                        help="full_sort_batch_mb of the evaluation (default: the shipped one; the tests set a tiny one "
+                             "to get many evaluation batches from a tiny catalogue)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--paired", action="store_true",
                         help="also run MAMEX fp32 and bf16 interleaved in one process (ratios under the same drift)")
@@ -402,7 +429,7 @@ def main():
         return
     if args.variant:
         print("RESULT " + json.dumps(run_variant(args.variant, args.work, args.device, args.catalogue_batches, args.seed, args.epochs,
-                                                 args.max_train_batches, args.max_eval_batches)))
+                                                 args.max_train_batches, args.max_eval_batches, args.full_sort_batch_mb)))
         return
 
     t0 = time.perf_counter()
@@ -414,7 +441,8 @@ def main():
         proc = subprocess.run(
             [sys.executable, __file__, "--variant", variant, "--work", str(args.work), "--device", args.device,
              "--catalogue-batches", str(args.catalogue_batches), "--seed", str(args.seed), "--epochs", str(args.epochs),
-             "--max-train-batches", str(args.max_train_batches), "--max-eval-batches", str(args.max_eval_batches)],
+             "--max-train-batches", str(args.max_train_batches), "--max-eval-batches", str(args.max_eval_batches)]
+            + (["--full-sort-batch-mb", str(args.full_sort_batch_mb)] if args.full_sort_batch_mb is not None else []),
             capture_output=True, text=True,
         )
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]

@@ -149,6 +149,27 @@ def test_topk_collector_gives_recboles_tensors():
             assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), (metrics, key)
 
 
+def test_collected_batches_are_concatenated_once_and_reset_per_evaluation():
+    generator = torch.Generator().manual_seed(5)
+    scores = torch.rand(12, 17, generator=generator)
+    positive_u = torch.arange(12).repeat_interleave(2)
+    positive_i = torch.randint(0, 17, (24,), generator=generator)
+    config = {"metrics": ["Recall", "GAUC"], "topk": [3], "eval_args": {"mode": "full"}, "device": torch.device("cpu")}
+    ours, theirs = TopkCollector(config), Collector(config)
+    for evaluation in range(2):  # a second evaluation starts from nothing, as RecBole's does
+        for start in range(0, 12, 3):
+            keep = (positive_u >= start) & (positive_u < start + 3)
+            for collector in (ours, theirs):
+                collector.eval_batch_collect(scores[start:start + 3], None, positive_u[keep] - start, positive_i[keep])
+        # the batches wait in a list (no copy of what came before at every batch) until the struct is read
+        assert len(ours.data_struct._parts["rec.topk"]) == 4
+        got, expected = ours.get_data_struct(), theirs.get_data_struct()
+        for key in ("rec.topk", "rec.meanrank"):
+            assert torch.equal(got[key], expected[key]), (evaluation, key)
+            assert key not in ours.data_struct
+        assert got["rec.topk"].shape[0] == 12
+
+
 def test_topk_collector_refuses_a_top_k_of_other_scores():
     collector = TopkCollector({"metrics": ["Recall"], "topk": [2], "eval_args": {"mode": "full"}, "device": torch.device("cpu")})
     collector.give_topk(torch.zeros(2, 3), torch.zeros(2, 2, dtype=torch.long))

@@ -56,16 +56,32 @@ def test_extrapolation_counts_the_first_batch_once_and_the_rest_at_the_median():
     stamps = [5.0, 6.0, 7.0, 10.0, 11.0]
     assert extrapolated(0.0, 11.5, stamps, total=5) == pytest.approx(11.5)  # all ran: measured
     assert extrapolated(0.0, 11.5, stamps, total=105) == pytest.approx(11.5 + 100 * 1.0)
+    assert extrapolated(0.0, 3.0, [2.0, 3.0], total=4) == pytest.approx(3.0 + 2 * 1.0)  # two: their one interval
+    with pytest.raises(ValueError, match="no batch was timed"):
+        extrapolated(0.0, 1.0, [], total=4)
+
+
+def test_a_capped_loader_stamps_each_batch_it_hands_out():
+    import torch
+
+    stamps = []
+    loader = torch.utils.data.DataLoader(list(range(10)), batch_size=3)
+    assert len(list(first_batches(loader, 0, stamps))) == 4 and len(stamps) == 4  # uncapped but stamped
+    stamps.clear()
+    assert len(list(first_batches(loader, 3, stamps))) == 3 and len(stamps) == 3 and stamps == sorted(stamps)
 
 
 def test_tiny_scaling_run_prints_the_exponents(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "scaling.py"), "--scales", "0.01", "0.02", "--variants", "vbpr",
-         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "scaling.md"), "--max-train-batches", "1"],
+         "--work", str(tmp_path / "work"), "--out", str(tmp_path / "scaling.md"), "--max-train-batches", "1",
+         "--max-eval-batches", "2", "--full-sort-batch-mb", "0.001"],  # about one user per evaluation batch
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = (tmp_path / "scaling.md").read_text()
     assert "| vbpr | 0.01x |" in text and "| vbpr | 0.02x |" in text
     assert " | 1 of 2 | " in text  # the epoch's first batch timed, the epoch extrapolated
+    evaluated = [row.split(" | ")[8] for row in text.splitlines() if row.startswith("| vbpr | 0.0")]
+    assert len(evaluated) == 2 and all(e.startswith("2 of ") and int(e.split()[-1]) > 2 for e in evaluated), evaluated
     assert "epoch b (target <= 1.1)" in text and "GB vs" in text

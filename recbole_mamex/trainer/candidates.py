@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from recbole.evaluator import Collector
+from recbole.evaluator.collector import DataStruct
 from recbole.utils import set_color
 
 from recbole_mamex.errors import RecboleMamexError
@@ -121,6 +122,51 @@ class _RegisterWithout:
         return key not in self.keys and self.register.need(key)
 
 
+class AppendingDataStruct(DataStruct):
+    """RecBole's ``DataStruct`` whose :meth:`update_tensor` keeps each batch's tensor in a list and
+    concatenates them once, when the struct is read. RecBole's concatenates at every batch, copying all
+    that was collected so far: quadratic in the batches, which a large catalogue has many of (16x Amazon
+    Sports: about 40,000 full-sort batches of 14 users, several TB copied). What is read is the same."""
+
+    def __init__(self):
+        super().__init__()
+        self._parts: dict[str, list] = {}
+
+    def update_tensor(self, name: str, value: torch.Tensor):
+        if name in self._data_dict and not isinstance(self._data_dict[name], torch.Tensor):
+            raise ValueError(f"{name} is not a tensor.")
+        self._parts.setdefault(name, []).append(value.clone().detach())
+
+    def flush(self) -> None:
+        """Concatenate the collected parts into the struct's tensors."""
+        for name, parts in self._parts.items():
+            before = [self._data_dict[name]] if name in self._data_dict else []
+            self._data_dict[name] = torch.cat(before + parts, dim=0) if len(before) + len(parts) > 1 else parts[0]
+        self._parts = {}
+
+    def __getitem__(self, name: str):
+        self.flush()
+        return super().__getitem__(name)
+
+    def __setitem__(self, name: str, value):
+        self._parts.pop(name, None)
+        super().__setitem__(name, value)
+
+    def __delitem__(self, name: str):
+        self.flush()
+        super().__delitem__(name)
+
+    def __contains__(self, key: str):
+        return key in self._parts or super().__contains__(key)
+
+    def get(self, name: str):
+        self.flush()
+        return super().get(name)
+
+    def set(self, name: str, value):
+        self[name] = value
+
+
 class TopkCollector(Collector):
     """RecBole's ``Collector`` with the inputs of the top-k metrics built from lists instead of matrices.
 
@@ -139,7 +185,12 @@ class TopkCollector(Collector):
 
     def __init__(self, config):
         super().__init__(config)
+        self.data_struct = AppendingDataStruct()
         self._given = None
+
+    def get_data_struct(self):
+        self.data_struct.flush()  # RecBole's reads the struct's dict directly
+        return super().get_data_struct()
 
     def give_topk(self, scores: torch.Tensor, indices: torch.Tensor) -> None:
         self._given = (scores, indices)

@@ -178,20 +178,6 @@ def first_batches(loader, limit: int, stamps: list | None = None):
     return capped
 
 
-def timed_steps(trainer, name: str) -> list:
-    """Wrap the trainer's method ``name`` (one batch's work) so that each call's end time is appended to
-    the returned list."""
-    stamps, method = [], getattr(trainer, name)
-
-    def stamped(*args, **kwargs):
-        out = method(*args, **kwargs)
-        stamps.append(time.perf_counter())
-        return out
-
-    setattr(trainer, name, stamped)
-    return stamps
-
-
 def extrapolated(start: float, end: float, stamps: list, total: int) -> float:
     """A loop's seconds over all ``total`` batches from a run of its first ``len(stamps)`` (``stamps``: one
     time per batch, taken at the same point of each): the run's own time, the first batch's one-time work
@@ -199,7 +185,7 @@ def extrapolated(start: float, end: float, stamps: list, total: int) -> float:
     the first step), plus the missing batches at the median of the intervals between the stamps."""
     timed = len(stamps)
     if timed == 0:
-        raise ValueError("extrapolated: no batch was timed (is the loop's method wrapped, the loader capped?)")
+        raise ValueError("extrapolated: no batch was timed (was the loop given a loader from first_batches with stamps?)")
     if timed >= total:
         return end - start
     per_batch = float(np.median(np.diff(stamps))) if timed >= 2 else (end - start) / timed
@@ -287,13 +273,6 @@ def mamex_epoch(model, optimizer, train_data, config, limit, per_item_macs, oper
     return tower_items, n_batches, elapsed, floor_interleaved, steps
 
 
-def step_extrapolated(steps: list, total: int) -> float:
-    """An epoch's seconds from its first ``len(steps)`` step times: those, plus the missing steps at the
-    median of the timed ones after the first (whose one-time work is counted once)."""
-    rest = steps[1:] or steps
-    return float(sum(steps) + (total - len(steps)) * np.median(rest))
-
-
 def train_epochs(figures: dict, trainer, train_data, epochs: int, sync, max_batches: int = 0) -> None:
     """``epochs`` epochs of RecBole's trainer loop; the last one is the reported ``epoch_s``. With
     ``max_batches``, each epoch runs its first ``max_batches`` batches and is extrapolated to all of them
@@ -336,8 +315,8 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         per_item_macs = tower_macs_per_item(model)
         model.train()
         optimizer = trainer.optimizer
-        limit = catalogue_batches if config["tower_scope"] == "catalogue" else 0
-        limit = min(x for x in (limit, max_train_batches) if x) if (limit or max_train_batches) else None
+        caps = [cap for cap in (catalogue_batches if config["tower_scope"] == "catalogue" else 0, max_train_batches) if cap]
+        limit = min(caps) if caps else None
         dtype = torch.bfloat16 if config["mixed_precision"] == "bf16" else torch.float32
         width = model.n_experts * model.embedding_size
         operand = torch.randn(4096, width, device=device).to(dtype)
@@ -346,7 +325,8 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
             tower_items, n_batches, elapsed, floor_interleaved, steps = mamex_epoch(
                 model, optimizer, train_data, config, limit, per_item_macs, operand, sync
             )
-            epoch_times.append(step_extrapolated(steps, len(train_data)))
+            # the steps' end times on a clock of training time only (the floors timed between them left out)
+            epoch_times.append(extrapolated(0.0, elapsed, list(np.cumsum(steps)), len(train_data)))
         figures["epoch_times_s"] = epoch_times
         scale = len(train_data) / n_batches
         figures.update(
@@ -386,10 +366,11 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         train_epochs(figures, trainer, train_data, epochs, sync, max_train_batches)
 
     model.eval()
-    stamps = timed_steps(trainer, "_full_sort_batch_eval")
+    stamps = []
+    loader = first_batches(test_data, max_eval_batches, stamps)
     sync()
     start = time.perf_counter()
-    result = trainer.evaluate(first_batches(test_data, max_eval_batches), load_best_model=False, candidates="all")
+    result = trainer.evaluate(loader, load_best_model=False, candidates="all")
     sync()
     figures["eval_s"] = extrapolated(start, time.perf_counter(), stamps, len(test_data))
     figures.update(eval_timed_batches=len(stamps), eval_batches=len(test_data))

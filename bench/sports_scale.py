@@ -66,6 +66,10 @@ VARIANTS = {
     "vbpr_plain_gather": {"model": "VBPR", "buffered_gather": False},
     "milk_plain_gather": {"model": "MILK", "buffered_gather": False},
     "clcrec_plain_gather": {"model": "CLCRec", "buffered_gather": False},
+    # learner: sparse_adam (lazy Adam on the embedding tables: a step updates the batch's rows only, so its
+    # cost does not grow with the catalogue; see recbole_mamex/trainer/optimizer.py)
+    "mamex_batch_sparse_adam": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none", "learner": "sparse_adam"},
+    "vbpr_sparse_adam": {"model": "VBPR", "learner": "sparse_adam"},
     # features kept in bfloat16 (half their memory), products still in float32
     "vbpr_bf16_storage": {"model": "VBPR", "feature_storage": "bf16"},
     "milk_bf16_storage": {"model": "MILK", "feature_storage": "bf16"},

@@ -109,6 +109,11 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+#: RecBole's learner names (``AbstractTrainer._build_optimizer``; case does not matter): another name is an
+#: error here, where RecBole warns and trains with Adam. sparse_adam: lazy Adam on the embedding tables
+#: (:mod:`recbole_mamex.trainer.optimizer`).
+LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
+
 # key -> (test, what is expected); checked whenever the key is set (None is allowed where RecBole allows it)
 VALUE_RULES = {
     "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
@@ -122,6 +127,7 @@ VALUE_RULES = {
     "n_layers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "learner": (lambda v: isinstance(v, str) and v.lower() in LEARNERS, "one of " + ", ".join(LEARNERS)),
     "full_sort_batch_mb": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
     "cold_candidates": (lambda v: v in COLD_CANDIDATE_RULES, " or ".join(COLD_CANDIDATE_RULES)),
     "train_neg_items": (lambda v: v is None or v in TRAIN_NEG_ITEMS, " or ".join(TRAIN_NEG_ITEMS) + ", or ~"),

@@ -19,9 +19,9 @@ from recbole_mamex.trainer.resume import LastCheckpointMixin
 from recbole_mamex.trainer.candidates import (
     CandidateEvaluationError,
     CandidateEvaluationMixin,
-    FusedOptimizerMixin,
     tie_break_order,
 )
+from recbole_mamex.trainer.optimizer import FusedOptimizerMixin
 from recbole_mamex.data.loading import create_dataset
 from recbole_mamex.registry import get_model
 from recbole_mamex.trainer import get_trainer

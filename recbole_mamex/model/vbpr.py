@@ -71,10 +71,10 @@ class VBPR(MultimodalRecommender):
 
     def user_vectors(self, users: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, 2d]``: ``[gamma_u; theta_u]`` (``users=None``: every user)."""
-        gamma, theta = self.user_id_embedding.weight, self.user_content_embedding.weight
-        if users is not None:
-            gamma, theta = gamma[users], theta[users]
-        return torch.cat([gamma, theta], dim=1)
+        if users is None:
+            return torch.cat([self.user_id_embedding.weight, self.user_content_embedding.weight], dim=1)
+        # lookups through the modules: sparse gradients under learner: sparse_adam
+        return torch.cat([self.user_id_embedding(users), self.user_content_embedding(users)], dim=1)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(``[N, 2d]`` item vectors ``[gamma_i; E f_i]``, ``[N]`` biases ``beta_i + beta' . f_i``, zeros

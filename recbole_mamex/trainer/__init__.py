@@ -1,7 +1,8 @@
 """Training and evaluation: RecBole's trainers with this package's behaviour in front, composed here only.
 
 - :mod:`~recbole_mamex.trainer.candidates`: top-k collection without dense matrices, candidate-restricted
-  evaluation (cold / warm / all items, seeded ties), fused Adam;
+  evaluation (cold / warm / all items, seeded ties);
+- :mod:`~recbole_mamex.trainer.optimizer`: fused Adam, lazy Adam on embedding tables (``learner: sparse_adam``);
 - :mod:`~recbole_mamex.trainer.resume`: the resumable last checkpoint;
 - :mod:`~recbole_mamex.trainer.distributed`: exact multi-process evaluation.
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 from recbole.utils import get_trainer as _recbole_get_trainer
 
-from recbole_mamex.trainer.candidates import with_candidate_evaluation, with_fused_optimizer, with_topk_collector
+from recbole_mamex.trainer.candidates import with_candidate_evaluation, with_topk_collector
 from recbole_mamex.trainer.distributed import with_distributed_evaluation
+from recbole_mamex.trainer.optimizer import with_fused_optimizer
 from recbole_mamex.trainer.resume import with_last_checkpoint
 
 __all__ = ["get_trainer"]
@@ -21,7 +23,7 @@ __all__ = ["get_trainer"]
 
 def get_trainer(model_type, model_name: str, config=None) -> type:
     """``<Model>Trainer`` from this package if it defines one, else RecBole's choice; given ``config``,
-    with fused Adam (``fused_optimizer``), top-k metrics collected without dense matrices, a resumable last checkpoint (:mod:`recbole_mamex.trainer.resume`), exact multi-process evaluation for a
+    with fused Adam (``fused_optimizer``) or lazy embedding Adam (``learner: sparse_adam``), top-k metrics collected without dense matrices, a resumable last checkpoint (:mod:`recbole_mamex.trainer.resume`), exact multi-process evaluation for a
     distributed run (:mod:`recbole_mamex.trainer.distributed`), and candidate-restricted evaluation when it sets
     ``eval_candidates`` or ``test_candidates``."""
     trainer = _recbole_get_trainer(model_type, model_name)

@@ -364,33 +364,3 @@ def with_candidate_evaluation(trainer_class: type) -> type:
     """``trainer_class`` with candidate-restricted evaluation (a cached subclass)."""
     return derive_trainer(trainer_class, CandidateEvaluationMixin, "Candidate", "with candidate-restricted evaluation")
 
-
-class FusedOptimizerMixin:
-    """Adam and AdamW with torch's fused kernel when ``fused_optimizer`` is True (our default).
-
-    RecBole builds ``torch.optim.Adam(params, lr, weight_decay)``, whose CPU implementation loops over the
-    parameters with several element-wise passes each; the fused kernel updates every element in one pass.
-    The update rule is the same (up to float rounding); on Amazon Sports with MAMEX it cut the optimizer
-    step from 35 to 6 ms per batch on one CPU thread. Other optimizers, and parameters the fused kernel does
-    not take (sparse, non-float, other devices), keep RecBole's optimizer.
-    """
-
-    FUSED = (torch.optim.Adam, torch.optim.AdamW)
-
-    def _build_optimizer(self, **kwargs):
-        optimizer = super()._build_optimizer(**kwargs)
-        if not self.config["fused_optimizer"] or type(optimizer) not in self.FUSED:
-            return optimizer
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if not params or not all(
-            p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda") for p in params
-        ):
-            return optimizer
-        # every group carries RecBole's settings (lr, weight_decay, ...); only the kernel changes
-        groups = [{**group, "fused": True, "foreach": None} for group in optimizer.param_groups]
-        return type(optimizer)(groups, fused=True)
-
-
-def with_fused_optimizer(trainer_class: type) -> type:
-    """``trainer_class`` building fused Adam/AdamW (see :class:`FusedOptimizerMixin`)."""
-    return derive_trainer(trainer_class, FusedOptimizerMixin, "Fused", "with fused Adam/AdamW")

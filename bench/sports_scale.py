@@ -70,6 +70,10 @@ VARIANTS = {
     # cost does not grow with the catalogue; see recbole_mamex/trainer/optimizer.py)
     "mamex_batch_sparse_adam": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none", "learner": "sparse_adam"},
     "vbpr_sparse_adam": {"model": "VBPR", "learner": "sparse_adam"},
+    # both settings a user at 16x Sports would set: lazy Adam and features in half the memory
+    "mamex_batch_sparse_adam_bf16_storage": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none",
+                                             "learner": "sparse_adam", "feature_storage": "bf16"},
+    "vbpr_sparse_adam_bf16_storage": {"model": "VBPR", "learner": "sparse_adam", "feature_storage": "bf16"},
     # features kept in bfloat16 (half their memory), products still in float32
     "vbpr_bf16_storage": {"model": "VBPR", "feature_storage": "bf16"},
     "milk_bf16_storage": {"model": "MILK", "feature_storage": "bf16"},

@@ -38,10 +38,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("model_name", ["MAMEX", "RLMultimodalRec"])
-def test_interrupted_run_resumes_to_the_same_metrics(tiny_dataset, workdir, one_thread, model_name):
-    full = run_recbole_mamex(model_name, "tiny", config_dict={**CONFIG, "checkpoint_dir": "full"}, cmd_args=[])
-    config = {**CONFIG, "checkpoint_dir": "cut"}
+@pytest.mark.parametrize("model_name, options", [("MAMEX", {}), ("RLMultimodalRec", {}),
+                                                 ("VBPR", {"learner": "sparse_adam"})])  # lazy Adam's two states
+def test_interrupted_run_resumes_to_the_same_metrics(tiny_dataset, workdir, one_thread, model_name, options):
+    full = run_recbole_mamex(model_name, "tiny", config_dict={**CONFIG, **options, "checkpoint_dir": "full"}, cmd_args=[])
+    config = {**CONFIG, **options, "checkpoint_dir": "cut"}
     with pytest.raises(Interrupted):
         run_recbole_mamex(model_name, "tiny", config_dict=config, cmd_args=[], callback_fn=interrupt_after(2))
     (best_file,) = [p for p in os.listdir("cut") if not p.endswith("-last.pth")]

@@ -36,8 +36,7 @@ def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
 
 
 def make_tables_sparse(model: nn.Module) -> None:
-    """Let every embedding table of ``model`` give sparse gradients (its lookups: ``module(ids)``); this has
-    to happen before a ``DistributedDataParallel`` wraps the model, which reads it then."""
+    """Let every embedding table of ``model`` give sparse gradients (its lookups: ``module(ids)``)."""
     for module in embedding_tables(model).values():
         module.sparse = True
 
@@ -122,8 +121,8 @@ class FusedOptimizerMixin:
       is the same (up to float rounding); on Amazon Sports with MAMEX it cut the optimizer step from 35 to
       6 ms per batch on one CPU thread. Other optimizers, and parameters the fused kernel does not take
       (sparse, non-float, other devices), keep RecBole's optimizer.
-    - ``learner: sparse_adam``: :class:`LazyEmbeddingAdam` (the tables made sparse before a distributed
-      run's wrapper reads them); ``weight_decay`` is refused with it (SparseAdam has none).
+    - ``learner: sparse_adam``: :class:`LazyEmbeddingAdam`; refused with ``weight_decay`` (SparseAdam has
+      none) and in a distributed run (RecBole's ``sync_grad_loss`` touches every parameter at every step).
     """
 
     FUSED = (torch.optim.Adam, torch.optim.AdamW)
@@ -133,6 +132,10 @@ class FusedOptimizerMixin:
             if config["weight_decay"]:
                 raise ConfigError(f"learner: sparse_adam takes no weight_decay (a lazy update moves only the batch's rows); "
                                   f"found weight_decay: {config['weight_decay']}; use the model's reg_weight, or learner: adam")
+            if not config["single_spec"]:
+                raise ConfigError("learner: sparse_adam does not run with several processes: RecBole's DDP path adds "
+                                  "0 x the sum of every parameter to each loss, which makes the tables' gradients dense; "
+                                  "use one process, or learner: adam")
             make_tables_sparse(model)
         super().__init__(config, model)
 

@@ -85,3 +85,13 @@ def test_tiny_scaling_run_prints_the_exponents(tmp_path):
     evaluated = [row.split(" | ")[8] for row in text.splitlines() if row.startswith("| vbpr | 0.0")]
     assert len(evaluated) == 2 and all(e.startswith("2 of ") and int(e.split()[-1]) > 2 for e in evaluated), evaluated
     assert "epoch b (target <= 1.1)" in text and "GB vs" in text
+    # the step's phases timed apart on one of those scales, with lazy Adam (bench/step_phases.py)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "step_phases.py"), "--variant", "vbpr_sparse_adam", "--work",
+         str(tmp_path / "work" / "scale0.02"), "--steps", "2", "--skip", "1"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("vbpr_sparse_adam at scale0.02: LazyEmbeddingAdam, 2 batches per epoch; load ")
+    assert all(f"{phase} " in line for phase in ("zero_grad", "forward", "backward", "step"))

@@ -182,6 +182,23 @@ def test_evaluation_cache_is_reused_and_dropped_when_training(tiny_dataset):
     assert not torch.allclose(model.item_vectors(), first)
 
 
+def test_evaluation_item_vectors_are_computed_a_block_at_a_time(tiny_dataset, monkeypatch):
+    import recbole_mamex.model.mamex as mamex_module
+
+    _, _, _, model = build({"embedding_size": 16})
+    model.eval()
+    with torch.no_grad():
+        whole = model.item_tower()["item"]
+    row_bytes = 4 * len(model.modality_names) * model.n_experts * (16 + 1)
+    monkeypatch.setattr(mamex_module, "rows_per_block", lambda b: 7 if b == row_bytes else pytest.fail(f"row bytes {b}"))
+    calls = []
+    tower = model.item_tower
+    monkeypatch.setattr(model, "item_tower", lambda items=None: calls.append(items) or tower(items))
+    blocked = model.item_vectors()
+    assert calls == [slice(start, start + 7) for start in range(0, model.n_items, 7)] and len(calls) > 2
+    torch.testing.assert_close(blocked, whole, rtol=1e-6, atol=1e-6)
+
+
 def test_bf16_tower_stays_close_to_fp32(tiny_dataset):
     _, _, _, fp32 = build({"embedding_size": 16})
     _, _, _, bf16 = build({"embedding_size": 16, "mixed_precision": "bf16"})

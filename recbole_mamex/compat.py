@@ -178,7 +178,7 @@ def torch_load_recbole_checkpoints() -> None:
 def quiet_known_warnings() -> None:
     """Silence deprecation warnings RecBole 1.2.1 and ray trigger on every run and that a user cannot act
     on (``torch.cuda.amp.GradScaler``, ``torch.sparse.FloatTensor``, thop's LooseVersion, pandas'
-    chained-assignment notice, ray's ``pkg_resources``)."""
+    chained-assignment notice, ray's ``pkg_resources``), and torch's "beta" notice of the CSR layout."""
     warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.cuda\.amp\..*")
     warnings.filterwarnings("ignore", category=UserWarning, message=r".*torch\.sparse\.SparseTensor.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*LooseVersion.*")
@@ -189,6 +189,9 @@ def quiet_known_warnings() -> None:
     )
     # ray 2.6.3 imports pkg_resources (kept working by the setuptools<81 pin).
     warnings.filterwarnings("ignore", category=UserWarning, message=r"pkg_resources is deprecated.*")
+    # torch calls its compressed-row sparse layout "beta" on every first use; RLMultimodalRec's graph is
+    # one (recbole_mamex.model.graph.csr_adjacency), checked against the COO product by the tests.
+    warnings.filterwarnings("ignore", category=UserWarning, message=r"Sparse CSR tensor support is in beta state.*")
 
 
 def autograd_anomaly_off() -> None:

@@ -31,3 +31,25 @@ def test_matches_recbole_lightgcn(tiny_dataset):
     ours = dataset_adjacency(train._dataset).to_dense()
     theirs = LightGCN(config, train._dataset).norm_adj_matrix.to_dense()
     torch.testing.assert_close(ours, theirs)
+
+
+def test_propagation_in_csr_with_the_symmetric_backward_matches_autograd_on_coo():
+    from recbole_mamex.model.graph import csr_adjacency, normalized_adjacency, propagate
+
+    torch.manual_seed(0)
+    users, items = torch.randint(0, 30, (200,)), torch.randint(0, 40, (200,))
+    coo = normalized_adjacency(users, items, 30, 40)
+    x = torch.randn(70, 8, requires_grad=True)
+    weights = torch.randn(70, 8)
+    # reference: stacked layers of torch.sparse.mm on COO, autograd's own backward
+    layers = [x]
+    for _ in range(2):
+        layers.append(torch.sparse.mm(coo, layers[-1]))
+    reference = torch.stack(layers, dim=1).mean(dim=1)
+    (expected_grad,) = torch.autograd.grad((reference * weights).sum(), x)
+    for adjacency in (coo, csr_adjacency(coo)):
+        out = propagate(adjacency, x, 2)
+        (grad,) = torch.autograd.grad((out * weights).sum(), x)
+        torch.testing.assert_close(out, reference)
+        torch.testing.assert_close(grad, expected_grad)
+    assert csr_adjacency(coo).layout == torch.sparse_csr

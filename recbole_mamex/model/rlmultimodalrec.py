@@ -47,7 +47,7 @@ from recbole.utils import InputType
 
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import MultimodalRecommender
-from recbole_mamex.model.graph import dataset_adjacency
+from recbole_mamex.model.graph import csr_adjacency, dataset_adjacency, propagate
 from recbole_mamex.model.layers import gathered_linear, masked_modality_softmax
 
 GATE_FORMS = ("dimension", "item")
@@ -90,7 +90,7 @@ class RLMultimodalRec(MultimodalRecommender):
             self.gate = nn.Linear(m * self.latent_dim, gate_out)
         self.mf_loss = BPRLoss()
         self.reg_loss = EmbLoss()
-        self.register_buffer("norm_adj_matrix", dataset_adjacency(dataset), persistent=False)
+        self.register_buffer("norm_adj_matrix", csr_adjacency(dataset_adjacency(dataset)), persistent=False)
         self.cold_item_id = config["cold_item_id"]
         self.apply(xavier_uniform_initialization)
         scale = config["content_scale"]
@@ -127,10 +127,8 @@ class RLMultimodalRec(MultimodalRecommender):
 
     def propagate(self, user_ego: torch.Tensor, item_ego: torch.Tensor):
         """LightGCN: mean of layers 0..n_layers of ``A_hat^k [users; items]``; returns (users, items)."""
-        layers = [torch.cat([user_ego, item_ego], dim=0)]
-        for _ in range(self.n_layers):
-            layers.append(torch.sparse.mm(self.norm_adj_matrix, layers[-1]))
-        return torch.split(torch.stack(layers, dim=1).mean(dim=1), [self.n_users, self.n_items])
+        layers = propagate(self.norm_adj_matrix, torch.cat([user_ego, item_ego], dim=0), self.n_layers)
+        return torch.split(layers, [self.n_users, self.n_items])
 
     def _embeddings(self):
         """(ego users, ego items, final users, final items)."""

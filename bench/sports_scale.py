@@ -391,11 +391,11 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
     # on the timed users only when the evaluation was capped
     figures["eval_recall@20_all" if len(stamps) >= len(test_data) else "eval_recall@20_timed_users"] = float(result["recall@20"])
     figures["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    for measure in after_peak:  # the benchmark's own reference products, kept out of the model's peak RSS
-        measure()
     if device == "cuda":
         figures["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1024**3
         figures["gpu"] = torch.cuda.get_device_name()
+    for measure in after_peak:  # the benchmark's own reference products, kept out of the model's peaks
+        measure()
     return figures
 
 

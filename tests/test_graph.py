@@ -1,6 +1,7 @@
 """Graph operators: the sparse normalised adjacency against a dense reference and RecBole's LightGCN."""
 
 import numpy as np
+import pytest
 import torch
 from recbole.data import data_preparation
 from recbole.model.general_recommender import LightGCN
@@ -53,3 +54,19 @@ def test_propagation_in_csr_with_the_symmetric_backward_matches_autograd_on_coo(
         torch.testing.assert_close(out, reference)
         torch.testing.assert_close(grad, expected_grad)
     assert csr_adjacency(coo).layout == torch.sparse_csr
+
+
+def test_csr_adjacency_refuses_an_asymmetric_matrix_and_propagate_runs_under_autocast():
+    from recbole_mamex.model.graph import AdjacencyError, csr_adjacency, normalized_adjacency, propagate
+
+    asymmetric = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 2]]), torch.tensor([1.0, 2.0]), (3, 3))
+    with pytest.raises(AdjacencyError, match="expected a symmetric adjacency"):
+        csr_adjacency(asymmetric)
+    adjacency = csr_adjacency(normalized_adjacency(torch.tensor([0, 1, 2]), torch.tensor([1, 0, 2]), 3, 3))
+    x = torch.randn(6, 4, requires_grad=True)
+    reference = propagate(adjacency, x, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = propagate(adjacency, x, 2)
+    out.sum().backward()
+    assert out.dtype == torch.float32 and x.grad.dtype == torch.float32
+    torch.testing.assert_close(out, reference)

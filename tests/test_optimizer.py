@@ -117,6 +117,8 @@ def test_sparse_adam_refuses_a_graph_model_weight_decay_and_an_unknown_learner(t
         build("VBPR", learner="sparse_adam", weight_decay=1e-3)
     with pytest.raises(ConfigError, match=r"learner: expected one of adam, .*sparse_adam, found 'adma'"):
         build("VBPR", learner="adma")
+    with pytest.raises(ConfigError, match=r"sparse_adam cannot take clip_grad_norm"):
+        build("VBPR", learner="sparse_adam", clip_grad_norm={"max_norm": 5})
     # several processes: RecBole's DDP path adds a term over every parameter, so the tables' gradients are dense
     config = Config(model="VBPR", dataset="tiny", config_dict={**FAST, "learner": "sparse_adam"}, cmd_args=[])
     model = get_model("VBPR")(config, data_preparation(config, create_dataset(config))[0]._dataset)

@@ -1,5 +1,7 @@
 """RLMultimodalRec: gate, reduction to LightGCN, cold-item switch, interpretation, bf16."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -57,6 +59,8 @@ def test_gradients_are_finite_with_items_that_lack_every_modality(tiny_dataset):
 
 def test_without_content_it_is_recbole_lightgcn(tiny_dataset):
     _, data, _, ours = build(embedding_size=16, use_content=False)
+    ours = copy.deepcopy(ours)  # the graph's buffers deep-copy (RecBole's get_flops copies a model)
+    assert ours.norm_adj_matrix.layout == torch.sparse_csr
     _, _, _, theirs = build(model="LightGCN", embedding_size=16)
     torch.testing.assert_close(ours.user_embedding.weight, theirs.user_embedding.weight)
     torch.testing.assert_close(ours.item_embedding.weight, theirs.item_embedding.weight)

@@ -90,7 +90,13 @@ class RLMultimodalRec(MultimodalRecommender):
             self.gate = nn.Linear(m * self.latent_dim, gate_out)
         self.mf_loss = BPRLoss()
         self.reg_loss = EmbLoss()
-        self.register_buffer("norm_adj_matrix", csr_adjacency(dataset_adjacency(dataset)), persistent=False)
+        # the compressed-row graph as three plain buffers (they move with the model and deep-copy, which a
+        # CSR tensor does not); norm_adj_matrix wraps them without a copy
+        csr = csr_adjacency(dataset_adjacency(dataset))
+        self._adjacency_size = tuple(csr.shape)
+        self.register_buffer("adjacency_crow", csr.crow_indices(), persistent=False)
+        self.register_buffer("adjacency_col", csr.col_indices(), persistent=False)
+        self.register_buffer("adjacency_values", csr.values(), persistent=False)
         self.cold_item_id = config["cold_item_id"]
         self.apply(xavier_uniform_initialization)
         scale = config["content_scale"]
@@ -124,6 +130,12 @@ class RLMultimodalRec(MultimodalRecommender):
         if not self.use_content or self.content_position == "after":
             return ids
         return ids + self.content_scale * (self.content()[0] if content is None else content)
+
+    @property
+    def norm_adj_matrix(self) -> torch.Tensor:
+        """The normalised training graph ``D^-1/2 A D^-1/2`` (CSR, on the model's device)."""
+        return torch.sparse_csr_tensor(self.adjacency_crow, self.adjacency_col, self.adjacency_values,
+                                       self._adjacency_size, check_invariants=False)
 
     def propagate(self, user_ego: torch.Tensor, item_ego: torch.Tensor):
         """LightGCN: mean of layers 0..n_layers of ``A_hat^k [users; items]``; returns (users, items)."""

@@ -122,7 +122,8 @@ class FusedOptimizerMixin:
       6 ms per batch on one CPU thread. Other optimizers, and parameters the fused kernel does not take
       (sparse, non-float, other devices), keep RecBole's optimizer.
     - ``learner: sparse_adam``: :class:`LazyEmbeddingAdam`; refused with ``weight_decay`` (SparseAdam has
-      none) and in a distributed run (RecBole's ``sync_grad_loss`` touches every parameter at every step).
+      none), with ``clip_grad_norm`` (torch's clipping takes no sparse gradient) and in a distributed run
+      (RecBole's ``sync_grad_loss`` touches every parameter at every step).
     """
 
     FUSED = (torch.optim.Adam, torch.optim.AdamW)
@@ -132,6 +133,9 @@ class FusedOptimizerMixin:
             if config["weight_decay"]:
                 raise ConfigError(f"learner: sparse_adam takes no weight_decay (a lazy update moves only the batch's rows); "
                                   f"found weight_decay: {config['weight_decay']}; use the model's reg_weight, or learner: adam")
+            if config["clip_grad_norm"]:
+                raise ConfigError(f"learner: sparse_adam cannot take clip_grad_norm ({config['clip_grad_norm']}): torch's "
+                                  "gradient clipping does not take the tables' sparse gradients; use learner: adam")
             if not config["single_spec"]:
                 raise ConfigError("learner: sparse_adam does not run with several processes: RecBole's DDP path adds "
                                   "0 x the sum of every parameter to each loss, which makes the tables' gradients dense; "

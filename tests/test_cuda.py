@@ -41,6 +41,8 @@ TRAINED = [
     ("RLMultimodalRec", {}),
     ("RLMultimodalRec", {"mixed_precision": "bf16"}),
     ("VBPR", {}),
+    ("VBPR", {"learner": "sparse_adam"}),  # lazy Adam: SparseAdam's sparse updates on the device
+    ("MAMEX", {"learner": "sparse_adam"}),
     ("MILK", {}),
     ("CLCRec", {}),
     ("LightGCN", {}),

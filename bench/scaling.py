@@ -139,12 +139,10 @@ def measure_build(variant: str, work: Path, seed: int) -> dict:
 
     sys.path.insert(0, str(HERE.parent))
     from recbole_mamex.compare import peak_rss_gb, reset_peak_rss
-    from sports_scale import VARIANTS, build
+    from sports_scale import build, variant_spec
 
     os.chdir(work)
-    spec = dict(VARIANTS[variant])
-    model_name = spec.pop("model")
-    spec.pop("buffered_gather", None)
+    model_name, spec, _ = variant_spec(variant)
     reset_peak_rss()
     start = time.perf_counter()
     build(model_name, work, "cpu", seed, **spec)

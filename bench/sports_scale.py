@@ -148,6 +148,14 @@ def floor_now(macs: float, rows: int, operand, sync) -> float:
     return (time.perf_counter() - start) * macs / (rows * operand.shape[0] * operand.shape[1])
 
 
+def variant_spec(variant: str) -> tuple[str, dict, bool]:
+    """(model name, config settings, whether the reusable gather buffers are on) of a :data:`VARIANTS` entry."""
+    spec = dict(VARIANTS[variant])
+    model_name = spec.pop("model")
+    buffered = spec.pop("buffered_gather", True)
+    return model_name, spec, buffered
+
+
 def build(model_name: str, work: Path, device: str, seed: int, **spec):
     """Config, train/test data, model and trainer for one benchmark variant."""
     from recbole_mamex.config import Config
@@ -307,9 +315,7 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
     import torch
 
     os.chdir(work)
-    spec = dict(VARIANTS[variant])
-    model_name = spec.pop("model")
-    buffered = spec.pop("buffered_gather", True)
+    model_name, spec, buffered = variant_spec(variant)
     if full_sort_batch_mb is not None:
         spec["full_sort_batch_mb"] = full_sort_batch_mb
     t0 = time.perf_counter()

@@ -93,7 +93,6 @@ class RLMultimodalRec(MultimodalRecommender):
         # the compressed-row graph as three plain buffers (they move with the model and deep-copy, which a
         # CSR tensor does not); norm_adj_matrix wraps them without a copy
         csr = csr_adjacency(dataset_adjacency(dataset))
-        self._adjacency_size = tuple(csr.shape)
         self.register_buffer("adjacency_crow", csr.crow_indices(), persistent=False)
         self.register_buffer("adjacency_col", csr.col_indices(), persistent=False)
         self.register_buffer("adjacency_values", csr.values(), persistent=False)
@@ -134,8 +133,9 @@ class RLMultimodalRec(MultimodalRecommender):
     @property
     def norm_adj_matrix(self) -> torch.Tensor:
         """The normalised training graph ``D^-1/2 A D^-1/2`` (CSR, on the model's device)."""
-        return torch.sparse_csr_tensor(self.adjacency_crow, self.adjacency_col, self.adjacency_values,
-                                       self._adjacency_size, check_invariants=False)
+        n = self.n_users + self.n_items
+        return torch.sparse_csr_tensor(self.adjacency_crow, self.adjacency_col, self.adjacency_values, (n, n),
+                                       check_invariants=False)
 
     def propagate(self, user_ego: torch.Tensor, item_ego: torch.Tensor):
         """LightGCN: mean of layers 0..n_layers of ``A_hat^k [users; items]``; returns (users, items)."""

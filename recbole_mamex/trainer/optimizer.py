@@ -10,7 +10,7 @@ Why lazy Adam exists here: with dense Adam every step reads and writes every row
 (the gradient is allocated dense, the update visits each row), so a step costs in proportion to users +
 items and an epoch to interactions x (users + items). With lazy Adam a step of a lookup model (BPR, VBPR,
 MAMEX, MILK, CLCRec) touches only the batch's rows; on 16x Amazon Sports that is what keeps the epoch
-linear in interactions (``bench/results/scaling.md``). The update differs: a row absent from a batch keeps
+linear in interactions (``bench/results/scaling_at_scale_settings.md``). The update differs: a row absent from a batch keeps
 its moments and is not moved (dense Adam keeps moving it with its decaying momentum), which is TensorFlow's
 LazyAdam and torch's SparseAdam rule. Graph models (LightGCN, RLMultimodalRec) read whole tables at every
 step, so their gradients are dense and this learner refuses them.
@@ -21,9 +21,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_mamex.config import LEARNERS
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.trainer.candidates import derive_trainer
+
+
+def fusable(params) -> bool:
+    """Whether torch's fused Adam kernel takes every parameter of ``params`` (dense floating point on the
+    CPU or a GPU)."""
+    return all(p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda") for p in params)
+
 
 def embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
     """The model's trainable ``nn.Embedding`` modules by name (each once, even when shared)."""
@@ -62,8 +68,7 @@ class LazyEmbeddingAdam:
         self.sparse = torch.optim.SparseAdam(sparse, lr=lr)
         self.dense = None
         if dense:
-            fused = fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in dense)
-            self.dense = torch.optim.Adam(dense, lr=lr, fused=True) if fused else torch.optim.Adam(dense, lr=lr)
+            self.dense = torch.optim.Adam(dense, lr=lr, fused=True) if fused and fusable(dense) else torch.optim.Adam(dense, lr=lr)
         self.model_name = type(model).__name__
 
     @property
@@ -140,7 +145,6 @@ class FusedOptimizerMixin:
                 raise ConfigError("learner: sparse_adam does not run with several processes: RecBole's DDP path adds "
                                   "0 x the sum of every parameter to each loss, which makes the tables' gradients dense; "
                                   "use one process, or learner: adam")
-            make_tables_sparse(model)
         super().__init__(config, model)
 
     def _build_optimizer(self, **kwargs):
@@ -152,9 +156,7 @@ class FusedOptimizerMixin:
         if not self.config["fused_optimizer"] or type(optimizer) not in self.FUSED:
             return optimizer
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        if not params or not all(
-            p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda") for p in params
-        ):
+        if not params or not fusable(params):
             return optimizer
         # every group carries RecBole's settings (lr, weight_decay, ...); only the kernel changes
         groups = [{**group, "fused": True, "foreach": None} for group in optimizer.param_groups]

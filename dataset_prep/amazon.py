@@ -65,7 +65,7 @@ from tqdm import tqdm
 
 from recbole_mamex.data.features import TEXT_ENCODING
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.files import atomic_write_text
+from recbole_mamex.files import writing
 from dataset_prep.common import (
     DataImportError,
     add_output_options,
@@ -520,7 +520,7 @@ def prepare_amazon(
             started = time.perf_counter()
             log(f"[dataset_prep] reading image features {images}")
             matrix, report["images"] = image_features(images, asins, image_dim, image_fill)
-            modality_paths["image"] = _save(feature_dir, "image", matrix)
+            modality_paths["image"] = _save(feature_dir, "image", matrix, Path(out_root) / name)
             timings["images_s"] = round(time.perf_counter() - started, 3)
             log(f"[dataset_prep] images: {report['images']}")
         if meta is not None:
@@ -539,7 +539,7 @@ def prepare_amazon(
             started = time.perf_counter()
             matrix = text_features(texts, encode, source=meta)
             timings["text_embedding_s"] = round(time.perf_counter() - started, 3)
-            modality_paths["text"] = _save(feature_dir, "text", matrix)
+            modality_paths["text"] = _save(feature_dir, "text", matrix, Path(out_root) / name)
             report["metadata"] = meta_stats.as_dict() | {
                 "items_without_metadata": int((~with_meta).sum()),
                 "items_without_text": int(sum(1 for t in texts if not t)),
@@ -560,11 +560,8 @@ def prepare_amazon(
         }
         final_dir, _ = write_benchmark_dataset(
             name, texts_by_split, {m: modality_paths[m] for m in modality_files}, out_root, extra_files=extra, force=force, log=log,
-            sources=inputs,
+            sources=inputs, yaml_path=yaml_path, yaml_text=lambda _: yaml_text,
         )
-    if yaml_path is not None:
-        atomic_write_text(yaml_path, yaml_text)
-        log(f"[dataset_prep] wrote {yaml_path}")
     return AmazonResult(final_dir, yaml_path, len(users), len(asins), len(frame), counts, report, verdict)
 
 
@@ -580,9 +577,11 @@ def _split_texts(frame: pd.DataFrame) -> tuple[dict[str, str], dict[str, int]]:
     return texts, counts
 
 
-def _save(directory, modality: str, matrix: np.ndarray) -> Path:
+def _save(directory, modality: str, matrix: np.ndarray, dataset_dir: Path) -> Path:
+    """``<directory>/<modality>.npy``; a failed write names the file of the dataset it is for."""
     path = Path(directory) / f"{modality}.npy"
-    np.save(path, matrix)
+    with writing(dataset_dir / path.name):
+        np.save(path, matrix)
     return path
 
 

@@ -2,8 +2,9 @@
 
 Two input layouts:
 
-- json, S3Rec's ``item2attributes.json``: ``{"<item id>": [<attribute id>, ...], ...}``, item ids and
-  attribute ids integers >= 1 (item keys written canonically: ``7``, not ``07``);
+- json, S3Rec's ``item2attributes.json``: ``{"<item id>": [<attribute id>, ...], ...}``, attribute ids
+  integers >= 1; item keys integers >= 1 written canonically (``7``, not ``07``) where the items are
+  integers (no ``--ids``, or an ids file of integers), else the item tokens of ``--ids`` (ASINs ...);
 - tsv: one line per item, ``<item token><TAB><attribute> <attribute> ...``; tokens are any strings
   without whitespace, ``#`` lines and blank lines are skipped.
 
@@ -15,8 +16,9 @@ column tokens beside it (``attributes.columns.txt``); the feature store reads ``
 gets an empty row: a missing modality for that item, as an all-zero feature row is.
 
 Bad input is refused with the file and the offending entries named, before anything is written: an item
-the dataset does not have, an item listed with no attribute, an attribute id below 1, a token that is
-not an integer (json), a repeated item, a line without a tab (tsv).
+the dataset does not have, an item listed with no attribute, an attribute id below 1, an item key that
+is not an integer where the items are integers (json), a repeated item, a line without a tab (tsv). An
+output folder that cannot be written is refused before the input is read.
 
     python -m dataset_prep.attributes item2attributes.json --ids item_ids.txt --out attributes.npz
 """
@@ -33,6 +35,7 @@ import numpy as np
 
 from dataset_prep.common import DataImportError, run_reporting_errors
 from recbole_mamex.data.features import TEXT_ENCODING, is_integer_token
+from recbole_mamex.files import check_writable, writing
 
 FORMATS = ("json", "tsv")
 SHOWN = 5
@@ -64,16 +67,19 @@ def detect_format(path: Path) -> str:
     return "json" if path.suffix.lower() == ".json" else "tsv"
 
 
-def read_json_attributes(path: Path) -> dict[str, list[str]]:
+def read_json_attributes(path: Path, integer_keys: bool = True, keys_hint: str = "", zero: bool = False) -> dict[str, list[str]]:
+    """``{item key: [attribute id, ...]}`` of a json file. ``integer_keys``: the items are integers (row i =
+    item i, or an ids file of integers), so a key must be one, written canonically, and >= 1 unless ``zero``
+    (an ids file that lists item 0); else any token."""
     try:
         data = json.loads(path.read_text(encoding=TEXT_ENCODING))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataImportError(path, 'a json object {"<item id>": [<attribute id>, ...]}', f"a file that is not json ({err})") from None
     if not isinstance(data, dict) or not data:
         raise DataImportError(path, 'a non-empty json object {"<item id>": [<attribute id>, ...]}', f"{type(data).__name__} {str(data)[:60]}")
-    bad_keys = [k for k in data if not is_integer_token(k) or k == "0"]
-    if bad_keys:
-        raise DataImportError(path, "item ids written as integers >= 1 (7, not 07 or 'B000ABC')", f"item keys {_shown(bad_keys)}")
+    bad_keys = [k for k in data if not is_integer_token(k) or (k == "0" and not zero)] if integer_keys else []
+    if bad_keys:  # other keys are checked against the item tokens (read_attributes)
+        raise DataImportError(path, f"item ids written as integers{'' if zero else ' >= 1'} (7, not 07 or 'B000ABC'){keys_hint}", f"item keys {_shown(bad_keys)}")
     out, empty, bad_values, low = {}, [], [], []
     for item, values in data.items():
         if not isinstance(values, list):
@@ -141,7 +147,11 @@ def read_attributes(path, item_tokens: Sequence[str], file_format: str | None = 
     file_format = file_format or detect_format(path)
     if file_format not in FORMATS:
         raise DataImportError(path, f"format one of {FORMATS}", repr(file_format))
-    by_item = read_json_attributes(path) if file_format == "json" else read_tsv_attributes(path)
+    if file_format == "json":
+        integer_keys = all(is_integer_token(t) for t in item_tokens if t is not None)
+        by_item = read_json_attributes(path, integer_keys, ", as the dataset's item tokens are", zero="0" in item_tokens)
+    else:
+        by_item = read_tsv_attributes(path)
     row_of = {str(t): r for r, t in enumerate(item_tokens) if t is not None}
     unknown = [item for item in by_item if item not in row_of]
     if unknown:
@@ -164,13 +174,9 @@ def read_attributes(path, item_tokens: Sequence[str], file_format: str | None = 
     return Attributes(matrix=matrix, columns=columns, listed=len(by_item))
 
 
-def write_attributes(attributes: Attributes, out: Path, force: bool = False) -> tuple[Path, Path]:
-    """``out`` (``.npz``) and ``<out stem>.columns.txt`` beside it, each written atomically; an existing
-    file is kept unless ``force``."""
-    from scipy import sparse
-
-    from recbole_mamex.files import atomic_path, atomic_write_text
-
+def check_outputs(out: Path, force: bool = False) -> Path:
+    """The columns file beside ``out``, after refusing a name without ``.npz``, an existing file without
+    ``force`` and a folder that cannot be written (:func:`recbole_mamex.files.check_writable`)."""
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise DataImportError(out, "an output file name ending in .npz (a sparse matrix)", f"suffix {out.suffix or '(none)'!r}")
@@ -178,9 +184,25 @@ def write_attributes(attributes: Attributes, out: Path, force: bool = False) -> 
     for path in (out, columns_path):
         if path.exists() and not force:
             raise DataImportError(path, "a new file (or --force to replace it)", "an existing file")
-    with atomic_path(out, suffix=".npz") as tmp:
+    check_writable(out.parent)
+    return columns_path
+
+
+def write_attributes(attributes: Attributes, out: Path, force: bool = False, shown_as: Path | None = None) -> tuple[Path, Path]:
+    """``out`` (``.npz``) and ``<out stem>.columns.txt`` beside it, both written to temporary files renamed
+    at the end (a failed write leaves neither, and is one error naming the file: ``shown_as`` where ``out``
+    is a temporary one); an existing file is kept unless ``force``."""
+    from scipy import sparse
+
+    from recbole_mamex.files import atomic_path
+
+    out = Path(out)
+    columns_path = check_outputs(out, force)
+    shown = Path(shown_as) if shown_as is not None else out
+    with writing(shown), atomic_path(out, suffix=".npz") as tmp:
         sparse.save_npz(tmp, attributes.matrix, compressed=True)
-    atomic_write_text(columns_path, "".join(f"{c}\n" for c in attributes.columns))
+        with writing(shown.with_name(columns_path.name)), atomic_path(columns_path) as tmp_columns:
+            tmp_columns.write_text("".join(f"{c}\n" for c in attributes.columns), encoding="utf-8")
     return out, columns_path
 
 
@@ -216,11 +238,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def task():
+        check_outputs(args.out, args.force)  # before the input is read
         file_format = args.format or detect_format(args.attributes)
         if args.ids is not None:
             tokens = read_ids(args.ids)
         elif file_format == "json":
-            keys = read_json_attributes(args.attributes)
+            keys = read_json_attributes(args.attributes, keys_hint=" (row i = item i without --ids; other keys need --ids)")
             tokens = [None] + [str(i) for i in range(1, max(int(k) for k in keys) + 1)]
         else:
             raise DataImportError(args.attributes, "--ids (the item tokens in row order) for a tab-separated file", "no --ids")

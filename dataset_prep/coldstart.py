@@ -15,7 +15,8 @@ cold-valid and cold-test item tokens), the modality features; and ``properties/d
 function of (interactions in file order, seed, fraction): the same inputs give byte-identical files.
 
 Sources: a prepared RecBole dataset (``--dataset NAME``: ``<name>.inter`` or its benchmark files, and
-the modalities of its yaml) or an MMRec-layout directory (``--mmrec DIR``; its x_label is ignored)::
+the modalities of its yaml, those with an ``ids:`` file too: it is copied beside the features as
+``<modality>.ids.txt``) or an MMRec-layout directory (``--mmrec DIR``; its x_label is ignored)::
 
     python -m dataset_prep.coldstart --dataset lastfm-2k            # -> dataset lastfm-2k-cold
     python -m dataset_prep.coldstart --mmrec /data/mmrec/baby --name amazon-baby-cold
@@ -33,12 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recbole_mamex.data.features import TEXT_ENCODING, is_integer_token
+from recbole_mamex.data.features import TEXT_ENCODING, ModalitySpec, is_integer_token
 from recbole_mamex.errors import ConfigError
 from dataset_prep.common import (
     DataImportError,
     add_output_options,
     check_destination,
+    check_output_locations,
     dataset_yaml_text,
     frame_to_atomic,
     locate_in_files,
@@ -175,16 +177,22 @@ def find_column(frame: pd.DataFrame, field: str, path) -> str:
     raise DataImportError(path, f"a column for field '{field}'", f"columns {list(frame.columns)}")
 
 
-def source_from_prepared(name: str, data_path: Path):
-    """Interactions, field columns and modality files of a prepared dataset (its yaml decides fields)."""
+def source_from_prepared(name: str, data_path: Path, yaml_path: Path | None = None):
+    """Interactions, field columns and modalities of a prepared dataset (its yaml decides fields: the
+    package's and the working directory's, then ``yaml_path`` when it is there, e.g. one an importer just
+    wrote under another ``--properties``): a modality is its file (row i = item i), or its
+    :class:`ModalitySpec` when it has an ids file."""
     from recbole_mamex.config import dataset_config_dict
     from recbole_mamex.data.features import parse_modalities, present_modalities
+    from recbole_mamex.files import read_yaml_mapping
     from dataset_prep.bundled import BUNDLED, prepare_bundled
 
     dataset_dir = data_path / name
     if not dataset_dir.exists() and name in BUNDLED:
         prepare_bundled(name, data_path)
     settings = dataset_config_dict(name)
+    if yaml_path is not None and Path(yaml_path).is_file():
+        settings.update(read_yaml_mapping(yaml_path))
     whole = dataset_dir / f"{name}.inter"
     suffixes = settings.get("benchmark_filename") or []
     paths = [whole] if whole.is_file() or not suffixes else [dataset_dir / f"{name}.{s}.inter" for s in suffixes]
@@ -194,9 +202,7 @@ def source_from_prepared(name: str, data_path: Path):
     require_unique_pairs(frame, user_col, item_col, dataset_dir, locate_in_files(files))
     modalities = {}
     for spec in present_modalities(parse_modalities(settings.get("modalities"), dataset_dir))[0]:
-        if spec.ids_path is not None:
-            raise DataImportError(spec.ids_path, "modalities given as plain .npy files (row i = item i)", "an ids mapping")
-        modalities[spec.name] = spec.path
+        modalities[spec.name] = spec.path if spec.ids_path is None else spec
     return frame, user_col, item_col, modalities, prepared_source_label(name)
 
 
@@ -227,7 +233,7 @@ def make_cold_dataset(
     frame: pd.DataFrame,
     user_col: str,
     item_col: str,
-    modalities: dict[str, Path],
+    modalities: dict[str, Path | ModalitySpec],
     name: str,
     source: str,
     out_root="dataset",
@@ -240,25 +246,33 @@ def make_cold_dataset(
     log=print,
     sources=(),
 ) -> ColdSplit:
-    """Split ``frame`` and write the cold-start dataset ``name``; see the module docstring. Each modality
-    file is read once here and checked (readable, 2-D, finite floats, a row for every integer item id, a
+    """Split ``frame`` and write the cold-start dataset ``name``; see the module docstring. ``modalities``:
+    name -> feature file (row i = item i), or a :class:`ModalitySpec` with an ids file (row r = the item
+    on its line r; the split's yaml names a copy of it). Each modality file is read once here and checked
+    (readable, 2-D, finite floats, a row for every integer item id or an ids file with a token per row, a
     non-zero row for at least one item). ``sources``: the files ``frame`` was read from (none may lie in the
     directory written, see :func:`dataset_prep.common.check_destination`)."""
-    from recbole_mamex.data.features import check_mmrec_feature_file
+    from recbole_mamex.data.features import check_ids_feature_file, check_mmrec_feature_file
 
     yaml_path = Path(properties_dir) / "dataset" / f"{name}.yaml" if write_yaml else None
-    sources = [*sources, *modalities.values()]
+    specs = {m: v if isinstance(v, ModalitySpec) else ModalitySpec(m, Path(v)) for m, v in modalities.items()}
+    ids_files = {m: spec.ids_path for m, spec in specs.items() if spec.ids_path is not None}
+    sources = [*sources, *(spec.path for spec in specs.values()), *ids_files.values()]
     check_destination(Path(out_root), name, yaml_path, force, sources)
     items = frame[item_col].astype(str)
     numeric = items.map(is_integer_token)
-    for path in modalities.values():
+    for modality, spec in specs.items():
+        if modality in ids_files:
+            check_ids_feature_file(spec.path, spec.ids_path, items.unique())
+            continue
         if not numeric.all():
             raise DataImportError(
-                path,
-                "integer item ids written canonically (row i of every .npy is item i; 7, not 07)",
+                spec.path,
+                "integer item ids written canonically (row i of every .npy is item i; 7, not 07), or an ids file "
+                f"for the modality in the dataset yaml ({modality}: {{path: <file>, ids: <ids file>}})",
                 f"item tokens such as {items[~numeric].iloc[0]!r} in the interactions of {source}",
             )
-        check_mmrec_feature_file(path, items.astype(int).to_numpy())
+        check_mmrec_feature_file(spec.path, items.astype(int).to_numpy())
     split = cold_start_split(frame, user_col, item_col, fraction, seed)
     n_items = int(frame[item_col].nunique())
     log(
@@ -270,8 +284,9 @@ def make_cold_dataset(
     write_benchmark_dataset(
         name,
         texts,
-        modalities,
+        {m: spec.path for m, spec in specs.items()},
         out_root,
+        modality_ids=ids_files,
         extra_files={cold_file: cold_items_json(name, source, split, fraction, seed, n_items)},
         link=link,
         force=force,
@@ -311,13 +326,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def task():
+        name = args.name or f"{args.dataset or args.mmrec.name}-cold"
+        check_output_locations(args.out, args.properties / "dataset" / f"{name}.yaml")  # before the source is read
         if args.dataset:
             frame, user_col, item_col, modalities, source = source_from_prepared(args.dataset, args.out)
-            name = args.name or f"{args.dataset}-cold"
             read_from = args.out / args.dataset
         else:
             frame, user_col, item_col, modalities, source = source_from_mmrec(args.mmrec, args.modality)
-            name = args.name or f"{args.mmrec.name}-cold"
             read_from = args.mmrec
         inputs = [path for path in read_from.iterdir() if path.is_file()]  # the interactions read are among them
         make_cold_dataset(

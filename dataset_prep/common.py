@@ -1,5 +1,7 @@
 """What every importer shares: its errors and the write-then-rename steps that keep a failed
-import from leaving a half-written dataset behind."""
+import from leaving a half-written dataset behind. Output locations are checked writable before any
+work (:func:`check_output_locations`), and a write that fails (a full or read-only disk) is one error
+naming the file and the cause (:class:`recbole_mamex.files.OutputError`), the partial files removed."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from recbole_mamex.errors import RecboleMamexError, report_user_errors
 from recbole_mamex.data.features import InputFileError
-from recbole_mamex.files import read_yaml_mapping, temporary_text, umask
+from recbole_mamex.files import check_writable, read_yaml_mapping, temporary_text, umask, writing
 
 
 class DataImportError(InputFileError):
@@ -143,11 +145,16 @@ def temporary_import_dir(out_root: Path, label: str, log=print) -> Path:
     """A new directory ``<out_root>/.<label>.importing-XXXX`` with the marker of this process (so a later
     import can remove it when this one is killed), permissions from the user's umask."""
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_root, log)
-    path = Path(tempfile.mkdtemp(prefix=f".{label}.importing-", dir=out_root))
-    os.chmod(path, 0o777 & ~umask())
-    (path / IMPORTING_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
+    with writing(out_root):
+        out_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_root, log)
+        path = Path(tempfile.mkdtemp(prefix=f".{label}.importing-", dir=out_root))
+        try:
+            os.chmod(path, 0o777 & ~umask())
+            (path / IMPORTING_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
     return path
 
 
@@ -202,9 +209,16 @@ def dataset_yaml_text(
     ]
     if modality_files:
         lines.append("modalities:")
-        lines += [f"  {modality}: {filename}" for modality, filename in modality_files.items()]
+        lines += [f"  {modality}: {modality_entry(entry)}" for modality, entry in modality_files.items()]
     lines += list(extra_lines)
     return "\n".join(lines) + "\n"
+
+
+def modality_entry(entry) -> str:
+    """A modality's value in a dataset yaml: its file name, or ``{path: <file>, ids: <ids file>}``."""
+    if isinstance(entry, dict):
+        return "{" + ", ".join(f"{key}: {value}" for key, value in entry.items()) + "}"
+    return str(entry)
 
 
 def frame_to_atomic(frame) -> str:
@@ -272,9 +286,18 @@ def modalities_cover(listed: dict, files: dict) -> bool:
                for modality, entry in listed.items())
 
 
+def check_output_locations(out_root, yaml_path: Path | None = None) -> None:
+    """Refuse, before any work, a data path (or the yaml's directory) that cannot be written (read-only,
+    no permission, a full disk): :func:`recbole_mamex.files.check_writable`."""
+    check_writable(out_root)
+    if yaml_path is not None:
+        check_writable(Path(yaml_path).parent)
+
+
 def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: bool, sources=()) -> Path:
     """The dataset directory to write; refuses an existing dataset or yaml unless ``force``, a directory
-    ``force`` may not replace (:func:`check_replaceable`), and inputs inside it (:func:`refuse_sources_inside`)."""
+    ``force`` may not replace (:func:`check_replaceable`), inputs inside it (:func:`refuse_sources_inside`)
+    and output locations that cannot be written (:func:`check_output_locations`)."""
     final_dir = Path(out_root) / name
     if (final_dir.exists() or final_dir.is_symlink()) and not force:
         raise DatasetExistsError(final_dir)
@@ -283,6 +306,7 @@ def check_destination(out_root: Path, name: str, yaml_path: Path | None, force: 
     refuse_sources_inside(final_dir, sources)
     if final_dir.exists() or final_dir.is_symlink():
         check_replaceable(final_dir)
+    check_output_locations(out_root, yaml_path)
     return final_dir
 
 
@@ -305,9 +329,11 @@ def write_benchmark_dataset(
     yaml_path: Path | None = None,
     yaml_text=None,
     sources=(),
-) -> tuple[Path, dict[str, str]]:
+    modality_ids: dict[str, Path] | None = None,
+) -> tuple[Path, dict[str, str | dict]]:
     """Write ``<out_root>/<name>/``: ``<name>.<split>.inter`` for every split text, the modality
-    files (copied, or symlinked with ``link``) as ``<modality>.npy`` (``.npz`` for a sparse one), and ``extra_files``;
+    files (copied, or symlinked with ``link``) as ``<modality>.npy`` (``.npz`` for a sparse one), the ids
+    file of each modality in ``modality_ids`` (row r = the item on its line r) as ``<modality>.ids.txt``, and ``extra_files``;
     all into a temporary directory renamed into place at the end. With ``yaml_path``, the dataset yaml
     ``yaml_text(modality_files)`` is written to a temporary file first and renamed right after the
     directory, so a yaml that cannot be written leaves no dataset behind.
@@ -317,31 +343,43 @@ def write_benchmark_dataset(
     The directory gets a manifest of what it holds; a killed import's temporary directory is removed by
     the next import into ``out_root``.
 
-    Returns the dataset directory and the modality file names (for the yaml).
+    Returns the dataset directory and the modality file names (for the yaml: ``{path: ..., ids: ...}`` for
+    one with an ids file).
     """
     out_root = Path(out_root)
-    final_dir = check_destination(out_root, name, None, force, [*sources, *modality_paths.values()])
+    modality_ids = modality_ids or {}
+    final_dir = check_destination(out_root, name, None, force, [*sources, *modality_paths.values(), *modality_ids.values()])
     tmp_dir = temporary_import_dir(out_root, name, log)
     tmp_yaml = None
     try:
         for split, text in split_texts.items():
-            (tmp_dir / f"{name}.{split}.inter").write_text(text, encoding="utf-8")
+            with writing(final_dir / f"{name}.{split}.inter"):
+                (tmp_dir / f"{name}.{split}.inter").write_text(text, encoding="utf-8")
         modality_files = {}
         for modality, path in modality_paths.items():
-            target = tmp_dir / f"{modality}{feature_suffix(path)}"
-            if link:
-                os.symlink(Path(path).resolve(), target)
-            else:
-                shutil.copyfile(path, target)
-            modality_files[modality] = target.name
+            targets = {tmp_dir / f"{modality}{feature_suffix(path)}": path}
+            if modality in modality_ids:
+                targets[tmp_dir / f"{modality}.ids.txt"] = modality_ids[modality]
+            for target, source in targets.items():
+                with writing(final_dir / target.name):
+                    if link:
+                        os.symlink(Path(source).resolve(), target)
+                    else:
+                        shutil.copyfile(source, target)
+            names = [target.name for target in targets]
+            modality_files[modality] = {"path": names[0], "ids": names[1]} if len(names) > 1 else names[0]
         for filename, text in (extra_files or {}).items():
-            (tmp_dir / filename).write_text(text, encoding="utf-8")
+            with writing(final_dir / filename):
+                (tmp_dir / filename).write_text(text, encoding="utf-8")
         if yaml_path is not None:
-            tmp_yaml = temporary_text(Path(yaml_path), yaml_text(modality_files))
-        (tmp_dir / IMPORTING_MARKER).unlink()
-        written = sorted(os.listdir(tmp_dir))
-        (tmp_dir / MANIFEST).write_text(json.dumps({"written_by": "dataset_prep", "files": written}, indent=1) + "\n", encoding="utf-8")
-        replace_dir(tmp_dir, final_dir)
+            with writing(yaml_path):
+                tmp_yaml = temporary_text(Path(yaml_path), yaml_text(modality_files))
+        with writing(final_dir / MANIFEST):
+            (tmp_dir / IMPORTING_MARKER).unlink()
+            written = sorted(os.listdir(tmp_dir))
+            (tmp_dir / MANIFEST).write_text(json.dumps({"written_by": "dataset_prep", "files": written}, indent=1) + "\n", encoding="utf-8")
+        with writing(final_dir):
+            replace_dir(tmp_dir, final_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if tmp_yaml is not None:
@@ -349,7 +387,12 @@ def write_benchmark_dataset(
         raise
     log(f"[dataset_prep] dataset '{name}' written to {final_dir}")
     if tmp_yaml is not None:
-        os.replace(tmp_yaml, yaml_path)
+        try:
+            with writing(yaml_path):
+                os.replace(tmp_yaml, yaml_path)
+        except BaseException:
+            tmp_yaml.unlink(missing_ok=True)
+            raise
         log(f"[dataset_prep] wrote {yaml_path}")
     return final_dir, modality_files
 

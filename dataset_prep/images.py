@@ -28,7 +28,9 @@ finished chunks, giving the same bytes as an uninterrupted run; it refuses a par
 ids, another encoder or changed images (``--restart`` discards it). Batches never cross a chunk, so the
 output does not depend on where a run was interrupted. At the end ``<out>`` is written through a
 temporary file and a rename, ``<out>.json`` (provenance) beside it, and the partial folder is removed.
-An existing ``<out>`` is never replaced without ``--force``.
+An existing ``<out>`` is never replaced without ``--force``. A folder that cannot be written is refused
+before any image is read; a write that fails (a full disk) is one error line naming the file, the
+finished chunks kept for the rerun.
 
 Example::
 
@@ -56,7 +58,7 @@ import numpy as np
 
 from dataset_prep.common import DataImportError, DatasetExistsError, _alive, run_reporting_errors
 from recbole_mamex.data.features import TEXT_ENCODING
-from recbole_mamex.files import atomic_path, atomic_write_text
+from recbole_mamex.files import OutputError, atomic_path, atomic_write_text, check_writable, writing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 DEFAULT_ENCODER = "efficientnet-lite0"
@@ -445,7 +447,8 @@ def _take_lock(partial: Path) -> None:
     pid = owner.get("pid") if isinstance(owner, dict) else None
     if isinstance(pid, int) and pid != os.getpid() and owner.get("host") == socket.gethostname() and _alive(pid):
         raise DataImportError(partial, "no other run writing this partial folder", f"process {pid} doing so: wait for it or stop it")
-    atomic_write_text(lock, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+    with writing(lock):
+        atomic_write_text(lock, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
 
 
 def _compare_manifests(partial: Path, found: dict, wanted: dict) -> None:
@@ -470,7 +473,8 @@ def _compare_manifests(partial: Path, found: dict, wanted: dict) -> None:
 
 def _write_chunk(partial: Path, index: int, features: np.ndarray, status: np.ndarray, errors: dict[int, str]) -> None:
     rows = np.array(sorted(errors), dtype=np.int64)
-    with atomic_path(_chunk_path(partial, index), suffix=".npz") as tmp, open(tmp, "wb") as f:
+    path = _chunk_path(partial, index)
+    with writing(path), atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, features=features, status=status, error_rows=rows, error_texts=np.array([errors[r] for r in rows], dtype=str))
 
 
@@ -557,6 +561,7 @@ def _check_out(out: Path, force: bool) -> None:
             raise DatasetExistsError(path)
     if out.is_dir():
         raise DataImportError(out, "a file path for --out", "a folder")
+    check_writable(out.parent)
 
 
 def encode_images(
@@ -616,10 +621,17 @@ def encode_images(
     }
     if found is not None:
         _compare_manifests(partial, found, manifest)
-    partial.mkdir(parents=True, exist_ok=True)
-    _take_lock(partial)
-    if found is None:
-        atomic_write_text(partial / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    with writing(partial):
+        partial.mkdir(parents=True, exist_ok=True)
+    try:
+        _take_lock(partial)
+        if found is None:
+            with writing(partial / MANIFEST):
+                atomic_write_text(partial / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    except BaseException:
+        if found is None:  # a folder without its manifest would stop the next run
+            remove_partial(partial, log)
+        raise
 
     n_chunks = math.ceil(len(ids) / chunk_rows)
     bounds = [(i, i * chunk_rows, min(len(ids), (i + 1) * chunk_rows)) for i in range(n_chunks)]
@@ -636,9 +648,10 @@ def encode_images(
             for index, a, b in todo:
                 features, status, errors = _encode_chunk(a, b, ids, images, batch_size, enc, pool, bar)
                 _write_chunk(partial, index, features, status, errors)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OutputError) as err:
         done = sum(1 for i, a, b in bounds if _chunk_path(partial, i).is_file())
-        log(f"[dataset_prep] interrupted: {done} of {n_chunks} chunks are kept in {partial}; run the same command again to continue")
+        log(f"[dataset_prep] {'interrupted' if isinstance(err, KeyboardInterrupt) else 'stopped'}: {done} of {n_chunks} chunks "
+            f"are kept in {partial}; run the same command again to continue")
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # the images queued for decoding are dropped at once
@@ -656,7 +669,8 @@ def encode_images(
         "resumed_chunks": len(finished), "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    atomic_write_text(provenance_path_of(out), json.dumps(provenance, indent=1) + "\n")
+    with writing(provenance_path_of(out)):
+        atomic_write_text(provenance_path_of(out), json.dumps(provenance, indent=1) + "\n")
     remove_partial(partial, log)
     log(f"[dataset_prep] wrote {out} ({len(ids)} x {enc.dim} float32) and {provenance_path_of(out).name}: "
         f"{counts['with_features']} with features, {len(missing)} missing"
@@ -667,24 +681,23 @@ def encode_images(
 
 
 def _assemble(out: Path, partial: Path, bounds, ids, images, dim: int):
-    """Write ``out`` from the chunks (a temporary file renamed at the end); the unreadable ids and the
-    first few with their file and error."""
+    """Write ``out`` from the chunks, in order (a temporary file renamed at the end; written, not mapped, so a
+    full disk is an error rather than a crash); the unreadable ids and the first few with their file and error."""
     unreadable, first = [], []
-    with atomic_path(out, suffix=".npy") as tmp:
-        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), dim))
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False, "shape": (len(ids), dim)}
+    with writing(out), atomic_path(out, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
         for index, a, b in bounds:
             chunk = _read_chunk(_chunk_path(partial, index), b - a, dim)
             if chunk is None:
                 raise DataImportError(_chunk_path(partial, index), f"a finished chunk of {b - a} x {dim} float32", "an unreadable file; rerun to redo it")
             features, status, errors = chunk
-            matrix[a:b] = features
+            f.write(np.ascontiguousarray(features, dtype="<f4").tobytes())
             for offset in np.flatnonzero(status == UNREADABLE).tolist():
                 token = ids[a + offset]
                 unreadable.append(token)
                 if len(first) < FIRST_FEW:
                     first.append({"id": token, "file": images[token].name, "error": errors.get(offset, "")})
-        matrix.flush()
-        del matrix
     return unreadable, first
 
 

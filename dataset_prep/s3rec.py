@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +52,11 @@ from dataset_prep.common import (
     run_reporting_errors,
     shipped_dataset_settings,
     shipped_yaml_applies,
+    temporary_import_directory,
     write_benchmark_dataset,
 )
 from recbole_mamex.data.features import TEXT_ENCODING, is_integer_token, read_feature_matrix
+from recbole_mamex.files import writing
 
 USER, ITEM = "user_id:token", "item_id:token"
 MMREC_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
@@ -89,8 +90,9 @@ def read_sequences(path: Path) -> pd.DataFrame:
     return frame
 
 
-def mmrec_features(mmrec: Path, id_maps: Path, n_rows: int, work: Path) -> tuple[dict[str, Path], dict]:
-    """MMRec's image/text rows re-ordered to row i = item i of the S3Rec graph; written under ``work``."""
+def mmrec_features(mmrec: Path, id_maps: Path, n_rows: int, work: Path, dataset_dir: Path | None = None) -> tuple[dict[str, Path], dict]:
+    """MMRec's image/text rows re-ordered to row i = item i of the S3Rec graph; written under ``work`` (a
+    failed write names the file of ``dataset_dir`` it is for)."""
     mapping_file = mmrec / ITEM_MAP_FILE
     if not mapping_file.is_file():
         raise DataImportError(mapping_file, f"MMRec's item id mapping ({ITEM_MAP_FILE}: asin<TAB>itemID) beside its features", "no such file")
@@ -118,7 +120,8 @@ def mmrec_features(mmrec: Path, id_maps: Path, n_rows: int, work: Path) -> tuple
         aligned = np.zeros((n_rows, raw.shape[1]), dtype=np.float32)
         aligned[valid] = raw[ours[valid]]
         paths[modality] = work / f"{modality}.npy"
-        np.save(paths[modality], aligned)
+        with writing((dataset_dir or work) / paths[modality].name):
+            np.save(paths[modality], aligned)
         report[modality] = {"file": str(source), "dim": int(raw.shape[1]), "items_placed": int(valid[1:].sum())}
     if not paths:
         raise DataImportError(mmrec, f"MMRec's {' or '.join(MMREC_FILES.values())}", "neither")
@@ -184,13 +187,11 @@ def prepare_s3rec(
     report = {"inputs": {"sequential": str(sequential), "attributes": str(attributes)}, "statistics": found | {"check": verdict},
               "attributes": {"columns": len(attrs.columns), "items_with_attributes": attrs.listed},
               "splits": {split: int((labels == k).sum()) for k, split in enumerate(("train", "valid", "test"))}}
-    out_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_root, prefix=f".{name}.features-") as work:
-        work = Path(work)
+    with temporary_import_directory(out_root, f"{name}.features", log) as work:
         modality_paths = {}
-        modality_paths["attributes"], columns = write_attributes(attrs, work / "attributes.npz")
+        modality_paths["attributes"], columns = write_attributes(attrs, work / "attributes.npz", shown_as=out_root / name / "attributes.npz")
         if mmrec is not None:
-            paths, report["mmrec"] = mmrec_features(Path(mmrec), Path(id_maps), n_rows, work)
+            paths, report["mmrec"] = mmrec_features(Path(mmrec), Path(id_maps), n_rows, work, out_root / name)
             modality_paths.update(paths)
             log(f"[dataset_prep] MMRec features: {report['mmrec']}")
         extra = {"attributes.columns.txt": columns.read_text(encoding="utf-8"), f"{name}.prep.json": json.dumps(report, indent=1) + "\n"}
@@ -202,7 +203,7 @@ def prepare_s3rec(
         )
     result = {"warm": final_dir, "statistics": found, "check": verdict}
     if cold:
-        frame_w, user_col, item_col, modalities, warm_source = source_from_prepared(name, out_root)
+        frame_w, user_col, item_col, modalities, warm_source = source_from_prepared(name, out_root, properties_dir / "dataset" / f"{name}.yaml")
         split = make_cold_dataset(
             frame_w, user_col, item_col, modalities, cold_name, warm_source,
             out_root=out_root, properties_dir=properties_dir, fraction=fraction, seed=seed, force=force, log=log,

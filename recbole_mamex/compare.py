@@ -6,8 +6,11 @@
 Every (model, seed) is trained with RecBole's trainer and early stopping on the validation split (the
 candidate set of the protocol's ``eval_candidates``), saved, then evaluated on test; test is never used
 for selection. Each finished run is written at once (atomically) to ``<out>/runs/<model>-seed<seed>.json``
-with its full config and the package versions; running the same command again skips finished runs, so an
-interrupted comparison loses at most the run in progress.
+with its full config, the package versions and the identity of the data it read
+(:func:`recbole_mamex.data.identity.data_identity`); running the same command again skips finished runs
+made with the same settings on the same data, so an interrupted comparison loses at most the run in
+progress. A stored record is read with every field checked (:func:`recbole_mamex.records.check_run_record`);
+one comparison at a time writes into an ``--out`` folder (:func:`recbole_mamex.records.locked_output`).
 
 Tables, one per candidate set (cold / warm / all under the cold protocol, one under the warm protocol):
 mean +- sd over seeds of each metric, the best mean per column in bold, the relative improvement of the
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -31,7 +33,19 @@ import numpy as np
 import pandas as pd
 
 from recbole_mamex.parallel import EpochLog
-from recbole_mamex.records import CompareError, jsonable, setting_differences, versions, write_json_atomic
+from recbole_mamex.records import (
+    CompareError,
+    OutputFileError,
+    RecordFileError,
+    check_run_record,
+    jsonable,
+    locked_output,
+    read_record,
+    setting_differences,
+    versions,
+    write_json_atomic,
+    write_output,
+)
 
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PROTOCOLS = {
@@ -53,6 +67,9 @@ class Comparison:
     improvement: dict[str, float]  # metric -> (ours - baseline) / baseline
     p_value: dict[str, float]  # metric -> paired t-test p-value across (split, seed) pairs
     labels: dict[str, str] = field(default_factory=dict)  # model -> the name its row shows (e.g. tuning marks)
+    # model -> the runs (pair keys) that evaluated no user in this candidate set (NaN in their records): left
+    # out of the means, sds and tests, counted apart
+    unevaluated: dict[str, list[str]] = field(default_factory=dict)
 
     def label(self, model: str) -> str:
         return self.labels.get(model, model)
@@ -69,13 +86,17 @@ def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Compari
     ]
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(r["model"] for r in rows))
+    unevaluated = {}  # a NaN metric: the run evaluated no user among these candidates
+    for row in rows:
+        if any(np.isnan(row[m]) for m in metrics):
+            unevaluated.setdefault(row["model"], []).append(row["pair"])
     grouped = frame.groupby("model", sort=False)[list(metrics)]
     table = pd.concat({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()}, axis=1)
     table = table.swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False).loc[order]
     best, ours, baseline, improvement, p_value = {}, {}, {}, {}, {}
     for metric in metrics:
-        means = table[(metric, "mean")]
-        best[metric] = str(means.idxmax())
+        means = table[(metric, "mean")].dropna()  # a model none of whose runs evaluated a user has no mean
+        best[metric] = str(means.idxmax()) if len(means) else None
         mine = means[[m for m in means.index if m in our_models]]
         theirs = means[[m for m in means.index if m not in our_models]]
         ours[metric] = str(mine.idxmax()) if len(mine) else None
@@ -84,14 +105,14 @@ def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Compari
             improvement[metric], p_value[metric] = float("nan"), float("nan")
             continue
         improvement[metric] = float((mine.max() - theirs.max()) / theirs.max()) if theirs.max() else float("nan")
-        a = frame[frame["model"] == ours[metric]].set_index("pair")[metric]
-        b = frame[frame["model"] == baseline[metric]].set_index("pair")[metric]
+        a = frame[frame["model"] == ours[metric]].set_index("pair")[metric].dropna()
+        b = frame[frame["model"] == baseline[metric]].set_index("pair")[metric].dropna()
         pairs = sorted(set(a.index) & set(b.index))
         if len(pairs) >= 2 and not np.allclose(a[pairs].to_numpy() - b[pairs].to_numpy(), 0):
             p_value[metric] = float(stats.ttest_rel(a[pairs], b[pairs]).pvalue)
         else:
             p_value[metric] = float("nan")
-    return Comparison(candidates, table, best, ours, baseline, improvement, p_value)
+    return Comparison(candidates, table, best, ours, baseline, improvement, p_value, unevaluated=unevaluated)
 
 
 def pair_key(record: dict) -> str:
@@ -103,8 +124,20 @@ def pair_key(record: dict) -> str:
 def _cell(comparison: Comparison, model: str, metric: str) -> tuple[str, bool]:
     mean = comparison.table.loc[model, (metric, "mean")]
     sd = comparison.table.loc[model, (metric, "sd")]
+    if np.isnan(mean):
+        return "n/a (no user evaluated)", False
     text = f"{mean:.4f} ± {sd:.4f}" if not np.isnan(sd) else f"{mean:.4f}"
     return text, comparison.best[metric] == model
+
+
+def unevaluated_text(comparison: Comparison) -> str | None:
+    """The runs that evaluated no user among these candidates (left out of the numbers), or None."""
+    if not comparison.unevaluated:
+        return None
+    listed = "; ".join(f"{comparison.label(model)}: {', '.join(pairs)}" for model, pairs in comparison.unevaluated.items())
+    total = sum(len(pairs) for pairs in comparison.unevaluated.values())
+    return (f"{total} run(s) evaluated no user among the {comparison.candidates} candidates (NaN in their records) and are "
+            f"left out of the means, sds and tests where they are NaN: {listed}")
 
 
 def to_markdown(comparison: Comparison, metrics) -> str:
@@ -116,6 +149,9 @@ def to_markdown(comparison: Comparison, metrics) -> str:
             cells.append(f"**{text}**" if is_best else text)
         lines.append(f"| {comparison.label(model)} | " + " | ".join(cells) + " |")
     lines.append("| best ours vs best baseline | " + " | ".join(_improvement_text(comparison, m) for m in metrics) + " |")
+    note = unevaluated_text(comparison)
+    if note:
+        lines += ["", f"No user evaluated: {note}."]
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +172,7 @@ def to_csv(comparison: Comparison, metrics) -> str:
             row[f"{metric}_sd"] = comparison.table.loc[model, (metric, "sd")]
             row[f"{metric}_best"] = comparison.best[metric] == model
         row["n_runs"] = int(comparison.table.loc[model, (metrics[0], "n")])
+        row["n_runs_no_user_evaluated"] = len(comparison.unevaluated.get(model, []))
         rows.append(row)
     return pd.DataFrame(rows).to_csv(index=False)
 
@@ -163,6 +200,9 @@ def to_latex(comparison: Comparison, metrics) -> str:
     p_values = [f"{comparison.p_value[m]:.3g}" if not np.isnan(comparison.p_value[m]) else "-" for m in metrics]
     lines.append("$p$ (paired) & " + " & ".join(p_values) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    note = unevaluated_text(comparison)
+    if note:
+        lines.append(f"% {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -183,10 +223,13 @@ def plot(comparisons: list[Comparison], metric: str, path: Path, title: str) -> 
         ax.set_ylabel(metric)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from recbole_mamex.files import atomic_path
+
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- running
@@ -272,46 +315,110 @@ class Split:
 
 def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
             plan=None, rerun: bool = False, before_training=None, splits=None, jobs_at_once: int = 1,
-            on_interrupt=None) -> list[dict]:
+            on_interrupt=None, metrics=()) -> list[dict]:
     """Run every missing (model, split, seed), saving each as it finishes; returns all records.
 
     ``splits``: the :class:`Split` datasets to run on (default: ``dataset`` alone); a run on a split
-    records its ``split_seed``. A finished run is reused only when it was made on its split's dataset
-    and this protocol and, given ``plan`` (``plan(model, seed, dataset)`` -> the final config the run
-    would use, see :func:`planned_config`), with the same settings and versions
-    (:func:`setting_differences`). Otherwise: a :class:`CompareError` naming the differences, checked for
-    every job before the first one trains; with ``rerun``, those runs are trained again and their records
-    replaced. ``before_training()`` is called once, before the first run that has to be trained (none
-    when every run is on disk). ``jobs_at_once`` > 1: that many ``runner`` calls at once, from threads
-    (the runner hands each run to a backend of :mod:`recbole_mamex.parallel`); records are written as
-    runs finish, in any order, and returned in job order; ``on_interrupt()`` ends the runs in progress
-    when the comparison is interrupted.
+    records its ``split_seed``. A stored record is read with every field checked
+    (:func:`check_run_record`: the run its file name says, metric types and ranges, ``metrics`` present);
+    one that cannot be used is a :class:`RecordFileError` naming it (with ``rerun``: trained again). A
+    finished run is reused only when it was made on its split's dataset and this protocol and, given
+    ``plan`` (``plan(model, seed, dataset)`` -> the final config the run would use, see
+    :func:`planned_config`), with the same settings and versions (:func:`setting_differences`) and on the
+    same data (:func:`data_identity` of the planned config, which every new record stores). Otherwise: a
+    :class:`CompareError` naming the differences, checked for every job before the first one trains; with
+    ``rerun``, those runs are trained again and their records replaced. A record without a data identity
+    (written before records stored one) is reused and listed as unchecked. ``before_training()`` is
+    called once, before the stored records are checked against the data when some run has no record
+    (so that the data is there), else before the first run that has to be trained (none when every run
+    is on disk). A run whose training diverges (RecBole's "Training loss is nan") is a
+    :class:`CompareError` naming it; the records of the runs that finished are kept. ``jobs_at_once`` >
+    1: that many ``runner`` calls at once, from threads (the runner hands each run to a backend of
+    :mod:`recbole_mamex.parallel`); records are written as runs finish, in any order, and returned in job
+    order; ``on_interrupt()`` ends the runs in progress when the comparison is interrupted.
     """
     from recbole_mamex.config import listed_differences
+    from recbole_mamex.data.identity import data_identity, identity_differences
+    from recbole_mamex.trainer.candidates import candidate_kinds_for_test
 
     extra = extra or {}
     splits = list(splits) if splits else [Split(None, dataset)]
     jobs = [(m, split, s) for m in models for split in splits for s in seeds]
+    prepared = []
+
+    def prepare():
+        if before_training is not None and not prepared:
+            before_training()
+            prepared.append(True)
+
+    def identity_of(job):
+        model, split, seed = job
+        return data_identity(plan(model, seed, split.dataset)) if plan is not None else None
+
+    if any(not run_file(out, m, s, split.seed).exists() for m, split, s in jobs):
+        prepare()
     finished = {}  # job -> its record, when it can be reused
+    stale, unchecked, undated = [], [], []  # data changed / data not there / no data identity stored
     for job in jobs:
         model, split, seed = job
         path = run_file(out, model, seed, split.seed)
-        if not path.is_file():
+        if not path.exists():
             continue
-        record = json.loads(path.read_text())
+        planned = plan(model, seed, split.dataset) if plan is not None else None
+        kinds = None
+        if planned is not None:
+            kinds = candidate_kinds_for_test({"test_candidates": planned.get("test_candidates")}) or ["full"]
+        try:
+            record = check_run_record(path, read_record(path), model, seed, split.seed, kinds, metrics)
+        except RecordFileError as err:
+            if not rerun:
+                raise
+            log(f"{path}: cannot be used ({err.found.split(';')[0]}): trained again (--rerun)")
+            continue
         if (record.get("dataset"), record.get("protocol")) != (split.dataset, protocol):
             raise CompareError(
                 f"{path}: expected a run on dataset '{split.dataset}' with protocol '{protocol}', found "
                 f"'{record.get('dataset')}' / '{record.get('protocol')}'; use another --out"
             )
-        diffs = setting_differences(record, plan(model, seed, split.dataset)) if plan is not None else []
+        diffs = setting_differences(record, planned) if planned is not None else []
         if diffs and not rerun:
             raise CompareError(
                 f"{path}: a finished run made with other settings than this command: {listed_differences(diffs)}"
                 ". Use another --out to keep both, or --rerun to train the differing runs again (their records are replaced)"
             )
-        if not diffs:
-            finished[job] = record
+        if diffs:
+            continue
+        if planned is not None:
+            now = identity_of(job)
+            if "data_identity" not in record:
+                undated.append(path.name)
+            elif not now:
+                unchecked.append(path.name)
+            else:
+                changed = identity_differences(record["data_identity"], now)
+                if changed:
+                    stale.append((path.name, changed))
+                    continue
+        finished[job] = record
+    if stale:
+        names = [name for name, _ in stale]
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        what = listed_differences(sorted({c for _, changes in stale for c in changes}))
+        text = (f"{out / 'runs'}: {len(stale)} finished run(s) were trained on data that has changed since ({what}): "
+                f"{shown}")
+        if not rerun:
+            raise CompareError(
+                f"{text}. Use --rerun to train them again on the data there now (their records are replaced), or "
+                "another --out to keep them apart"
+            )
+        log(f"{text}: trained again (--rerun)")
+    if undated:
+        log(f"note: {len(undated)} finished run(s) in {out / 'runs'} were recorded before records stored their data's "
+            f"identity ({', '.join(undated[:4])}{' ...' if len(undated) > 4 else ''}): reused without checking that the "
+            "data is the same; move them away to train them again")
+    if unchecked:
+        log(f"note: the data of {len(unchecked)} finished run(s) is not there to check them against "
+            f"({', '.join(unchecked[:4])}{' ...' if len(unchecked) > 4 else ''}): reused as recorded")
     records: dict[int, dict] = {}
     todo = []
     for index, job in enumerate(jobs, start=1):
@@ -322,8 +429,9 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
             records[index] = finished[job]
         else:
             todo.append((index, job, name))
-    if todo and before_training is not None:
-        before_training()
+    if todo:
+        prepare()
+    identities = {index: identity_of(job) for index, job, _ in todo}  # the data each run reads, before it trains
     durations = []
 
     def train(index, job, name):
@@ -331,14 +439,37 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
         remaining = sum(1 for i, _, _ in todo if i >= index)
         eta = f", ETA {np.mean(durations) * remaining / max(1, jobs_at_once) / 60:.1f} min" if durations else ""
         log(f"[{index}/{len(jobs)}] {name}: training{eta}")
-        record = runner(model, seed, split.dataset, protocol, list(config_files), extra, EpochLog(name, log))
+        try:
+            record = runner(model, seed, split.dataset, protocol, list(config_files), extra, EpochLog(name, log))
+        except ValueError as err:
+            from recbole_mamex.compare_tuning import training_diverged
+
+            if not training_diverged(err):
+                raise
+            detail = str(err).split("\n")[0]
+            if "training diverged" not in detail.lower():  # RecBole's own words
+                rate = plan(model, seed, split.dataset).get("learning_rate") if plan is not None else None
+                detail = (f"training diverged (RecBole: {detail}): lower learning_rate"
+                          f"{f' ({rate} here)' if rate is not None else ''}, or check the item features for huge values")
+            raise CompareError(
+                f"{name}: {detail}; then run the same command again (the runs that finished are kept in {out / 'runs'})"
+            ) from None
         if split.seed is not None:
             record["split_seed"] = split.seed
         return record
 
     def keep(index, job, name, record):
         model, split, seed = job
-        write_json_atomic(run_file(out, model, seed, split.seed), record)
+        path = run_file(out, model, seed, split.seed)
+        if identities[index] is not None:
+            changed = identity_differences(identities[index], identity_of(job))
+            if changed:
+                raise CompareError(
+                    f"{name}: the data changed while this run trained ({listed_differences(changed)}), so its record "
+                    f"is not kept ({path}); run the command again once the data stays as it is"
+                )
+            record["data_identity"] = identities[index]
+        write_json_atomic(path, record)
         durations.append(record["wall_s"])
         records[index] = record
         log(f"[{index}/{len(jobs)}] {name}: finished in {record['wall_s']:.0f} s")
@@ -395,26 +526,41 @@ def shared_settings(records) -> dict:
     return {k: configs[0][k] for k in sorted(keys) if all(c[k] == configs[0][k] for c in configs)}
 
 
+def data_notes(records) -> list[str]:
+    """summary.md lines on the runs whose data could not be checked: recorded before records stored their
+    data's identity (see :func:`run_all`)."""
+    undated = [f"{r['model']} {pair_key(r)}" for r in records if "data_identity" not in r]
+    if not undated:
+        return []
+    return ["## Data", "", f"{len(undated)} run(s) were recorded before records stored their data's identity, so they "
+            f"are not checked against the data the other runs used: {', '.join(undated)}.", ""]
+
+
 def write_outputs(records, metrics, out: Path, our_models, title: str, labels=None) -> list[Comparison]:
+    """The tables, summary.md and the chart; a file that cannot be written is an :class:`OutputFileError`."""
     kinds = list(dict.fromkeys(k for r in records for k in r["results"]))
     comparisons = [aggregate(records, kind, metrics, our_models) for kind in kinds]
     for comparison in comparisons:
         comparison.labels = dict(labels or {})
-    from recbole_mamex.files import atomic_write_text
 
     markdown = [f"## {title}", ""]
     for comparison in comparisons:
         name = comparison.candidates
-        atomic_write_text(out / f"table_{name}.md", to_markdown(comparison, metrics))
-        atomic_write_text(out / f"table_{name}.csv", to_csv(comparison, metrics))
-        atomic_write_text(out / f"table_{name}.tex", to_latex(comparison, metrics))
+        write_output(out / f"table_{name}.md", to_markdown(comparison, metrics))
+        write_output(out / f"table_{name}.csv", to_csv(comparison, metrics))
+        write_output(out / f"table_{name}.tex", to_latex(comparison, metrics))
         markdown.append(to_markdown(comparison, metrics))
     markdown += training_summary(records, labels or {})
+    markdown += data_notes(records)
     shared = shared_settings(records)
     if shared:
         markdown += ["## Settings shared by every run", ""] + [f"- `{k}`: `{json.dumps(v)}`" for k, v in shared.items()] + [""]
-    atomic_write_text(out / "summary.md", "\n".join(markdown))
-    plot(comparisons, metrics[1] if len(metrics) > 1 else metrics[0], out / "main_metric.png", title)
+    write_output(out / "summary.md", "\n".join(markdown))
+    chart = out / "main_metric.png"
+    try:
+        plot(comparisons, metrics[1] if len(metrics) > 1 else metrics[0], chart, title)
+    except OSError as err:
+        raise OutputFileError(chart, err) from None
     return comparisons
 
 
@@ -430,7 +576,8 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="deprecated spelling of --key=value")
     parser.add_argument("--out", type=Path, help="results directory (default: results/<dataset>-<protocol>)")
-    parser.add_argument("--rerun", action="store_true", help="train again the finished runs whose settings differ from this command's")
+    parser.add_argument("--rerun", action="store_true", help="train again the finished runs (and tuning trials) whose settings "
+                        "differ from this command's, whose data changed since, or whose record cannot be read (their records are replaced)")
     parser.add_argument("--variant", nargs="*", default=[], metavar="MODEL-LABEL=KEY:VALUE;...",
                         help="an extra row: MODEL with these settings on top of --set, e.g. MAMEX-text=use_modalities:[text]")
     parser.add_argument("--tune", type=int, default=0, metavar="N",
@@ -461,6 +608,8 @@ def parse_set(items) -> dict:
     """``--set key=value ...`` (values read as yaml) as a dict."""
     import yaml
 
+    from recbole_mamex.files import load_yaml, yaml_problem
+
     bad = [item for item in items if "=" not in item or not item.split("=", 1)[0]]
     if bad:
         raise CompareError(f"--set: expected key=value entries, found {bad}")
@@ -469,9 +618,9 @@ def parse_set(items) -> dict:
     if len(set(keys)) != len(keys):
         raise CompareError(f"--set: expected each key once, found {sorted(k for k in set(keys) if keys.count(k) > 1)} repeated")
     try:
-        return {key: yaml.safe_load(value) for key, value in pairs}
+        return {key: load_yaml(value) for key, value in pairs}
     except yaml.YAMLError as err:
-        raise CompareError(f"--set: expected yaml values, found one yaml cannot read ({err})") from None
+        raise CompareError(f"--set: expected yaml values, found one yaml cannot read ({yaml_problem(err)})") from None
 
 
 VARIANT_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)-([A-Za-z0-9_.]+)\Z")
@@ -480,6 +629,8 @@ VARIANT_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)-([A-Za-z0-9_.]+)\Z")
 def parse_variants(items) -> dict[str, tuple[str, dict]]:
     """``--variant MODEL-LABEL=key:value;key:value`` -> {row name: (model, settings)} (values read as yaml)."""
     import yaml
+
+    from recbole_mamex.files import load_yaml, yaml_problem
 
     variants = {}
     for item in items:
@@ -493,9 +644,9 @@ def parse_variants(items) -> dict[str, tuple[str, dict]]:
         if name in variants:
             raise CompareError(f"--variant: expected each name once, found {name!r} repeated")
         try:
-            settings = {key.strip(): yaml.safe_load(value) for key, _, value in pairs}
+            settings = {key.strip(): load_yaml(value) for key, _, value in pairs}
         except yaml.YAMLError as err:
-            raise CompareError(f"--variant {name}: expected yaml values, found one yaml cannot read ({err})") from None
+            raise CompareError(f"--variant {name}: expected yaml values, found one yaml cannot read ({yaml_problem(err)})") from None
         variants[name] = (match.group(1), settings)
     return variants
 
@@ -577,6 +728,7 @@ def _main(args) -> int:
         raise CompareError(f"--split-seeds: expected --protocol cold (cold splits), found --protocol {args.protocol}")
     if args.split_seeds is not None and len(set(args.split_seeds)) != len(args.split_seeds):
         raise CompareError(f"--split-seeds: expected each once, found {args.split_seeds}")
+    check_backend_args(args)
     from recbole_mamex.overrides import overrides_dict
 
     extra = overrides_dict(getattr(args, "overrides", []))
@@ -632,55 +784,104 @@ def _main(args) -> int:
     def dataset_is_there():  # a missing dataset is one error line, not a traceback in the first run
         ensure_dataset_files(dataset_config(args.dataset))
 
-    out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
     splits = None
-    if args.split_seeds is not None:
+
+    def data_ready():  # before the first training: the data there, and every row's settings possible with it
         dataset_is_there()
-        splits = cold_splits(args.dataset, args.split_seeds, dataset_config(args.dataset))
-    title = comparison_title(args, splits)
-    start = time.time()
-    backend = start_backend(args)
-    try:
-        code = _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, dataset_is_there,
-                         extra, backend)
-    except BaseException:
-        backend.close(cancel=True)
-        raise
-    backend.close()
+        datasets = [split.dataset for split in splits] if splits else [args.dataset]
+        check_rows_data(rows, datasets, lambda row, dataset: plan(row, args.seeds[0], dataset))
+
+    out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
+    with locked_output(out):  # one comparison at a time in a folder, which this process can write
+        if args.split_seeds is not None:
+            dataset_is_there()
+            splits = cold_splits(args.dataset, args.split_seeds, dataset_config(args.dataset))
+        title = comparison_title(args, splits)
+        start = time.time()
+        backend = start_backend(args)
+        try:
+            code = _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, data_ready,
+                             extra, backend)
+        except KeyboardInterrupt:  # Ctrl-C: the runs in progress ended, the finished ones kept, one line
+            backend.close(cancel=True)
+            kept = len(list((out / "runs").glob("*.json")))
+            print(f"interrupted: {kept} finished run(s) kept in {out}; run the same command again to go on", file=sys.stderr)
+            return 130
+        except BaseException:
+            backend.close(cancel=True)
+            raise
+        backend.close()
     return code
 
 
-def start_backend(args):
-    """The :mod:`recbole_mamex.parallel` backend of ``--jobs`` / ``--ray``, checked before anything trains."""
-    from recbole_mamex.parallel import backend_for
+def check_rows_data(rows, datasets, plan) -> None:
+    """What the data decides about each row's settings (``use_modalities`` naming modalities the dataset
+    has), checked for every row and dataset before the first training, by the check each run's dataset
+    makes (:func:`~recbole_mamex.data.dataset.selected_modality_specs`); ``plan(row, dataset)`` -> the
+    row's final config."""
+    from recbole_mamex.data.dataset import selected_modality_specs
+    from recbole_mamex.errors import RecboleMamexError
 
+    for row in rows:
+        for dataset in datasets:
+            config = plan(row, dataset)
+            settings = {key: config.get(key) for key in ("modalities", "use_modalities")}
+            try:
+                selected_modality_specs(settings, config["data_path"], config["dataset"])
+            except RecboleMamexError as err:
+                raise CompareError(f"{row}: {err} (checked for every row before any training)") from None
+
+
+PROCESS_GROUP_KEYS = ("nproc", "world_size", "ip", "port", "offset", "local_rank")  # run_recbole_mamex.py's DDP
+
+
+def check_backend_args(args) -> None:
+    """``--jobs``, ``--ray-cpus`` and ``--ray``'s address (its syntax, and that a cluster answers there, in
+    seconds), checked before any data is read or made; a process group's settings (``--nproc=2``), which
+    a comparison's one-process runs would ignore, refused."""
+    from recbole_mamex.distributed import check_ray_address
+
+    given = [item.lstrip("-").split("=", 1)[0] for item in [*getattr(args, "overrides", []), *(args.set or [])]]
+    grouped = [key for key in given if key in PROCESS_GROUP_KEYS]
+    if grouped:
+        raise CompareError(
+            f"config overrides: expected no process-group settings (each run of a comparison trains in one process; --jobs N "
+            f"or --ray train several at once), found {', '.join('--' + key for key in grouped)}"
+        )
     if args.jobs < 1:
         raise CompareError(f"--jobs: expected a number of runs at once >= 1, found {args.jobs}")
     if args.ray is None and args.ray_cpus != 1:
         raise CompareError("--ray-cpus: expected together with --ray, found it alone")
+    if args.ray is not None:
+        check_ray_address(args.ray or None, "--ray")
+
+
+def start_backend(args):
+    """The :mod:`recbole_mamex.parallel` backend of ``--jobs`` / ``--ray`` (checked by :func:`check_backend_args`)."""
+    from recbole_mamex.parallel import backend_for
+
     backend = backend_for(run_one, args.jobs, ray_address=args.ray or None, use_ray=args.ray is not None, ray_cpus=args.ray_cpus)
     if backend.jobs > 1:
         print(f"compare: training on {backend.name}")
     return backend
 
 
-def _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, dataset_is_there, extra,
+def _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, data_ready, extra,
               backend) -> int:
     from recbole_mamex.registry import proposed_models
 
     if args.tune:
         from recbole_mamex.compare_tuning import tune_rows, tuning_markdown
-        from recbole_mamex.files import atomic_write_text
 
         first = splits[0] if splits else Split(None, args.dataset)
-        dataset_is_there()
+        data_ready()
         tunings.update(tune_rows(rows, lambda row: resolve(row, tuned=False), args.tune, first, args.seeds[0], args.protocol,
                                  args.config_files, out, plan, backend.run_one, rerun=args.rerun, rows_at_once=backend.jobs,
                                  on_interrupt=lambda: backend.close(cancel=True)))
-        atomic_write_text(out / "tuning.md", tuning_markdown(tunings, title))
+        write_output(out / "tuning.md", tuning_markdown(tunings, title))
     records = run_all(rows, args.seeds, args.dataset, args.protocol, out, args.config_files, extra, runner=runner,
-                      plan=plan, rerun=args.rerun, before_training=dataset_is_there, splits=splits, jobs_at_once=backend.jobs,
-                      on_interrupt=lambda: backend.close(cancel=True))
+                      plan=plan, rerun=args.rerun, before_training=data_ready, splits=splits, jobs_at_once=backend.jobs,
+                      on_interrupt=lambda: backend.close(cancel=True), metrics=metrics)
     ours = {row for row in rows if resolve(row)[0] in proposed_models()}  # a variant of MAMEX is ours
     labels = {row: tuning.label() for row, tuning in tunings.items()}
     comparisons = write_outputs(records, metrics, out, ours, title, labels=labels)

@@ -9,22 +9,33 @@ Keys that the row fixes (``--set``, the variant's own settings) are left out of 
 parameters of the best trial then train with every (split, seed) like any other run; a row whose model
 has no search space (Pop has no parameters) runs untuned, and the tables say so.
 
-Trials are saved as they finish (``<out>/tuning/<row>/trial-NNN.json``, the search's own settings in
-``search.json``); an interrupted tuning goes on where it stopped, and a trial made with other settings
-is refused (or trained again with ``--rerun``), as runs are.
+Trials are saved as they finish (``<out>/tuning/<row>/trial-NNN.json``, with the identity of the data they
+read; the search's own settings in ``search.json``); an interrupted tuning goes on where it stopped, and a
+stored trial that cannot be read, or was made with other settings or on data that has changed since, is
+refused (or trained again with ``--rerun``), as runs are. A trial whose training diverges, or whose
+validation evaluated no user (a NaN score), is a failed trial and the search goes on.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recbole_mamex.config import listed_differences
+from recbole_mamex.data.identity import data_identity, identity_differences
 from recbole_mamex.parallel import EpochLog
 from recbole_mamex.paths import properties_dir
-from recbole_mamex.records import CompareError, setting_differences, versions, write_json_atomic
+from recbole_mamex.records import (
+    CompareError,
+    RecordFileError,
+    check_trial_record,
+    read_record,
+    setting_differences,
+    versions,
+    write_json_atomic,
+)
 from recbole_mamex.tuning import (
     TPE_RANDOM_STARTS,
     TrialFailed,
@@ -83,6 +94,19 @@ class RowTuning:
         }
 
 
+def training_diverged(err: BaseException) -> bool:
+    """Whether ``err`` ended a training whose loss became NaN: this package's trainers raise
+    :class:`~recbole_mamex.trainer.resume.TrainingDivergedError`, RecBole's own ``ValueError("Training loss
+    is nan")``. The one test of it, for tuning trials (a failed trial) and comparison runs (an error naming
+    the run)."""
+    from recbole_mamex.trainer.resume import TrainingDivergedError
+
+    return isinstance(err, TrainingDivergedError) or (isinstance(err, ValueError) and "training loss is nan" in str(err).lower())
+
+
+RERUN_TRIALS = "use --rerun to run the trials again (their records are replaced), or move the file away"
+
+
 def _trial_dir(out: Path, row: str) -> Path:
     return out / "tuning" / row
 
@@ -120,26 +144,59 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
         search = {"space": {k: list(v) for k, v in tuning.space.items()}, "search_seed": seed, "random_starts": TPE_RANDOM_STARTS,
                   "dataset": split.dataset, "split_seed": split.seed, "seed": seed, "protocol": protocol}
         search_file = _trial_dir(out, row) / "search.json"
-        before = json.loads(search_file.read_text()) if search_file.is_file() else search
+        before = search
+        if search_file.exists():
+            try:
+                before = read_record(search_file, proceed=RERUN_TRIALS)
+            except RecordFileError:
+                if not rerun:
+                    raise
+                before = None
         if before != search and not rerun:
             raise CompareError(
                 f"{search_file}: trials of another search ({_search_differences(before, search)}). "
                 "Use another --out to keep both, or --rerun to run the trials again (their records are replaced)"
             )
         stored[row] = {}
+        stale, undated = [], []
         for number in range(1, n_trials + 1):
             path = _trial_file(out, row, number)
-            if not path.is_file() or before != search:
+            if not path.exists() or before != search:
                 continue
-            trial = json.loads(path.read_text())
-            diffs = setting_differences(trial, plan(row, seed, split.dataset, trial["params"]))
+            try:
+                trial = check_trial_record(path, read_record(path, proceed=RERUN_TRIALS), number, proceed=RERUN_TRIALS)
+            except RecordFileError:
+                if not rerun:
+                    raise
+                continue  # trained again
+            planned = plan(row, seed, split.dataset, trial["params"])
+            diffs = setting_differences(trial, planned)
             if diffs and not rerun:
                 raise CompareError(
                     f"{path}: a finished trial made with other settings than this command: {listed_differences(diffs)}"
                     ". Use another --out to keep both, or --rerun to run the differing trials again"
                 )
-            if not diffs:
-                stored[row][number] = trial
+            if diffs:
+                continue
+            now = data_identity(planned)
+            if "data_identity" not in trial:
+                undated.append(path.name)
+            elif now and identity_differences(trial["data_identity"], now):
+                stale.append((path.name, identity_differences(trial["data_identity"], now)))
+                continue
+            stored[row][number] = trial
+        if stale:
+            changes = listed_differences(sorted({c for _, changed in stale for c in changed}))
+            text = (f"{_trial_dir(out, row)}: {len(stale)} finished trial(s) were trained on data that has changed since "
+                    f"({changes}): {', '.join(name for name, _ in stale)}")
+            if not rerun:
+                raise CompareError(f"{text}. Use --rerun to run them again on the data there now (their records are "
+                                   "replaced), or another --out to keep them apart")
+            log(f"{text}: run again (--rerun)")
+        if undated:
+            log(f"note: {len(undated)} finished trial(s) of {row} were recorded before records stored their data's identity "
+                f"({', '.join(undated[:4])}{' ...' if len(undated) > 4 else ''}): reused without checking that the data is "
+                "the same")
         tuning.search = search
 
     def tune(row):
@@ -153,14 +210,17 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
                 record = runner(_model, seed, split.dataset, protocol, list(config_files), {**_settings, **params},
                                 EpochLog(f"{_row} trial", log), saved=False)
             except ValueError as err:
-                if "nan" not in str(err).lower():
+                if not training_diverged(err):
                     raise
                 raise TrialFailed(str(err)) from None
+            if math.isnan(record["best_valid_score"]):
+                raise TrialFailed("no user evaluated in validation (score NaN)")
             return record["best_valid_score"], {k: record[k] for k in ("valid_metric", "best_valid", "best_epoch",
                                                                     "epochs_trained", "wall_s")}
 
         def keep(trial, _row=row):
-            trial = {**trial, "config": plan(_row, seed, split.dataset, trial["params"]), "versions": versions()}
+            planned = plan(_row, seed, split.dataset, trial["params"])
+            trial = {**trial, "config": planned, "versions": versions(), "data_identity": data_identity(planned)}
             write_json_atomic(_trial_file(out, _row, trial["trial"]), trial)
 
         def replay(number, _row=row):

@@ -18,10 +18,7 @@ Not shims but pins in ``setup.cfg`` (no code can fix them at run time):
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import types
 import warnings
 
 import numpy as np
@@ -82,99 +79,6 @@ def scipy_dok_update() -> None:
     sp.dok_matrix._update = _update
 
 
-class _TrustedCheckpointTorch(types.ModuleType):
-    """Stands in for ``torch`` inside the RecBole modules that load RecBole's own checkpoints.
-
-    Every attribute is torch's, except ``load``, which defaults to ``weights_only=False``.
-    """
-
-    def __init__(self, torch_load):
-        super().__init__("torch")
-        self.load = _trusting(torch_load)
-
-    def __getattr__(self, name):
-        import torch
-
-        return getattr(torch, name)
-
-
-def _trusting(torch_load):
-    """``torch_load`` with ``weights_only`` defaulting to False."""
-
-    @functools.wraps(torch_load)
-    def load(f, *args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return torch_load(f, *args, **kwargs)
-
-    return load
-
-
-# RecBole modules whose torch.load reads checkpoints that RecBole itself wrote (they pickle the
-# whole Config): the trainer (resume_checkpoint, evaluate(load_best_model=True)) and the models that
-# start from a RecBole-saved pre-trained checkpoint. Each imports torch at module level.
-_CHECKPOINT_LOADING_MODULES = (
-    "recbole.trainer.trainer",
-    "recbole.model.general_recommender.convncf",
-    "recbole.model.general_recommender.nais",
-    "recbole.model.general_recommender.neumf",
-    "recbole.model.general_recommender.ract",
-    "recbole.model.sequential_recommender.s3rec",
-    "recbole.model.context_aware_recommender.kd_dagfm",
-)
-
-
-@contextlib.contextmanager
-def trusted_torch_load():
-    """For the duration of the block, ``torch.load`` defaults to ``weights_only=False``."""
-    import torch
-
-    original = torch.load
-    torch.load = _trusting(original)
-    try:
-        yield
-    finally:
-        torch.load = original
-
-
-def _loads_trusted_checkpoint(function):
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with trusted_torch_load():
-            return function(*args, **kwargs)
-
-    wrapper.recbole_mamex_shim = True
-    return wrapper
-
-
-def torch_load_recbole_checkpoints() -> None:
-    """Let RecBole load its own checkpoints on torch >= 2.6 (``torch.load`` now defaults to
-    ``weights_only=True``, which refuses the pickled Config in every RecBole checkpoint).
-
-    Scoped on purpose: the RecBole modules in ``_CHECKPOINT_LOADING_MODULES`` see, instead of the
-    ``torch`` module, a stand-in whose ``load`` defaults to ``weights_only=False``; and
-    ``recbole.quick_start.load_data_and_model`` (which imports torch inside the function) runs with
-    that default for the duration of the call. Those read files the user's own RecBole runs wrote;
-    ``torch.load`` everywhere else keeps torch's safe default. Never point them at checkpoints from
-    untrusted sources: unpickling can run code.
-    """
-    import importlib
-
-    import torch
-
-    proxy = _TrustedCheckpointTorch(torch.load)
-    for module_name in _CHECKPOINT_LOADING_MODULES:
-        module = importlib.import_module(module_name)
-        if isinstance(module.__dict__.get("torch"), types.ModuleType):
-            module.torch = proxy
-    for module_name in ("recbole.quick_start.quick_start", "recbole.quick_start"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # it imports ray at module level; Python 3.12+ installs have none (setup.cfg)
-            return
-        if not getattr(module.load_data_and_model, "recbole_mamex_shim", False):
-            module.load_data_and_model = _loads_trusted_checkpoint(module.load_data_and_model)
-
-
 def quiet_known_warnings() -> None:
     """Silence deprecation warnings RecBole 1.2.1 and ray trigger on every run and that a user cannot act
     on (``torch.cuda.amp.GradScaler``, ``torch.sparse.FloatTensor``, thop's LooseVersion, pandas'
@@ -197,8 +101,8 @@ def quiet_known_warnings() -> None:
 def autograd_anomaly_off() -> None:
     """Switch off the autograd anomaly detection that RecBole's ``sequential_recommender/sine.py`` turns on
     for the whole process when it is imported (``torch.autograd.set_detect_anomaly(True)`` at module
-    level). Any import of RecBole's sequential models, including the one in
-    :func:`torch_load_recbole_checkpoints`, triggers it; every backward pass then checks every gradient
+    level). Any import of RecBole's sequential models (RecBole's ``get_model`` imports them to look a name
+    up) triggers it; every backward pass then checks every gradient
     for NaN (measured: about 7% of a MAMEX training step on Amazon-Sports shapes). Anomaly detection is
     a debugging aid: turn it on yourself with ``torch.autograd.set_detect_anomaly(True)`` when needed."""
     import importlib
@@ -457,7 +361,6 @@ SHIMS = {
     "quiet_known_warnings": quiet_known_warnings,
     "numpy_aliases": numpy_aliases,
     "scipy_dok_update": scipy_dok_update,
-    "torch_load_recbole_checkpoints": torch_load_recbole_checkpoints,
     "autograd_anomaly_off": autograd_anomaly_off,
     "ddp_on_cpu": ddp_on_cpu,
     "full_sort_batches_by_memory": full_sort_batches_by_memory,

@@ -24,7 +24,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_mamex import compat
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.files import read_yaml_mapping
+from recbole_mamex.files import read_yaml_mapping, yaml_loader, yaml_problem
 from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.negatives import TRAIN_NEG_ITEMS
 from recbole_mamex.data.features import InputFileError
@@ -132,6 +132,12 @@ VALUE_RULES = {
     "cold_candidates": (lambda v: v in COLD_CANDIDATE_RULES, " or ".join(COLD_CANDIDATE_RULES)),
     "train_neg_items": (lambda v: v is None or v in TRAIN_NEG_ITEMS, " or ".join(TRAIN_NEG_ITEMS) + ", or ~"),
     "use_modalities": (lambda v: _modality_list(v), "a list of modality names, or ~ (all)"),
+    # RecBole's saved datasets and dataloaders are pickles, read back whenever the file exists: never written
+    # or read here (recbole_mamex.data.loading builds both from the dataset's files every run)
+    "save_dataset": (lambda v: not v, "False (a saved dataset is a pickle, and reading one can run code in it: "
+                     "the dataset is built from its files every run)"),
+    "save_dataloaders": (lambda v: not v, "False (saved dataloaders are a pickle, and reading one can run code in "
+                         "it: they are built from the dataset every run)"),
     "topk": (lambda v: (isinstance(v, list) and v and all(_is_int(k) and k >= 1 for k in v)) or (_is_int(v) and v >= 1),
              "a positive integer or a list of them"),
 }
@@ -186,6 +192,22 @@ def run_device(config) -> "torch.device":
     return torch.device("cuda")
 
 
+_LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)
+
+
+def literal_value(text: str):
+    """A string config value as RecBole reads it (``"1e-3"`` -> 0.001, ``"[1, 2]"`` -> [1, 2], ``"None"`` ->
+    None, ``"true"`` -> True), by Python's literal rules (``ast.literal_eval``) instead of RecBole's
+    ``eval``: anything else, an expression or a call included, stays the string it is."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return {"true": True, "false": False}.get(text.strip().lower(), text)
+    return value if value is None or isinstance(value, _LITERAL_TYPES) else text
+
+
 class Config(RecBoleConfig):
     """RecBole's Config that finds our models (ours first, RecBole's after) and loads our yaml defaults.
 
@@ -209,7 +231,13 @@ class Config(RecBoleConfig):
         """Refuse a key that no layer defines (see :func:`known_config_keys`) in the config files, the
         config_dict or the command line, naming the closest known keys; ``unchecked_keys: [...]`` lets
         a user's own keys through."""
-        allowed = known_config_keys() | set(self.internal_config_dict) | set(self.final_config_dict.get("unchecked_keys") or [])
+        unchecked = self.final_config_dict.get("unchecked_keys") or []
+        if isinstance(unchecked, str):  # the command line's --unchecked_keys=[a,b] (RecBole keeps it a string)
+            from recbole_mamex.files import load_yaml
+
+            unchecked = load_yaml(unchecked)
+            unchecked = [unchecked] if isinstance(unchecked, str) else unchecked or []
+        allowed = known_config_keys() | set(self.internal_config_dict) | set(map(str, unchecked))
         layers = (
             (f"--config_files {' '.join(map(str, config_file_list or []))}", self.file_config_dict),
             ("config_dict", self.variable_config_dict),
@@ -226,21 +254,46 @@ class Config(RecBoleConfig):
                     f"defines.{hint} To pass keys of your own, list them: unchecked_keys: [{', '.join(unknown)}]"
                 )
 
+    def _build_yaml_loader(self):
+        # RecBole's is yaml's FullLoader (python tags, aliases): ours builds plain values only
+        return yaml_loader()
+
+    def _convert_config_dict(self, config_dict):
+        """RecBole's reading of string values (``--key=value``, config_dict) as Python literals, without
+        RecBole's ``eval``: a value is a number, string, bool, None, list, tuple or dict written as a
+        literal, or stays the string it is; nothing in it is ever run."""
+        for key, param in config_dict.items():
+            if isinstance(param, str):
+                config_dict[key] = literal_value(param)
+        return config_dict
+
     def _load_config_files(self, file_list):
         merged = {}
         for file in file_list or []:
             if not os.path.isfile(file):
                 raise ConfigFileError(file, "a yaml config file", "no such file")
-            try:
-                loaded = super()._load_config_files([file])
-            except yaml.YAMLError as err:
-                mark = getattr(err, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-                raise ConfigFileError(file, "a yaml mapping of config keys", f"text yaml cannot read{where}: {getattr(err, 'problem', err)}") from None
-            except (TypeError, ValueError, AttributeError):
-                raise ConfigFileError(file, "a yaml mapping of config keys (key: value lines)", "another yaml value") from None
-            merged.update(loaded or {})
+            merged.update(self._read_yaml_file(file))
         return merged
+
+    def _update_internal_config_dict(self, file):
+        # the property files of layers 1-3 (a dataset yaml in the working directory is the user's file)
+        loaded = self._read_yaml_file(file)
+        self.internal_config_dict.update(loaded)
+        return loaded
+
+    def _read_yaml_file(self, file) -> dict:
+        """A config file's mapping, read by :attr:`yaml_loader`; anything else is a :class:`ConfigFileError`."""
+        expected = "a yaml mapping of config keys"
+        try:
+            with open(file, encoding="utf-8") as f:
+                loaded = yaml.load(f, Loader=self.yaml_loader)
+        except yaml.YAMLError as err:
+            raise ConfigFileError(file, expected, yaml_problem(err)) from None
+        except UnicodeDecodeError as err:
+            raise ConfigFileError(file, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigFileError(file, expected + " (key: value lines)", f"a yaml {type(loaded).__name__}")
+        return loaded or {}
 
     def _init_device(self):
         super()._init_device()
@@ -293,3 +346,101 @@ class Config(RecBoleConfig):
             self.loaded_property_files.append(os.fspath(path))
             if path.parent.name == "dataset":
                 self.parameters["Dataset"] += [key for key in loaded if key not in self.parameters["Dataset"]]
+
+
+# ----------------------------------------------------------------------------- a Config as plain text
+# What a checkpoint stores of its run's Config: JSON, read back without running anything (RecBole pickles
+# the Config object, and unpickling a file can run any code in it). Values are JSON's, plus these tags.
+_CONFIG_ATTRIBUTES = (
+    "parameters", "file_config_dict", "variable_config_dict", "cmd_config_dict", "external_config_dict",
+    "internal_config_dict", "final_config_dict", "model", "dataset", "loaded_property_files",
+)
+_TAGS = ("__enum__", "__device__", "__tuple__", "__pairs__")
+
+
+def _encode(value, where: str):
+    import enum
+
+    import numpy as np
+    import torch
+
+    if isinstance(value, np.generic):  # first: numpy's float64 is a float too
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        from recbole.utils import enum_type
+
+        if getattr(enum_type, type(value).__name__, None) is not type(value):
+            raise ConfigError(f"{where}: expected plain values in a config, found {value!r} (an enum not of RecBole's)")
+        return {"__enum__": type(value).__name__, "name": value.name}
+    if isinstance(value, torch.device):
+        return {"__device__": str(value)}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, where) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and not (set(value) & set(_TAGS)):
+            return {k: _encode(v, f"{where}.{k}") for k, v in value.items()}
+        return {"__pairs__": [[_encode(k, where), _encode(v, f"{where}.{k}")] for k, v in value.items()]}
+    raise ConfigError(
+        f"{where}: expected plain values in a config (numbers, strings, lists, mappings), found a "
+        f"{type(value).__name__}, which a checkpoint cannot store"
+    )
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__enum__" in value:
+        import enum
+
+        from recbole.utils import enum_type
+
+        cls = getattr(enum_type, str(value["__enum__"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, enum.Enum)) or value.get("name") not in cls.__members__:
+            raise ValueError(f"unknown enum {value!r}")
+        return cls[value["name"]]
+    if "__device__" in value:
+        import torch
+
+        return torch.device(str(value["__device__"]))
+    if "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if "__pairs__" in value:
+        return {_decode(k): _decode(v) for k, v in value["__pairs__"]}
+    return {k: _decode(v) for k, v in value.items()}
+
+
+def config_to_text(config) -> str:
+    """``config`` (a :class:`Config`) as JSON text; :func:`config_from_text` reads it back. A value JSON cannot
+    hold (anything but numbers, strings, lists, mappings, RecBole's enums and a torch device) is a
+    :class:`ConfigError` naming its key."""
+    import json
+
+    state = {name: _encode(getattr(config, name, None), name) for name in _CONFIG_ATTRIBUTES}
+    return json.dumps(state)  # in order: the order of a mapping (e.g. modalities) is part of the config
+
+
+def config_from_text(text: str) -> "Config":
+    """The :class:`Config` that :func:`config_to_text` wrote, rebuilt without running anything from the text
+    (the model class is looked up by its name). Raises ``ValueError`` for text that is not such a config."""
+    import json
+
+    state = json.loads(text)
+    if not isinstance(state, dict) or not all(name in state for name in _CONFIG_ATTRIBUTES):
+        raise ValueError("not a config written by config_to_text")
+    config = Config.__new__(Config)
+    for name in _CONFIG_ATTRIBUTES:
+        setattr(config, name, _decode(state[name]))
+    if not isinstance(config.final_config_dict, dict) or not isinstance(config.model, str):
+        raise ValueError("not a config written by config_to_text")
+    config._cmd_args = []
+    config.yaml_loader = yaml_loader()
+    config.model_class = get_model(config.model)
+    return config

@@ -29,6 +29,12 @@ What stays different from one process: each process draws its own negatives and 
 so training sees other (equally distributed) batches, and MAMEX's batch-scope auxiliary losses
 (``tower_scope: batch``) are estimated per process on its half of the batch's items, then averaged
 through the gradients (``tower_scope: catalogue`` computes them identically on every process).
+
+The addresses other processes are reached at (a process group's ``ip:port``; a Ray cluster's, for
+:mod:`recbole_mamex.parallel` and :mod:`recbole_mamex.tuning`) are checked here, before any process
+starts and in bounded time (:func:`check_rendezvous`, :func:`check_ray_address`): a malformed one, one
+nothing answers at, or a port already taken is one :class:`AddressError`, not a wait of minutes and a
+traceback from deep inside torch or Ray.
 """
 
 from __future__ import annotations
@@ -45,6 +51,95 @@ RECBOLE_LOG_ROOT = "./log"  # fixed in recbole.utils.logger.init_logger
 
 class DistributedConfigError(RecboleMamexError, ValueError):
     """Process counts and ranks that cannot make one process group."""
+
+
+class AddressError(RecboleMamexError, ValueError):
+    """An address of other processes (a process group's, a Ray cluster's) that is malformed, that nothing
+    answers at, or whose port is taken."""
+
+
+CONNECT_TIMEOUT_S = 5.0  # how long a check waits for an address to answer
+
+
+def _port(value) -> int | None:
+    """``value`` (an int or its text) as a TCP port, 1..65535; None when it is not one."""
+    text = str(value).strip()
+    return int(text) if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535 else None
+
+
+def port_number(value, what: str) -> int:
+    """``value`` as a TCP port; ``what`` names it in the error."""
+    port = _port(value)
+    if port is None:
+        raise AddressError(f"{what}: expected a TCP port, an integer 1..65535, found {value!r}")
+    return port
+
+
+def host_and_port(address: str, what: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets: ``[::1]:6379``) as ``(host, port)``."""
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # an IPv6 host without brackets: where its port starts is a guess
+        host = ""
+    if not host or _port(port) is None:
+        raise AddressError(f"{what}: expected an address host:port, the port an integer 1..65535, found {address!r}")
+    return host, _port(port)
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def check_answers(host: str, port: int, what: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Something accepts a TCP connection at ``host:port`` within ``timeout`` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:  # refused, unreachable, timed out, a name that does not resolve
+        raise AddressError(f"{what}, found nothing answering at {host}:{port} within {timeout:g} s ({_reason(err)})") from None
+
+
+def check_ray_address(address: str | None, what: str = "--ray") -> None:
+    """The Ray cluster ``ray.init(address=address)`` joins (``address``; when it is none or ``auto``,
+    ``RAY_ADDRESS`` where set), checked in bounded time: a ``host:port`` or ``ray://host:port`` must
+    answer; none and ``local`` (a new local instance) and ``auto`` (Ray's own lookup) pass."""
+    env = os.environ.get("RAY_ADDRESS")
+    if address in (None, "", "auto") and env:
+        address, what = env, "RAY_ADDRESS"
+    if address in (None, "", "local", "auto"):
+        return
+    bare = address[len("ray://"):] if address.startswith("ray://") else address
+    host, port = host_and_port(bare, what)
+    check_answers(host, port, f"{what}: expected the address of a running Ray cluster (its head node's host:port, as "
+                              "`ray start --head` prints it)")
+
+
+def check_rendezvous(ip: str, port, group_offset: int) -> int:
+    """A process group's address (``ip``, ``port``), checked before any process starts; returns the port.
+
+    ``ip`` must resolve; where this machine holds rank 0 (``group_offset`` 0), the port must be free here:
+    rank 0 listens on it, on every interface, as torch's TCPStore does (a port in use would fail there
+    only after torch's retries, 40 s later). Elsewhere the port is not tried: rank 0 may start later."""
+    port = port_number(port, "distributed run: --port")
+    try:
+        socket.getaddrinfo(ip, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        raise AddressError(
+            f"distributed run: expected --ip the address of the machine with rank 0, found {ip!r}, which does not resolve "
+            f"({_reason(err) if isinstance(err, OSError) else err})"
+        ) from None
+    if group_offset == 0:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as TCPStore: a port in TIME_WAIT is free
+            try:
+                sock.bind(("", port))
+            except OSError as err:
+                raise AddressError(
+                    f"distributed run: expected --port a TCP port free on this machine (it holds rank 0: group_offset 0), "
+                    f"found {port} taken ({_reason(err)}); choose another --port"
+                ) from None
+    return port
 
 
 def free_port() -> int:
@@ -109,6 +204,7 @@ def run_distributed(
             f"distributed run: expected 1 <= nproc and nproc + group_offset <= world_size, found nproc={nproc}, "
             f"group_offset={group_offset}, world_size={world_size}"
         )
+    port = check_rendezvous(ip, port, group_offset)
     cmd_args = [] if cmd_args is None else list(cmd_args)
     config_dict = dict(config_dict or {})
     config_dict.update({"world_size": world_size, "ip": ip, "port": str(port), "nproc": nproc, "offset": group_offset})

@@ -10,6 +10,20 @@ class RecboleMamexError(Exception):
     """A user-facing error: its message says what was expected and what was found."""
 
 
+class InputFileError(RecboleMamexError, ValueError):
+    """An input file that cannot be used; the message names the file, what was expected and what was
+    found (the base of every such error in this package and in ``dataset_prep``)."""
+
+    def __init__(self, path, expected: str, found: str):
+        import os
+
+        self.path = os.fspath(path) if path is not None else None
+        self.expected = expected
+        self.found = found
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}expected {expected}, found {found}")
+
+
 class ConfigError(RecboleMamexError, ValueError):
     """A config key or value that cannot be used (a key no layer defines, a value out of its range, an
     option a model does not have)."""
@@ -20,8 +34,8 @@ RECBOLE_INSTALL = 'pip install --no-deps "recbole==1.2.1"'
 
 def report_user_errors(task) -> int:
     """``task()`` (returning an exit status); a :class:`RecboleMamexError`, or RecBole missing (with its install
-    command), becomes one ``error: ...`` line on stderr and exit status 2. Every command line of the package
-    runs through this."""
+    command), becomes one ``error: ...`` line on stderr and exit status 2, and Ctrl-C one ``interrupted`` line
+    and status 130. Every command line of the package runs through this."""
     import sys
 
     try:
@@ -29,6 +43,9 @@ def report_user_errors(task) -> int:
     except RecboleMamexError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as err:
         if (err.name or "").split(".")[0] != "recbole":
             raise

@@ -1,13 +1,19 @@
 """File reading and writing shared by every layer: text written whole or not at all (a temporary file
-beside the target, then a rename, with the permissions the user's umask gives a new file), and the one
-reader of dataset yaml files."""
+beside the target, then a rename, with the permissions the user's umask gives a new file), outputs that
+cannot be written refused before the work and reported as one error line (:class:`OutputError`), and the
+one reader of dataset yaml files."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+import yaml
+
+from recbole_mamex.errors import RecboleMamexError
 
 
 def umask() -> int:
@@ -59,9 +65,114 @@ def temporary_text(path: Path, text: str) -> Path:
     return Path(tmp)
 
 
-def read_yaml_mapping(path) -> dict:
-    """A yaml file's mapping (empty for an empty file): how every dataset yaml is read."""
-    import yaml
+class OutputError(RecboleMamexError, OSError):
+    """A file or directory to write that cannot be written (a read-only or full disk, no permission): the
+    message names it and the cause, for one ``error:`` line (:func:`recbole_mamex.errors.report_user_errors`)."""
 
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    def __init__(self, path, cause):
+        self.path = os.fspath(path)
+        super().__init__(f"cannot write {self.path}: {os_error_text(cause) if isinstance(cause, OSError) else cause}")
+
+
+def os_error_text(err: OSError) -> str:
+    """What went wrong, e.g. ``no space left on device``: the text of its errno (lower case), else its message."""
+    if err.errno is None:
+        return str(err)
+    text = os.strerror(err.errno)
+    return text[:1].lower() + text[1:]
+
+
+def check_writable(path) -> None:
+    """Refuse (:class:`OutputError`), before any work, an output location that cannot be written: a probe
+    file is written in, and removed from, ``path`` when it is a directory, else its nearest existing parent
+    (where the missing directories would be made). Nothing made here stays."""
+    path = Path(path)
+    directory = path
+    while not os.path.lexists(directory) and directory.parent != directory:
+        directory = directory.parent
+    if not directory.is_dir():
+        raise OutputError(path, f"{directory} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=directory)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise OutputError(path, err) from None
+
+
+@contextlib.contextmanager
+def writing(path):
+    """An ``OSError`` of the block, which writes ``path``, becomes an :class:`OutputError` naming it (the
+    package's own errors pass as they are). Pair it with :func:`atomic_path` or :func:`atomic_write_text`,
+    which leave nothing under the name when the write fails."""
+    try:
+        yield
+    except RecboleMamexError:
+        raise
+    except OSError as err:
+        raise OutputError(path, err) from None
+
+
+class ConfigYamlLoader(yaml.SafeLoader):
+    """The one yaml reader of the package (config files, dataset yaml, ``--key=value`` values, the property
+    files RecBole reads through our Config): yaml's safe loader, which builds plain values only (a python tag
+    is an error, never a call), that reads ``1e-3`` as a number, as RecBole's loader does, and refuses
+    aliases (``*name``): an alias repeats a whole node, so a few hundred bytes of nested aliases expand to
+    gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"an alias (*{event.anchor}): aliases are not accepted, write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+# a number with an exponent and no dot (1e-3, 5E+2) is a string to yaml 1.1 and a float to RecBole
+ConfigYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_loader():
+    """The loader class :func:`load_yaml` uses."""
+    return ConfigYamlLoader
+
+
+def load_yaml(text):
+    """``text`` (a string or an open file) read by :class:`ConfigYamlLoader`; raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=yaml_loader())
+
+
+def yaml_problem(err) -> str:
+    """What a ``yaml.YAMLError`` says, with where: for one-line error messages."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"text yaml cannot read{where}: {getattr(err, 'problem', None) or err}"
+
+
+def read_yaml_mapping(path) -> dict:
+    """A yaml file's mapping (empty for an empty file): how every dataset yaml is read. A file that is not
+    yaml, not UTF-8 or not a mapping is an :class:`~recbole_mamex.errors.InputFileError` naming it."""
+    from recbole_mamex.errors import InputFileError
+
+    expected = "a yaml mapping of config keys (key: value lines)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = load_yaml(f)
+    except yaml.YAMLError as err:
+        raise InputFileError(path, expected, yaml_problem(err)) from None
+    except UnicodeDecodeError as err:
+        raise InputFileError(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InputFileError(path, expected, f"a yaml {type(loaded).__name__}")
+    return loaded

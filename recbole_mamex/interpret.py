@@ -4,7 +4,8 @@
 
 Writes one row per item (original token): the fusion weight of each modality and, for MAMEX, the expert
 with the largest gate weight in each modality; prints the mean weight per modality. An existing file is
-never replaced without ``--force``.
+never replaced without ``--force``; a folder that cannot be written is refused before the checkpoint is
+loaded, and a write that fails (a full disk) is one error line, with no file left under the name.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ def main(argv=None) -> int:
 
 
 def _interpret(args) -> int:
-    from recbole_mamex.files import atomic_write_text
+    from recbole_mamex.files import atomic_write_text, check_writable, writing
 
+    check_writable(args.out.parent)
     report = modality_report_from_checkpoint(args.model_file)
-    atomic_write_text(args.out, report.to_csv(index=False))
+    with writing(args.out):
+        atomic_write_text(args.out, report.to_csv(index=False))
     print(f"wrote {len(report)} items to {args.out}")
     print(summarize(report))
     return 0

@@ -25,7 +25,15 @@ def overrides_dict(args: list[str]) -> dict:
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
         raise ConfigError(f"config overrides: expected each key once, found {repeated} repeated")
+    return {key: override_value(key, value) for key, value in pairs}
+
+
+def override_value(key: str, text: str):
+    """One ``--key=value``'s value read as yaml (:func:`recbole_mamex.files.load_yaml`: plain values only,
+    no aliases)."""
+    from recbole_mamex.files import load_yaml, yaml_problem
+
     try:
-        return {key: yaml.safe_load(value) for key, value in pairs}
+        return load_yaml(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config overrides: expected yaml values, found one yaml cannot read ({err})") from None
+        raise ConfigError(f"--{key}: expected a yaml value, found {text!r} ({yaml_problem(err)})") from None

@@ -17,6 +17,10 @@ A task runs in the directory the comparison was started in (``cwd``, passed as a
 paths of the config (``data_path``, ``checkpoint_dir``, ``./properties``) mean the same there. On a Ray
 cluster of several machines that directory, with the datasets and the checkpoints under it, must be on a
 filesystem every node mounts at the same path.
+
+The worker processes of :class:`LocalProcesses` live no longer than the comparison, however it ends (an
+error, Ctrl-C, SIGKILL, an OOM kill), and ignore Ctrl-C: a terminal sends it to every process of the
+group, and the comparison ends its workers itself and prints one line.
 """
 
 from __future__ import annotations
@@ -54,6 +58,27 @@ class EpochLog:
 
     def __call__(self, epoch, valid_score):
         self.log(f"    {self.label}: epoch {epoch}, valid score {valid_score:.4f}")
+
+
+def _worker_start(lifeline) -> None:
+    """The first thing a worker process does: ignore Ctrl-C, and exit as soon as ``lifeline`` (the reading
+    end of a pipe whose writing end only the comparison holds, and never writes to) ends: when the
+    comparison closes it, or the kernel does as the comparison ends in any way. A thread waiting on a pipe
+    rather than Linux's ``PR_SET_PDEATHSIG``: that fires when the *thread* that started the worker ends,
+    and a process pool starts its workers from whichever thread submits work (here the comparison's
+    short-lived run threads)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_ended, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+def _exit_when_ended(lifeline) -> None:
+    try:
+        lifeline.recv_bytes()  # nothing is ever sent: returns only at the end of the pipe
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
 
 
 def _run_elsewhere(run_one, cwd: str, threads: int, args: tuple, kwargs: dict, label: str) -> dict:
@@ -105,7 +130,11 @@ class LocalProcesses:
         self._run, self.jobs = run_one, jobs
         self.threads = threads or max(1, available_cpus() // jobs)
         self.name = f"{jobs} worker processes, {self.threads} thread(s) each"
-        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        reader, self._lifeline = context.Pipe(duplex=False)
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_start,
+                                         initargs=(reader,))
+        self._closed = False
 
     def run_one(self, model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
         future = self._pool.submit(_run_elsewhere, self._run, os.getcwd(), self.threads,
@@ -114,11 +143,16 @@ class LocalProcesses:
         return future.result()
 
     def close(self, cancel: bool = False) -> None:
-        """Shut the workers down; ``cancel``: stop the runs in progress too (their processes are ended)."""
-        if cancel:
-            for process in list(getattr(self._pool, "_processes", {}).values()):  # no public API ends running work
+        """Shut the workers down (the first call; later ones do nothing); ``cancel``: stop the runs in
+        progress too (their processes are ended)."""
+        if self._closed:
+            return
+        self._closed = True
+        if cancel:  # no public API ends running work; a pool already shut down holds None
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
                 process.terminate()
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        self._lifeline.close()  # a worker still there exits now (see _worker_start)
 
 
 class RayTasks:
@@ -138,7 +172,13 @@ class RayTasks:
         self._ray, self._run = ray, run_one
         self._started = not ray.is_initialized()
         if self._started:
-            ray.init(address=address, **(init_kwargs or {}))
+            from recbole_mamex.distributed import AddressError, check_ray_address
+
+            check_ray_address(address, "--ray")
+            try:
+                ray.init(address=address, **(init_kwargs or {}))
+            except ConnectionError as err:  # e.g. 'auto' with no cluster running here
+                raise AddressError(f"--ray: expected a running Ray cluster, found none ({err})") from None
         self.cpus, self.max_retries = cpus, max_retries
         total = int(ray.cluster_resources().get("CPU", cpus))
         self.jobs = jobs or max(1, total // cpus)

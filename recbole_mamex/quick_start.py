@@ -14,9 +14,11 @@ import torch
 from recbole.utils import dict2str, get_environment, init_logger, init_seed, set_color
 
 from recbole_mamex.config import Config, run_device
+from recbole_mamex.files import check_writable
 from dataset_prep.prepare import ensure_dataset_files
-from recbole_mamex.data.features import InputFileError
-from recbole_mamex.trainer.resume import read_checkpoint
+from recbole_mamex.trainer.checkpoint import (
+    CheckpointMismatchError, check_token_maps, read_checkpoint, token_maps,
+)
 from recbole_mamex.trainer.candidates import candidate_kinds_for_test
 from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.registry import get_model
@@ -51,6 +53,8 @@ def run_recbole_mamex(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
     )
     ensure_dataset_files(config)  # a missing dataset is reported before the config is logged
+    # RecBole's trainer makes checkpoint_dir, and the first checkpoint is written after epoch 0: refused now
+    check_writable(config["checkpoint_dir"])
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -63,6 +67,7 @@ def run_recbole_mamex(
     logger.info(model)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
+    trainer.token_maps = token_maps(data)
     if resume_from is not None:
         trainer.resume_checkpoint(resume_from)
     curve = []  # (epoch, valid score) of every validation of this training
@@ -160,8 +165,10 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     """Rebuild config, model, dataset and dataloaders from a checkpoint that a run of this package (or of
     RecBole) saved; the model holds the saved weights.
 
-    The checkpoint is unpickled with ``weights_only=False`` because RecBole checkpoints hold the whole
-    Config object: only load files your own runs wrote.
+    The checkpoint is read without unpickling any object (:mod:`recbole_mamex.trainer.checkpoint`), so a
+    file from anywhere runs no code. The users and items must have the ids they had in training (the
+    checkpoint records RecBole's token maps): a dataset whose lines were re-ordered, or another dataset of the
+    same name, is a :class:`CheckpointMismatchError`.
 
     The item features must be those the model was trained on (the checkpoint records a fingerprint of
     each modality, see ``ItemFeatures.fingerprints``): other features of the same shape are a
@@ -181,6 +188,7 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     built = build_run(config)
     data, train_data, valid_data, test_data, model = built.dataset, built.train_data, built.valid_data, built.test_data, built.model
     logger.info(data)
+    check_token_maps(model_file, checkpoint.get("token_maps"), token_maps(data), config)
     other = dict(checkpoint.get("other_parameter") or {})
     check_feature_modalities(model_file, other.get("feature_fingerprints"), model)
     check_checkpoint_shapes(model_file, checkpoint["state_dict"], model.state_dict())
@@ -193,10 +201,6 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(other)
     return config, model, data, train_data, valid_data, test_data
-
-
-class CheckpointMismatchError(InputFileError):
-    """A checkpoint whose weights do not fit the model rebuilt from the dataset's current files."""
 
 
 def check_feature_modalities(model_file, saved, model) -> None:

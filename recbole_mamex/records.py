@@ -1,22 +1,51 @@
 """Run records of a comparison (runs and tuning trials): what they store beside the metrics (the package
-versions), how they are written (atomically), and how a stored record is checked against the settings a
-command would use now."""
+versions, the data's identity), how they are written (atomically, into an output folder one comparison
+holds at a time), how a stored record is read (every field a comparison uses checked) and how it is
+checked against the settings and the data a command would use now."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import numbers
+import os
 import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from recbole_mamex.data.features import InputFileError
 from recbole_mamex.errors import RecboleMamexError
 from recbole_mamex.files import atomic_write_text
 
 
 class CompareError(RecboleMamexError, ValueError):
     """A comparison that cannot run as asked (found before any training)."""
+
+
+RERUN_HINT = "use --rerun to train it again (its record is replaced), or move the file away"
+
+
+class RecordFileError(InputFileError, CompareError):
+    """A stored record (a run's or a tuning trial's) that cannot be used: unreadable, or a field of the wrong
+    type or out of range. The message names the file, the field, what was expected and found, and how to
+    go on."""
+
+    def __init__(self, path, expected: str, found: str, proceed: str = RERUN_HINT):
+        super().__init__(path, expected, f"{found}; {proceed}")
+
+
+class OutputFileError(CompareError):
+    """A file of a comparison's output that could not be written (a full disk, a read-only folder)."""
+
+    def __init__(self, path, err: OSError):
+        self.path = os.fspath(path)
+        super().__init__(
+            f"{self.path}: expected to write it, found {type(err).__name__}: {err.strerror or err}; free space or give "
+            "write access there and run the same command again (the runs that finished are kept)"
+        )
 
 
 def versions() -> dict[str, str]:
@@ -50,8 +79,234 @@ def jsonable(value):
     return str(value)
 
 
+def write_output(path: Path, text: str) -> None:
+    """:func:`atomic_write_text` of an output file; an ``OSError`` is an :class:`OutputFileError` naming it."""
+    try:
+        atomic_write_text(path, text)
+    except OSError as err:
+        raise OutputFileError(path, err) from None
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    """A record as JSON (a metric of a candidate set with no evaluated user is ``NaN``, as Python's json
+    writes it), through :func:`write_output`."""
+    write_output(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------- one comparison per folder
+LOCK_FILE = ".compare.lock"
+
+
+@contextlib.contextmanager
+def locked_output(out: Path):
+    """Hold ``<out>/.compare.lock`` (``fcntl.flock``, not waiting) for the block: a second comparison into the
+    same folder is refused (naming the process that holds it) instead of replacing the first one's records
+    and summary. Opening the lock and writing this process's id into it is also the check that the folder
+    can be written, before any work. The lock goes with the process (a killed comparison holds nothing);
+    worker processes of ``--jobs`` do not take it, and this process writes every record."""
+    import fcntl
+
+    out = Path(out)
+    lock = out / LOCK_FILE
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise CompareError(f"--out {out}: expected a folder this process can write, found {type(err).__name__}: "
+                           f"{err.strerror or err}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise CompareError(
+                f"--out {out}: expected a folder no other comparison is writing, found one held by process {holder} "
+                f"({lock}); wait for it to end, or choose another --out"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
+        except OSError as err:
+            raise CompareError(f"--out {out}: expected a folder this process can write, found {type(err).__name__}: "
+                               f"{err.strerror or err} (writing {lock})") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# ----------------------------------------------------------------------------- reading stored records
+def read_record(path: Path, proceed: str = RERUN_HINT) -> dict:
+    """A stored record's JSON object (``NaN`` read as a float); an unreadable, empty, truncated, non-UTF-8 or
+    non-object file is a :class:`RecordFileError` naming it."""
+    expected = "a JSON record written by compare"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise RecordFileError(path, expected, f"a file that cannot be read ({err.strerror or err})", proceed) from None
+    if not data.strip():
+        raise RecordFileError(path, expected, "an empty file", proceed)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordFileError(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})", proceed) from None
+    try:
+        record = json.loads(text)
+    except RecursionError:
+        raise RecordFileError(path, expected, "JSON nested too deeply to read", proceed) from None
+    except json.JSONDecodeError as err:
+        raise RecordFileError(path, expected, f"text that is not JSON (line {err.lineno}, column {err.colno}: "
+                              f"{err.msg}; truncated?)", proceed) from None
+    if not isinstance(record, dict):
+        raise RecordFileError(path, "a JSON object (a record written by compare)", f"a JSON {type(record).__name__}", proceed)
+    return record
+
+
+# Metrics whose values are shares (RecBole's top-k and AUC metrics and its share-valued item metrics): in [0, 1].
+SHARE_METRICS = frozenset({"recall", "ndcg", "precision", "hit", "mrr", "map", "auc", "gauc", "itemcoverage",
+                           "giniindex", "tailpercentage"})
+
+
+def _shown(value) -> str:
+    kind = {str: "string", bool: "boolean", list: "list", dict: "object", type(None): "null"}.get(type(value))
+    text = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return f"{text} (a {kind})" if kind else text
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class _Fields:
+    """Field checks of one record, each failure a :class:`RecordFileError` naming the file and the field."""
+
+    def __init__(self, path, record: dict, proceed: str, prefix: str = ""):
+        self.path, self.record, self.proceed, self.prefix = path, record, proceed, prefix
+
+    def fail(self, field: str, expected: str, value) -> None:
+        raise RecordFileError(self.path, f"{self.prefix}{field} to be {expected}", _shown(value), self.proceed)
+
+    def get(self, field: str, test, expected: str, required: bool = False, optional_null: bool = True):
+        if field not in self.record:
+            if required:
+                raise RecordFileError(self.path, f"a field {self.prefix}{field} ({expected})", "none", self.proceed)
+            return None
+        value = self.record[field]
+        if value is None and optional_null and not required:
+            return None
+        if not test(value):
+            self.fail(field, expected, value)
+        return value
+
+    def mapping(self, field: str, required: bool = False):
+        return self.get(field, lambda v: isinstance(v, dict), "an object", required)
+
+    def count(self, field: str):
+        return self.get(field, lambda v: _is_int(v) and v >= 0, "an integer >= 0 or null")
+
+    def amount(self, field: str):
+        return self.get(field, lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a finite number >= 0 or null")
+
+    def common(self) -> None:
+        """What every record of a comparison may hold, if it holds it."""
+        self.mapping("config")
+        versions_ = self.mapping("versions")
+        if versions_ is not None:
+            for key, value in versions_.items():
+                if not isinstance(value, str):
+                    self.fail(f"versions.{key}", "a version string", value)
+        identity = self.mapping("data_identity")
+        if identity is not None:
+            for key, value in identity.items():
+                if not isinstance(value, str):
+                    self.fail(f"data_identity.{key}", "a file hash (a string)", value)
+
+
+def metric_problem(name: str, value) -> str | None:
+    """What is wrong with a stored metric value (``None``: nothing). NaN is a value: the run evaluated no
+    user in that candidate set."""
+    if not _is_real(value):
+        return "a number"
+    if math.isnan(value):
+        return None
+    kind = name.split("@")[0].lower()
+    if kind in SHARE_METRICS:
+        return None if 0 <= value <= 1 else "a number in [0, 1] (or NaN: no user evaluated)"
+    return None if math.isfinite(value) and value >= 0 else "a finite number >= 0 (or NaN: no user evaluated)"
+
+
+def check_run_record(path, record: dict, model: str, seed: int, split_seed: int | None = None, kinds=None,
+                     metrics=(), proceed: str = RERUN_HINT) -> dict:
+    """``record`` (read from ``path``, the file of run ``model`` / ``seed`` / ``split_seed``) with every field a
+    comparison reads checked: the run its file name says, ``dataset`` and ``protocol`` strings, ``results``
+    (candidate set -> metric -> value; ``kinds``: the candidate sets it may hold, given; ``metrics``: the
+    metrics each must hold; shares in [0, 1], NaN where no user was evaluated), ``config``, ``versions``,
+    ``variant``, ``tuning`` and ``data_identity`` objects, and the training figures of the summary."""
+    fields = _Fields(path, record, proceed)
+    fields.get("model", lambda v: v == model, f"'{model}', the model of the file's name (a string)", required=True)
+    fields.get("seed", lambda v: _is_int(v) and v == seed, f"{seed}, the seed of the file's name (an integer)", required=True)
+    if split_seed is None:
+        fields.get("split_seed", lambda v: False, "absent (the file's name has no split)")
+    else:
+        fields.get("split_seed", lambda v: _is_int(v) and v == split_seed,
+                   f"{split_seed}, the split seed of the file's name (an integer)", required=True)
+    for name in ("dataset", "protocol"):
+        fields.get(name, lambda v: isinstance(v, str), "a string", required=True)
+    results = fields.get("results", lambda v: isinstance(v, dict) and v and all(isinstance(m, dict) for m in v.values()),
+                         "an object: candidate set -> {metric: value}", required=True)
+    if kinds is not None and not set(results) <= set(kinds):
+        fields.fail("results", f"an object of the candidate sets {list(kinds)}", sorted(results))
+    for kind, values in results.items():
+        missing = [m for m in metrics if m not in values]
+        if missing:
+            raise RecordFileError(path, f"results.{kind} to hold the metrics {list(metrics)}", f"{missing} missing", proceed)
+        for name, value in values.items():
+            problem = metric_problem(name, value)
+            if problem:
+                fields.fail(f"results.{kind}.{name}", problem, value)
+    fields.common()
+    fields.mapping("variant")
+    fields.get("model_class", lambda v: isinstance(v, str), "a model name (a string)")
+    tuning = fields.mapping("tuning")
+    if tuning is not None and not isinstance(tuning.get("params", {}) or {}, dict):
+        fields.fail("tuning.params", "an object", tuning.get("params"))
+    fields.amount("wall_s")
+    fields.amount("peak_rss_gb")
+    fields.count("best_epoch")
+    fields.count("epochs_trained")
+    return record
+
+
+TRIAL_STATUSES = ("ok", "failed", "repeat")
+
+
+def check_trial_record(path, trial: dict, number: int, proceed: str = RERUN_HINT) -> dict:
+    """A stored tuning trial (``trial-NNN.json``) with every field the tuning reads checked: its number,
+    ``params``, ``status``, ``score`` (a finite number; null for a failed trial), ``repeat_of``, ``details``
+    (with the figures ``tuning.md`` shows), ``config``, ``versions`` and ``data_identity``."""
+    fields = _Fields(path, trial, proceed)
+    fields.get("trial", lambda v: _is_int(v) and v == number, f"{number}, the number of the file's name", required=True)
+    fields.mapping("params", required=True)
+    status = fields.get("status", lambda v: v in TRIAL_STATUSES, f"one of {', '.join(TRIAL_STATUSES)}", required=True)
+    if status == "failed":
+        fields.get("score", lambda v: v is None, "null (a failed trial)", optional_null=False)
+    else:
+        fields.get("score", lambda v: _is_real(v) and math.isfinite(v), "a finite number", required=True)
+    if status == "repeat":
+        fields.get("repeat_of", lambda v: _is_int(v) and 1 <= v < number, f"the number of an earlier trial (< {number})",
+                   required=True)
+    details = fields.mapping("details")
+    if details is not None:
+        sub = _Fields(path, details, proceed, prefix="details.")
+        sub.amount("wall_s")
+        sub.count("best_epoch")
+        sub.count("epochs_trained")
+    fields.common()
+    return trial
 
 
 def row_settings(record: dict) -> tuple[str, dict]:

@@ -56,10 +56,34 @@ def resolve_params_file(path) -> Path:
     raise HyperFileError(f"{path}: no such search-space file (shipped with the package: {available})")
 
 
+def _literal_choices(text: str) -> bool:
+    """Whether ``text`` is a non-empty list literal (read by ``ast.literal_eval``, never run: RecBole's
+    HyperTuning ``eval``s it)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return isinstance(value, list) and bool(value)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_params_file(path) -> dict[str, tuple[str, str]]:
     """Parameter -> (type, value text) of a ``.hyper`` file, checked line by line."""
     params = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise HyperFileError(f"{path}: expected a text file of '<parameter> <type> <values>' lines, found bytes that are not UTF-8 (at byte {err.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
@@ -71,8 +95,13 @@ def read_params_file(path) -> dict[str, tuple[str, str]]:
         bounds = {"uniform": 2, "loguniform": 2, "quniform": 3}.get(parts[1])
         if bounds is not None and len(value.split(",")) != bounds:
             raise HyperFileError(f"{path}, line {number}: {parts[1]} expects {bounds} comma-separated numbers, found {value!r}")
-        if parts[1] == "choice" and not (value.startswith("[") and value.endswith("]")):
-            raise HyperFileError(f"{path}, line {number}: choice expects a list like [1,2], found {value!r}")
+        if parts[1] == "choice" and not _literal_choices(value):
+            raise HyperFileError(
+                f"{path}, line {number}: choice expects a list of numbers, strings, booleans or lists, written as "
+                f"literals (like [1,2] or ['a','b']), found {value!r}"
+            )
+        if bounds is not None and not all(_is_float(part) for part in value.split(",")):
+            raise HyperFileError(f"{path}, line {number}: {parts[1]} expects {bounds} comma-separated numbers, found {value!r}")
         params[parts[0]] = (parts[1], value)
     if not params:
         raise HyperFileError(f"{path}: expected at least one '<parameter> <type> <values>' line, found none")
@@ -158,7 +187,7 @@ def tune(
         raise HyperFileError(f"{params_file} tunes {clash}, which the command line also sets: remove them from one")
     hyper = HyperTuning(
         partial(objective, model=model, dataset=dataset, config_dict=config_dict, cmd_args=cmd_args),
-        params_file=os.fspath(params_file),
+        space=hyperopt_space(tuned),  # read here: RecBole's reading of a params_file eval()s its choice lists
         fixed_config_file_list=config_file_list,
         algo=algo,
         max_evals=max_evals,
@@ -352,7 +381,13 @@ def tune_with_ray(
     workdir = os.getcwd()
     started = not ray.is_initialized()
     if started:
-        ray.init(local_mode=local_mode, include_dashboard=False, log_to_driver=False)
+        from recbole_mamex.distributed import AddressError, check_ray_address
+
+        check_ray_address(None, "RAY_ADDRESS")
+        try:
+            ray.init(local_mode=local_mode, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as err:
+            raise AddressError(f"RAY_ADDRESS: expected a running Ray cluster, found none ({err})") from None
     try:
         return _run_ray(params_file, model, dataset, config_file_list, config_dict, cmd_args, num_samples,
                         storage_dir, cpus_per_trial, workdir)

@@ -53,7 +53,7 @@ NUMPY_PATHS = """
 
 
 def test_numpy_aliases_needed_by_recbole_config_metrics_and_ray(tmp_path):
-    off = run_python(NUMPY_PATHS, tmp_path, disabled=["numpy_aliases", "torch_load_recbole_checkpoints"])
+    off = run_python(NUMPY_PATHS, tmp_path, disabled=["numpy_aliases"])
     assert off.returncode == 0, off.stderr
     without = json.loads(off.stdout.strip().splitlines()[-1])
     assert "float_" in without["config"]
@@ -103,37 +103,6 @@ def test_dok_update_lets_lightgcn_build_its_adjacency(tiny_dataset, workdir):
         disabled=["scipy_dok_update"],
     )
     assert off.returncode != 0 and "_update" in off.stderr
-
-
-def test_recbole_loads_its_own_checkpoints(tiny_dataset, workdir):
-    pytest.importorskip("ray", reason="recbole.quick_start imports ray, which is not installed on Python 3.12+")
-    from recbole_mamex.quick_start import run_recbole_mamex
-
-    result = run_recbole_mamex(model="BPR", dataset="tiny", config_dict={**FAST, "epochs": 1}, cmd_args=[])
-    model_file = os.path.abspath(result["model_file"])
-    # with the shim: RecBole's own load_data_and_model and Trainer.resume_checkpoint work
-    from recbole.quick_start import load_data_and_model
-    from recbole.trainer import Trainer
-
-    config, model, *_ = load_data_and_model(model_file)
-    trainer = Trainer(config, model)
-    trainer.resume_checkpoint(model_file)
-    assert trainer.start_epoch == 1
-    # torch.load elsewhere keeps torch's safe default
-    import torch
-
-    with pytest.raises(Exception, match="Weights only load failed"):
-        torch.load(model_file)
-    off = run_python(
-        f"""
-        from recbole_mamex import compat as _shims; _shims.apply_all()
-        from recbole.quick_start import load_data_and_model
-        load_data_and_model({model_file!r})
-        """,
-        workdir,
-        disabled=["torch_load_recbole_checkpoints"],
-    )
-    assert off.returncode != 0 and "Weights only load failed" in off.stderr
 
 
 WARNING_PATH = """

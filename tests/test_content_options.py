@@ -70,14 +70,14 @@ def test_centres_come_from_training_items_only(cold_tiny, workdir):
 
 def test_centres_are_saved_and_checked_with_the_checkpoint(cold_tiny, workdir):
     result = run_recbole_mamex("VBPR", "tiny-cold", config_dict={**FAST, "epochs": 1, "feature_norm": "center_l2"}, cmd_args=[])
-    saved = torch.load(result["model_file"], map_location="cpu", weights_only=False)["other_parameter"]["feature_centers"]
+    saved = torch.load(result["model_file"], map_location="cpu", weights_only=True)["other_parameter"]["feature_centers"]
     assert set(saved) == {"text", "audio"}
     load_data_and_model(result["model_file"])  # same training items: accepted
     # other training interactions (same shapes): other centres, refused
     train_file = cold_tiny / "tiny-cold.train.inter"
     lines = train_file.read_text().splitlines()
     train_file.write_text("\n".join(lines[:1] + lines[1:][::2]) + "\n")
-    checkpoint = torch.load(result["model_file"], map_location="cpu", weights_only=False)
+    checkpoint = torch.load(result["model_file"], map_location="cpu", weights_only=True)
     with pytest.raises(CheckpointMismatchError, match="feature centres.*other centres for"):
         from recbole_mamex.quick_start import check_feature_centers
 

@@ -70,7 +70,7 @@ def deterministic():
 
 
 def weights_of(result) -> dict:
-    return torch.load(result["model_file"], map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(result["model_file"], map_location="cpu", weights_only=True)["state_dict"]
 
 
 def on_a_cpu_only_host(model_file: str, users: list[str]) -> dict:
@@ -144,7 +144,7 @@ def test_training_and_evaluation_on_device(cold_tiny, workdir, device, model_nam
     config = result["config"]
     assert config["device"].type == device
     assert all(math.isfinite(v) for v in result["best_valid_result"].values())
-    state = torch.load(result["model_file"], map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(result["model_file"], map_location="cpu", weights_only=True)["state_dict"]
     assert state and all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
     on_cpu = on_a_cpu_only_host(result["model_file"], ["1", "2", "3"])
     for kind, metrics in result["test_result_by_candidates"].items():

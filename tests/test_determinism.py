@@ -21,7 +21,7 @@ def one_thread():
 def train(model_name, seed, directory, extra=None):
     config = {**CONFIG, "seed": seed, "checkpoint_dir": directory, **(extra or {})}
     result = run_recbole_mamex(model_name, "tiny-cold", config_dict=config, cmd_args=[])
-    weights = torch.load(result["model_file"], map_location="cpu", weights_only=False)["state_dict"]
+    weights = torch.load(result["model_file"], map_location="cpu", weights_only=True)["state_dict"]
     return result, weights
 
 

@@ -3,6 +3,8 @@ process's device (a GPU-trained checkpoint serves on a CPU-only host). Run on CP
 
 import torch
 
+from recbole_mamex.trainer.checkpoint import read_checkpoint, write_checkpoint
+
 from recbole_mamex.config import Config, run_device
 from recbole_mamex.quick_start import load_data_and_model, run_recbole_mamex
 from recbole_mamex.serving import recommend
@@ -24,9 +26,9 @@ def test_use_gpu_false_means_cpu_even_with_a_visible_gpu(tiny_dataset, monkeypat
 
 def test_a_gpu_trained_checkpoint_loads_and_serves_on_cpu(tiny_dataset, workdir):
     result = run_recbole_mamex("BPR", "tiny", config_dict={**FAST, "epochs": 1}, cmd_args=[])
-    checkpoint = torch.load(result["model_file"], map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(result["model_file"])
     checkpoint["config"].final_config_dict.update({"device": torch.device("cuda"), "use_gpu": True})
-    torch.save(checkpoint, result["model_file"])
+    write_checkpoint(checkpoint, result["model_file"])
     config, model, *_ = load_data_and_model(result["model_file"])
     assert config["device"] == torch.device("cpu")
     assert all(p.device.type == "cpu" for p in model.parameters())

@@ -8,7 +8,7 @@ import pytest
 
 import dataset_prep
 import recbole_mamex
-from recbole_mamex.errors import RecboleMamexError
+from recbole_mamex.errors import RecboleMamexError, report_user_errors
 
 FAST_ARGS = ["--epochs=1", "--train_batch_size=256", "--show_progress=False", "--state=WARNING", "--use_gpu=False"]
 
@@ -96,3 +96,11 @@ def test_missing_recbole_is_one_error_line_with_the_install_command(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: RecBole 1.2.1 is not installed")
     assert 'pip install --no-deps "recbole==1.2.1"' in lines[0]
+
+
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert report_user_errors(interrupted) == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -250,20 +250,3 @@ def test_aligned_matrices_are_made_only_when_asked_and_blocks_match(tmp_path, mo
     np.testing.assert_array_equal(whole, expected)
     assert features.fingerprints() == fingerprint  # the same from blocks as from the made matrix
     assert features.mask[:, 0].sum() == 39 and not features.mask[list(tokens).index("7"), 0]
-
-
-def test_a_saved_dataset_is_rebuilt_when_an_optional_modality_file_appears(tiny_dataset, workdir, monkeypatch):
-    from recbole_mamex.data import dataset as dataset_module
-
-    folder = workdir / "dataset" / "tiny"
-    (folder / "audio.npy").rename(folder / "audio.npy.away")
-    optional = {"text": "text.npy", "audio": {"path": "audio.npy", "optional": True}}
-    settings = {"modalities": optional, "checkpoint_dir": str(workdir / "ckpt")}
-    first = build_dataset(save_dataset=True, **settings)
-    assert first.item_features.names == ["text"] and (workdir / "ckpt" / "tiny-MultimodalDataset.pth").is_file()
-    builds = []
-    monkeypatch.setattr(dataset_module.MultimodalDataset, "_load_item_features",
-                        lambda self, original=dataset_module.MultimodalDataset._load_item_features: builds.append(1) or original(self))
-    assert build_dataset(**settings).item_features.names == ["text"] and not builds  # the saved one, reused
-    (folder / "audio.npy.away").rename(folder / "audio.npy")
-    assert build_dataset(**settings).item_features.names == ["text", "audio"] and builds  # rebuilt

@@ -238,7 +238,9 @@ def test_two_trainings_started_in_the_same_second_write_different_checkpoints(co
     files = [run_recbole_mamex(model="BPR", dataset="tiny-cold", config_dict={**FAST, "epochs": 1, "seed": seed},
                                cmd_args=[])["model_file"] for seed in (1, 2)]
     assert files[0] != files[1] and all("BPR-Dec-02-2026_05-00-00-" in f for f in files)
-    seeds = [torch.load(f, weights_only=False)["config"]["seed"] for f in files]
+    from recbole_mamex.trainer.checkpoint import read_checkpoint
+
+    seeds = [read_checkpoint(f)["config"]["seed"] for f in files]
     assert seeds == [1, 2]  # each checkpoint holds its own run
 
 

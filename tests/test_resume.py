@@ -9,7 +9,7 @@ import torch
 
 from recbole_mamex.cli import main
 from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.trainer.resume import last_checkpoint_path
+from recbole_mamex.trainer.resume import last_checkpoint_path, rng_state
 
 from helpers import FAST
 
@@ -47,7 +47,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(tiny_dataset, workdir, one_
         run_recbole_mamex(model_name, "tiny", config_dict=config, cmd_args=[], callback_fn=interrupt_after(2))
     (best_file,) = [p for p in os.listdir("cut") if not p.endswith("-last.pth")]
     last = os.path.join("cut", last_checkpoint_path(best_file))
-    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert checkpoint["epoch"] == 1  # written when epoch 2 started: the state after epoch 1
     assert checkpoint["best_model_file"] == os.path.join("cut", best_file)
 
@@ -56,7 +56,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(tiny_dataset, workdir, one_
     assert resumed["best_valid_result"] == full["best_valid_result"]
     assert resumed["test_result"] == full["test_result"]
     # the weights themselves: the best checkpoints of both runs are identical
-    weights = [torch.load(r["model_file"], map_location="cpu", weights_only=False)["state_dict"] for r in (full, resumed)]
+    weights = [torch.load(r["model_file"], map_location="cpu", weights_only=True)["state_dict"] for r in (full, resumed)]
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
 
@@ -82,7 +82,7 @@ def test_interrupted_inside_an_epoch(tiny_dataset, workdir, one_thread, monkeypa
         run_recbole_mamex("MAMEX", "tiny", config_dict=config, cmd_args=[])
     monkeypatch.setattr(MAMEX, "calculate_loss", original)
     (last,) = [os.path.join("cut", p) for p in os.listdir("cut") if p.endswith("-last.pth")]
-    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
     resumed = run_recbole_mamex("MAMEX", "tiny", config_dict=config, cmd_args=[], resume_from=last)
     assert resumed["test_result"] == full["test_result"]
     assert resumed["best_valid_result"] == full["best_valid_result"]
@@ -95,12 +95,9 @@ def test_resuming_without_the_random_states_would_differ(tiny_dataset, workdir, 
     with pytest.raises(Interrupted):
         run_recbole_mamex("MAMEX", "tiny", config_dict=config, cmd_args=[], callback_fn=interrupt_after(1))
     (last,) = [os.path.join("cut", p) for p in os.listdir("cut") if p.endswith("-last.pth")]
-    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    checkpoint["rng_state"] = {
-        "python": random.Random(99).getstate(),
-        "numpy": np.random.RandomState(99).get_state(),
-        "torch": torch.Generator().manual_seed(99).get_state(),
-    }
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    checkpoint["rng_state"] = rng_state()  # other random states, in the checkpoint's plain form
     torch.save(checkpoint, last)
     resumed = run_recbole_mamex("MAMEX", "tiny", config_dict=config, cmd_args=[], resume_from=last)
     assert resumed["best_valid_result"] != full["best_valid_result"]
@@ -112,7 +109,7 @@ def test_resume_from_the_command_line(tiny_dataset, workdir, one_thread, capsys)
     assert main([*args, "--keep_last_checkpoint=True"]) == 0
     first = capsys.readouterr().out.splitlines()
     (last,) = [os.path.join("saved", p) for p in os.listdir("saved") if p.endswith("-last.pth")]
-    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
     assert main([*args, "--resume", last]) == 0
     assert capsys.readouterr().out.splitlines() == first  # same metrics, same best checkpoint
     # clear errors: no such file; a checkpoint of another model

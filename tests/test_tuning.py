@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from recbole_mamex.trainer.checkpoint import read_checkpoint
 from recbole_mamex.cli import main
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.tuning import HyperFileError, read_params_file, resolve_params_file, tune, tune_with_ray
@@ -23,7 +24,7 @@ def test_tuning_selects_the_best_validation_trial(tiny_dataset, workdir):
     assert len(trials) == 2  # every combination once
     for params, trial in trials.items():
         # each trial trained with its own parameters over the fixed ones (read back from its checkpoint)
-        config = torch.load(trial["model_file"], map_location="cpu", weights_only=False)["config"]
+        config = read_checkpoint(trial["model_file"])["config"]
         assert params == f"learning_rate:{config['learning_rate']}, n_experts:2"
         assert config["n_experts"] == 2 and config["epochs"] == 1
         assert trial["best_valid_score"] == trial["best_valid_result"]["ndcg@20"]
@@ -88,7 +89,7 @@ def test_ray_tune_local_mode(tiny_dataset, workdir):
     for trial in trials:
         assert trial["learning_rate"] in (0.0001, 0.05)
         assert math.exp(-14) <= trial["reg_weight"] <= math.exp(-6)  # natural-log bounds, as with hyperopt
-        config = torch.load(trial["model_file"], map_location="cpu", weights_only=False)["config"]
+        config = read_checkpoint(trial["model_file"])["config"]
         assert config["learning_rate"] == trial["learning_rate"] and config["reg_weight"] == trial["reg_weight"]
         assert trial["best_valid_score"] == trial["valid_ndcg@20"]
     assert found["best_valid_score"] == max(trial["best_valid_score"] for trial in trials)

@@ -28,9 +28,9 @@ def modality_selection(value) -> list | None:
     """``use_modalities`` as a list of names (None: every modality). The command line hands RecBole's
     config a string: ``[text, audio]`` and ``text`` are read as yaml, ``~`` / ``none`` as None."""
     if isinstance(value, str):
-        import yaml
+        from recbole_mamex.files import load_yaml
 
-        value = yaml.safe_load(value) if value.strip().lower() not in ("none", "") else None
+        value = load_yaml(value) if value.strip().lower() not in ("none", "") else None
     if value is None:
         return None
     return [value] if isinstance(value, str) else list(value)

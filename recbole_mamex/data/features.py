@@ -42,22 +42,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from recbole_mamex.errors import RecboleMamexError
+from recbole_mamex.errors import InputFileError, RecboleMamexError  # noqa: F401 (InputFileError: imported from here too)
 
 PAD_TOKEN = "[PAD]"
 NPY_MAGIC = b"\x93NUMPY"
-
-
-class InputFileError(RecboleMamexError, ValueError):
-    """An input file that cannot be used; the message names the file, what was expected and what was
-    found (the base of every such error in this package and in ``dataset_prep``)."""
-
-    def __init__(self, path, expected: str, found: str):
-        self.path = os.fspath(path) if path is not None else None
-        self.expected = expected
-        self.found = found
-        where = f"{self.path}: " if self.path else ""
-        super().__init__(f"{where}expected {expected}, found {found}")
 
 
 class FeatureFileError(InputFileError):
@@ -214,12 +202,16 @@ def read_sparse_matrix(path):
         raise FeatureFileError(path, "a 2-D sparse matrix with at least one row and one column", f"shape {matrix.shape}")
     if not (np.issubdtype(matrix.dtype, np.number) or matrix.dtype == np.bool_) or np.issubdtype(matrix.dtype, np.complexfloating):
         raise FeatureFileError(path, "real-valued (or boolean) sparse features", f"dtype {matrix.dtype}")
-    matrix = matrix.tocsr().astype(np.float32)
-    if not np.isfinite(matrix.data).all():
-        bad_rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[~np.isfinite(matrix.data)])
-        shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
-        raise FeatureFileError(path, "finite values within float32's range", f"NaN or Inf in {len(bad_rows)} row(s): {shown}")
-    return matrix
+    matrix = matrix.tocsr()
+    row_of_value = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    refuse_rows(path, [np.unique(row_of_value[~np.isfinite(matrix.data)])], "finite values", "NaN or Inf in")
+    if np.issubdtype(matrix.dtype, np.floating) and np.finfo(matrix.dtype).max > np.finfo(np.float32).max:
+        peak = abs(matrix).max(axis=1).toarray().ravel()
+        refuse_float32_range(
+            path, [np.flatnonzero(peak > np.finfo(np.float32).max)],
+            [np.flatnonzero((peak > 0) & (peak < np.finfo(np.float32).tiny))],
+        )
+    return matrix.astype(np.float32)
 
 
 def has_nonzero(matrix) -> bool:
@@ -261,20 +253,36 @@ def read_feature_matrix(path):
         raise FeatureFileError(path, "at least one row and one column", f"shape {matrix.shape}")
     matrix = DenseFeatureFile(path, matrix)
     wide = np.finfo(matrix.dtype).max > np.finfo(np.float32).max
-    not_finite, too_large = [], []
+    not_finite, too_large, too_small = [], [], []
     for start, block in row_blocks(matrix):
         not_finite.append(start + np.flatnonzero(~np.isfinite(block).all(axis=1)))
-        if wide:  # the models read float32: a float64 value beyond its range would become inf there
-            too_large.append(start + np.flatnonzero((np.abs(block) > np.finfo(np.float32).max).any(axis=1)))
-    for bad_rows, expected, found in (
-        (not_finite, "finite values", "NaN or Inf in"),
-        (too_large, "values within float32's range (|x| <= 3.4e38; the models compute in float32)", "larger values in"),
-    ):
-        bad_rows = np.concatenate(bad_rows) if bad_rows else np.empty(0, dtype=np.int64)
-        if len(bad_rows):
-            shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
-            raise FeatureFileError(path, expected, f"{found} {len(bad_rows)} row(s): {shown}")
+        if wide:  # the models read float32: rows it cannot hold would become inf, or zero (missing) or imprecise
+            peak = np.abs(block).max(axis=1)
+            too_large.append(start + np.flatnonzero(peak > np.finfo(np.float32).max))
+            too_small.append(start + np.flatnonzero((peak > 0) & (peak < np.finfo(np.float32).tiny)))
+    refuse_rows(path, not_finite, "finite values", "NaN or Inf in")
+    refuse_float32_range(path, too_large, too_small)
     return matrix
+
+
+def refuse_rows(path, bad_rows: list[np.ndarray], expected: str, found: str) -> None:
+    """A :class:`FeatureFileError` naming the first few of ``bad_rows`` (blocks of row numbers), if any."""
+    bad_rows = np.concatenate(bad_rows) if bad_rows else np.empty(0, dtype=np.int64)
+    if len(bad_rows):
+        shown = ", ".join(str(r) for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
+        raise FeatureFileError(path, expected, f"{found} {len(bad_rows)} row(s): {shown}")
+
+
+def refuse_float32_range(path, too_large, too_small) -> None:
+    """Refuse rows of a wider-than-float32 file that float32, which the models compute in, cannot hold:
+    a value beyond its range (inf there), or a non-zero row whose largest value is below its smallest
+    normal number (zero there, a missing modality, or a direction kept with a few bits only)."""
+    refuse_rows(path, too_large, "values within float32's range (|x| <= 3.4e38; the models compute in float32)", "larger values in")
+    refuse_rows(
+        path, too_small,
+        "a value of |x| >= 1.2e-38 (float32's smallest normal number; the models compute in float32) in every non-zero row",
+        "only smaller values in",
+    )
 
 
 BLOCK_BYTES = 64 * 2**20  # rows read (and widened) at a time when a whole matrix is checked or aligned
@@ -435,6 +443,18 @@ def check_mmrec_feature_file(path, item_ids: np.ndarray, where: str = "the inter
     item_ids = np.asarray(item_ids, dtype=np.int64)
     require_rows_for_ids(path, matrix.shape[0], int(item_ids.max()) if len(item_ids) else -1, where)
     require_some_item_features(path, matrix, np.unique(item_ids), where)
+    return int(matrix.shape[0]), int(matrix.shape[1])
+
+
+def check_ids_feature_file(path, ids_path, item_tokens, where: str = "the interactions") -> tuple[int, int]:
+    """What importers check in a modality file with an ids file (row r = the item token on line r of
+    ``ids_path``): readable, 2-D finite floats (:func:`read_feature_matrix`), an ids file with one token per
+    row (:func:`read_ids_file`) and a non-zero row for at least one of ``item_tokens``. Returns the matrix
+    shape."""
+    matrix = read_feature_matrix(path)
+    row_of = {token: r for r, token in enumerate(read_ids_file(ids_path, matrix.shape[0], path))}
+    rows = np.array([row_of.get(str(token), -1) for token in item_tokens], dtype=np.int64)
+    require_some_item_features(path, matrix, np.unique(rows), where)
     return int(matrix.shape[0]), int(matrix.shape[1])
 
 

@@ -163,10 +163,8 @@ class MultimodalRecommender(GeneralRecommender):
                 self.feature_centers[name] = center
             out = torch.empty((self.n_items, self.modality_dims[name]), dtype=dtype)
             for start, block in self._feature_blocks(name):  # block by block: one copy of the catalogue
-                if center is not None:
-                    block = torch.where(has[start : start + len(block)].unsqueeze(1), block - center, block)
-                if feature_norm in ("l2", "center_l2"):
-                    block = l2_normalize_rows(block)
+                if feature_norm in ("l2", "center_l2"):  # centred (the rows that have the modality) and normalised at once
+                    block = l2_normalize_rows(block, center, has[start : start + len(block)])
                 out[start : start + len(block)] = block
             self.register_buffer(self._buffer_name(name), out.to(self.modality_mask.device), persistent=False)
 
@@ -200,14 +198,21 @@ def training_mean(blocks, reference: torch.Tensor, dim: int) -> torch.Tensor:
     return (total / max(count, 1)).float() if count else torch.zeros(dim)
 
 
-def center_on_training_items(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor):
-    """(``features`` with the mean row of the items that have the modality and a training interaction
-    subtracted from every row that has it, that mean); rows without the modality stay as they are (zero).
-    No such item: nothing is subtracted."""
+def training_center(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+    """The mean row of the items that have the modality and a training interaction, summed in float64 (a
+    float32 sum of large rows overflows), in ``features``' dtype; zeros when there is none."""
     reference = has & trained
     if not bool(reference.any()):
-        return features, torch.zeros(features.shape[1], dtype=features.dtype, device=features.device)
-    center = features[reference].mean(dim=0)
+        return torch.zeros(features.shape[1], dtype=features.dtype, device=features.device)
+    return features[reference].double().mean(dim=0).to(features.dtype)
+
+
+def center_on_training_items(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor):
+    """(``features`` with :func:`training_center` subtracted from every row that has the modality, that
+    centre); rows without the modality stay as they are (zero). No such item: nothing is subtracted.
+    To normalise the centred rows, pass the centre to :func:`recbole_mamex.model.layers.l2_normalize_rows`
+    instead (the difference itself can leave float32's range)."""
+    center = training_center(features, has, trained)
     return torch.where(has.unsqueeze(1), features - center, features), center
 
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 from recbole.utils import InputType, ModelType
 
-from recbole_mamex.model.abstract import MultimodalRecommender, center_on_training_items
+from recbole_mamex.model.abstract import MultimodalRecommender, training_center
 from recbole_mamex.model.layers import l2_normalize_rows
 
 
@@ -62,9 +62,8 @@ class ContentProfile(MultimodalRecommender):
         for j, name in enumerate(self.modality_names):
             features = self.modality_features(name).float()
             has = self.modality_mask[:, j]
-            if self.center:
-                features, _ = center_on_training_items(features, has, self.item_has_training)
-            blocks.append(l2_normalize_rows(features) * scale)
+            center = training_center(features, has, self.item_has_training) if self.center else None
+            blocks.append(l2_normalize_rows(features, center, has) * scale)
         return torch.cat(blocks, dim=1)
 
     def profiles(self, dataset, items: torch.Tensor) -> torch.Tensor:

@@ -257,6 +257,31 @@ class ModalityGate(nn.Module):
         return masked_modality_softmax(logits, mask)
 
 
-def l2_normalize_rows(x: torch.Tensor) -> torch.Tensor:
-    """Row-wise L2 normalisation; all-zero rows (missing features) stay zero."""
-    return F.normalize(x, p=2, dim=1)
+def l2_normalize_rows(x: torch.Tensor, center: torch.Tensor | None = None, centred: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-wise L2 normalisation (of ``x - center`` in the rows ``centred`` marks, every row by default, when
+    ``center`` is given), a unit row for every finite non-zero row: each row is first scaled by the power of
+    two that brings its largest magnitude into [0.5, 1), so its squares neither overflow (|x| ~ 1e19 in
+    float32 made zero rows) nor fall under F.normalize's eps (|x| < ~1e-13 made short rows). Scaling by a
+    power of two is exact: the other rows get F.normalize's very bits. All-zero rows (missing features)
+    stay zero. Computed in float32 at least, returned in ``x``'s dtype."""
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if center is not None:
+        shift = center.to(work.dtype).expand_as(work)
+        if centred is not None:
+            shift = torch.where(centred.unsqueeze(1), shift, torch.zeros((), dtype=work.dtype, device=work.device))
+        # x - center can leave the dtype's range: both scaled by the larger one's power of two first
+        exponent = _peak_exponent(torch.maximum(work.abs().amax(dim=1, keepdim=True), shift.abs().amax(dim=1, keepdim=True)))
+        work = _times_power_of_two(work, -exponent) - _times_power_of_two(shift, -exponent)
+    work = _times_power_of_two(work, -_peak_exponent(work.abs().amax(dim=1, keepdim=True)))
+    return F.normalize(work, p=2, dim=1).to(x.dtype)
+
+
+def _peak_exponent(peak: torch.Tensor) -> torch.Tensor:
+    """``e`` with ``peak = m * 2**e``, ``m`` in [0.5, 1) (0 for a zero peak)."""
+    return torch.frexp(peak).exponent
+
+
+def _times_power_of_two(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``x * 2**exponent``, exactly, in two steps (2**149, what a float32 subnormal needs, is beyond float32)."""
+    half = torch.div(exponent, 2, rounding_mode="floor")
+    return torch.ldexp(torch.ldexp(x, half), exponent - half).to(x.dtype)

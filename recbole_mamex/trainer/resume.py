@@ -37,7 +37,12 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_mamex.errors import RecboleMamexError
-from recbole_mamex.data.features import InputFileError
+from recbole_mamex.trainer.checkpoint import (
+    CheckpointFileError, check_token_maps, read_checkpoint, write_checkpoint,
+)
+
+__all__ = ["CheckpointFileError", "LastCheckpointMixin", "MissingCheckpointError", "ResumeError",
+           "TrainingDivergedError", "read_checkpoint", "with_last_checkpoint"]
 
 
 class ResumeError(RecboleMamexError, ValueError):
@@ -48,27 +53,8 @@ class MissingCheckpointError(RecboleMamexError, FileNotFoundError):
     """A checkpoint to resume from that is not there."""
 
 
-class CheckpointFileError(InputFileError):
-    """A checkpoint file that cannot be read (missing, empty, truncated, not a checkpoint)."""
-
-
-def read_checkpoint(path) -> dict:
-    """``torch.load`` of a checkpoint this package (or RecBole) wrote, onto the CPU; an unreadable file is a
-    :class:`CheckpointFileError` naming it. ``weights_only=False``: RecBole checkpoints hold the whole
-    Config object, so load only files your own runs wrote."""
-    import pickle
-    import zipfile
-
-    if not os.path.isfile(path):
-        raise CheckpointFileError(path, "a checkpoint file saved by a training run", "no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError) as err:
-        size = os.path.getsize(path)
-        raise CheckpointFileError(path, "a checkpoint saved by a training run", f"a file torch cannot read ({size} bytes, {type(err).__name__}: {err})") from None
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointFileError(path, "a checkpoint saved by a training run (with config and state_dict)", f"a {type(checkpoint).__name__}")
-    return checkpoint
+class TrainingDivergedError(RecboleMamexError, ValueError):
+    """A training whose loss became NaN (RecBole's "Training loss is nan")."""
 
 
 def unique_checkpoint_path(recbole_file) -> str:
@@ -90,7 +76,10 @@ def last_checkpoint_path(best_file) -> str:
 
 def rng_state(train_data=None) -> dict:
     """The random states a training epoch draws from."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # numpy's state as plain values (a checkpoint holds no numpy objects: see trainer.checkpoint)
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     generator = getattr(train_data, "generator", None)
@@ -102,7 +91,8 @@ def rng_state(train_data=None) -> dict:
 def set_rng_state(state: dict, train_data=None) -> None:
     """Put back what :func:`rng_state` returned."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         # the GPUs both hosts have: a checkpoint written where more GPUs were visible resumes here too
@@ -118,8 +108,12 @@ class LastCheckpointMixin:
     """Put in front of a RecBole ``Trainer`` class; see the module docstring."""
 
     def __init__(self, config, model):
+        from recbole_mamex.config import config_to_text
+
         super().__init__(config, model)
         self.saved_model_file = unique_checkpoint_path(self.saved_model_file)
+        config_to_text(self.checkpoint_config())  # a value a checkpoint cannot hold is an error now, not after epoch 0
+        self.token_maps = None  # the dataset's token -> id maps (set by the run's assembly), kept in checkpoints
         self._resumed_from = None
         self._keep_last = False
         self._pending_rng = None
@@ -156,11 +150,10 @@ class LastCheckpointMixin:
         self.epochs_trained = epoch_idx + 1
         return loss
 
-    def save_last_checkpoint(self, epoch: int, train_data=None) -> None:
-        """Write the state at the end of ``epoch`` to :attr:`last_model_file` (first process only)."""
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        state = {
+    def checkpoint_state(self, epoch: int) -> dict:
+        """What every checkpoint holds: RecBole's entries and the token maps (see
+        :mod:`recbole_mamex.trainer.checkpoint`)."""
+        return {
             "config": self.checkpoint_config(),
             "epoch": epoch,
             "cur_step": self.cur_step,
@@ -168,14 +161,40 @@ class LastCheckpointMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
+            "token_maps": self.token_maps,
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's best checkpoint, in this package's format (plain values, written atomically)."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        write_checkpoint(self.checkpoint_state(epoch), saved_model_file)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def save_last_checkpoint(self, epoch: int, train_data=None) -> None:
+        """Write the state at the end of ``epoch`` to :attr:`last_model_file` (first process only); a failed
+        write keeps the previous one."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        state = {
+            **self.checkpoint_state(epoch),
             "best_valid_result": self.best_valid_result,
             "best_model_file": self.saved_model_file,
             "rng_state": rng_state(train_data),
         }
-        partial = self.last_model_file + ".partial"
-        torch.save(state, partial, pickle_protocol=4)
-        os.replace(partial, self.last_model_file)  # an interruption while writing keeps the previous one
+        write_checkpoint(state, self.last_model_file)
         self._wrote_last = True
+
+    def _check_nan(self, loss):
+        if torch.isnan(loss):
+            if getattr(self, "tensorboard", None) is not None:
+                self.tensorboard.close()  # its writer thread would go on writing after the run ended
+            raise TrainingDivergedError(
+                f"training diverged: the loss became nan in epoch {self.epochs_trained} (learning_rate "
+                f"{self.config['learning_rate']}). Lower learning_rate, or check the item features for huge values"
+            )
 
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint``, plus (for a last checkpoint) the best result, the best
@@ -199,9 +218,18 @@ class LastCheckpointMixin:
                 f"resume: {resume_file} was written with other settings than this command: {listed_differences(diffs)}"
                 ". Resume with the interrupted run's own arguments, or start a new run to change them"
             )
-        super().resume_checkpoint(resume_file)
+        check_token_maps(resume_file, checkpoint.get("token_maps"), self.token_maps, self.config)
+        # RecBole's resume_checkpoint, from the checkpoint read above (RecBole's would read its config as a Config)
+        self.saved_model_file = os.fspath(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
         if "best_model_file" not in checkpoint:
-            return  # a RecBole best checkpoint: RecBole's behaviour (it becomes the best file)
+            return  # a best checkpoint: RecBole's behaviour (weights, optimizer, counters; it becomes the best file)
         self.saved_model_file = checkpoint["best_model_file"]
         self._resumed_from = os.fspath(resume_file)
         self.best_valid_result = checkpoint["best_valid_result"]

@@ -1,0 +1,106 @@
+"""The identity of a dataset's data: a hash of every file a run of it reads.
+
+A run of dataset ``<dataset>`` reads the atomic files ``<data_path>/<dataset>.*`` (RecBole's ``.inter``,
+``.user``, ``.item``, the benchmark ``.train/.valid/.test.inter``, the ``cold_items_file``), and the
+modality files (and their ``ids:`` files) that its config selects (:func:`selected_modality_specs`).
+:func:`data_identity` maps each of them to a hash of its bytes, so that what was made from the data (a
+run record, a checkpoint, a saved dataset) can be checked against the data there now: a re-import
+(``dataset_prep.* --force``) that changed any file changes the identity (:func:`identity_differences`).
+
+A file is hashed once per process for as long as it is unchanged (same device, inode, size, mtime and
+ctime), so checking many records of the same data costs one read of its files.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+_DIGESTS: dict[tuple, str] = {}  # (real path, device, inode, size, mtime_ns, ctime_ns) -> digest
+_LOCK = threading.Lock()
+_CHUNK = 8 * 2**20
+
+
+def file_digest(path) -> str:
+    """``blake2b`` (128 bits, hex) of the bytes of ``path``, cached while the file is unchanged."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _LOCK:
+        known = _DIGESTS.get(key)
+    if known is not None:
+        return known
+    digest = hashlib.blake2b(digest_size=16)
+    with open(real, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    with _LOCK:
+        _DIGESTS[key] = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def _value(config, key):
+    """``config[key]`` of a RecBole Config or of a plain dict (a run record's), ``None`` when unset."""
+    return config[key] if key in config else None
+
+
+def data_files(config) -> list[Path]:
+    """The files a run with ``config`` reads (those that exist), in a fixed order: the atomic files
+    ``<data_path>/<dataset>.*``, the ``cold_items_file`` and the selected modality (and ``ids``) files.
+    ``config['data_path']`` is the dataset's directory, as RecBole's Config makes it."""
+    from recbole_mamex.data.dataset import selected_modality_specs
+
+    data_path, dataset = _value(config, "data_path"), _value(config, "dataset")
+    if not data_path or not dataset or not os.path.isdir(data_path):
+        return []
+    root = Path(data_path)
+    files = sorted(p for p in root.glob(f"{glob.escape(dataset)}.*") if p.is_file())
+    cold = _value(config, "cold_items_file")
+    if cold:
+        files.append(Path(cold) if Path(cold).is_absolute() else root / cold)
+    settings = {key: _value(config, key) for key in ("modalities", "use_modalities")}
+    specs, _ = selected_modality_specs(settings, root, dataset)
+    for spec in specs:
+        files += [spec.path] + ([spec.ids_path] if spec.ids_path is not None else [])
+    seen, kept = set(), []
+    for path in files:
+        real = os.path.realpath(path)
+        if real not in seen and os.path.isfile(real):
+            seen.add(real)
+            kept.append(path)
+    return kept
+
+
+def data_identity(config) -> dict[str, str]:
+    """``{file: digest}`` of every file of :func:`data_files` (a name relative to the dataset's directory,
+    else the absolute path); empty when the dataset's directory is not there. Plain JSON: a record stores
+    it as it is."""
+    files = data_files(config)
+    if not files:
+        return {}
+    root = Path(_value(config, "data_path"))
+    out = {}
+    for path in files:
+        try:
+            name = path.relative_to(root).as_posix()
+        except ValueError:
+            name = os.path.abspath(path)
+        out[name] = file_digest(path)
+    return dict(sorted(out.items()))
+
+
+def identity_differences(before: dict, now: dict) -> list[str]:
+    """``<file> changed`` / ``<file> added`` / ``<file> gone`` for every file whose hash differs between two
+    :func:`data_identity` values."""
+    diffs = []
+    for name in sorted(set(before) | set(now)):
+        if name not in now:
+            diffs.append(f"{name} gone")
+        elif name not in before:
+            diffs.append(f"{name} added")
+        elif before[name] != now[name]:
+            diffs.append(f"{name} changed")
+    return diffs

@@ -1,0 +1,167 @@
+"""Checkpoints that never run code when read: the one writer and the one reader of every ``.pth`` a run saves.
+
+RecBole pickles its whole ``Config`` object into each checkpoint, and reading a pickle can run any code the
+file holds: a checkpoint handed to a user (for serving, ``interpret`` or ``--resume``) would run its payload
+before any check. A checkpoint of this package holds plain values only, which torch reads with
+``weights_only=True`` (its unpickler builds tensors, numbers, strings, lists, tuples and dicts, and refuses
+every other object):
+
+- ``format`` (:data:`FORMAT`) and ``format_version``;
+- ``config``: the run's Config as JSON text (:func:`recbole_mamex.config.config_to_text`);
+- what RecBole's trainer writes and reads (``epoch``, ``cur_step``, ``best_valid_score``, ``state_dict``,
+  ``other_parameter``, ``optimizer``), so RecBole's own ``evaluate(load_best_model=True)`` reads it
+  with torch's default (safe) ``torch.load``;
+- ``token_maps``: for the user and item id fields, how many tokens and a hash of RecBole's token -> id map
+  (ids follow first appearance in the ``.inter`` files, so re-ordered lines give other ids), checked when
+  the checkpoint is loaded (:func:`check_token_maps`);
+- a last checkpoint adds what an exact resume needs (:mod:`recbole_mamex.trainer.resume`).
+
+A checkpoint is written whole or not at all (a temporary file beside it, then a rename); a failed write
+(disk full) removes the temporary file and is an :class:`~recbole_mamex.files.OutputError` naming the file.
+A RecBole checkpoint, or one this package wrote before this format, is refused: it can only be read by
+unpickling it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from recbole_mamex.errors import InputFileError, RecboleMamexError
+
+FORMAT = "recbole_mamex checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointFileError(InputFileError):
+    """A checkpoint file that cannot be read (missing, empty, truncated, not a checkpoint of this package)."""
+
+
+class CheckpointMismatchError(InputFileError):
+    """A checkpoint whose weights do not fit the model rebuilt from the dataset's current files."""
+
+
+def _plain(value, where: str):
+    """``value`` with numpy values made torch's or Python's, checked to hold only what ``weights_only``
+    reads back."""
+    if isinstance(value, np.generic):  # first: numpy's float64 is a float too
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.Size)):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, OrderedDict):
+        return OrderedDict((k, _plain(v, f"{where}.{k}")) for k, v in value.items())
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v, where) for v in value)
+    if isinstance(value, list):
+        return [_plain(v, where) for v in value]
+    raise TypeError(
+        f"checkpoint entry {where}: expected tensors, numbers, strings, lists or mappings, found a "
+        f"{type(value).__name__} (a checkpoint holds plain values only, so that reading it runs no code)"
+    )
+
+
+def write_checkpoint(state: dict, path) -> None:
+    """Write ``state`` (RecBole's checkpoint entries, ``config`` a Config) to ``path`` in this package's
+    format, atomically."""
+    from recbole_mamex.config import config_to_text
+    from recbole_mamex.files import OutputError, atomic_path, writing
+
+    payload = {key: value for key, value in state.items() if key != "config"}
+    payload = _plain(payload, "checkpoint")
+    payload.update(format=FORMAT, format_version=FORMAT_VERSION, config=config_to_text(state["config"]))
+    try:
+        with writing(path), atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as err:  # torch reports a failed write of its zip file as a RuntimeError
+        raise OutputError(path, "no space left on device" if "file write failed" in str(err) else str(err).splitlines()[0]) from None
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint :func:`write_checkpoint` wrote, read with ``weights_only=True`` (nothing in the file can
+    run), its ``config`` a :class:`recbole_mamex.config.Config` again. Anything else is a
+    :class:`CheckpointFileError` naming the file."""
+    import pickle
+    import zipfile
+
+    from recbole_mamex.config import config_from_text
+
+    expected = "a checkpoint saved by a training run"
+    if not os.path.isfile(path):
+        raise CheckpointFileError(path, expected, "no such file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "global" in str(err).lower():  # torch's "Unsupported global" / "unsupported GLOBAL": an object
+            raise CheckpointFileError(
+                path, expected + " (weights and settings as plain values)",
+                "a file that holds Python objects, which only unpickling can read, and unpickling can run code: "
+                "not read. RecBole's own checkpoints and those of recbole_mamex before checkpoint format "
+                f"{FORMAT_VERSION} are such files; train again to get one this version reads",
+            ) from None
+        reason = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0] if str(err).strip() else "unpickling error"
+        raise CheckpointFileError(path, expected, f"a file torch cannot read ({os.path.getsize(path)} bytes, {reason})") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, AttributeError, OSError) as err:
+        size = os.path.getsize(path)
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointFileError(path, expected, f"a file torch cannot read ({size} bytes, {type(err).__name__}: {first})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = f"a {type(checkpoint).__name__}" + (f" with entries {sorted(map(str, checkpoint))[:8]}" if isinstance(checkpoint, dict) else "")
+        raise CheckpointFileError(path, f"{expected} (format {FORMAT!r})", found)
+    if checkpoint.get("format_version") != FORMAT_VERSION:
+        raise CheckpointFileError(path, f"checkpoint format version {FORMAT_VERSION}", f"version {checkpoint.get('format_version')!r}")
+    missing = [key for key in ("config", "state_dict") if key not in checkpoint]
+    if missing:
+        raise CheckpointFileError(path, expected, f"a checkpoint without {', '.join(missing)}")
+    try:
+        checkpoint["config"] = config_from_text(checkpoint["config"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointFileError(path, expected, f"a config entry that is not one ({err})") from None
+    except RecboleMamexError as err:  # e.g. a model this installation does not have
+        raise CheckpointFileError(path, expected + " of a model this installation has", str(err)) from None
+    return checkpoint
+
+
+# ----------------------------------------------------------------------------- token maps
+def token_maps(dataset) -> dict:
+    """For the user and item id fields of ``dataset``: ``{field: {"count": n, "sha256": hash}}`` of RecBole's
+    token -> id map (its ``field2id_token``, id order)."""
+    maps = {}
+    for field in (dataset.uid_field, dataset.iid_field):
+        if field is None or field not in dataset.field2id_token:
+            continue
+        tokens = [str(token) for token in dataset.field2id_token[field]]
+        digest = hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
+        maps[field] = {"count": len(tokens), "sha256": digest}
+    return maps
+
+
+def check_token_maps(model_file, saved, now, config) -> None:
+    """Refuse a checkpoint whose users or items have other ids in the dataset built now (``now``:
+    :func:`token_maps` of it) than in training (``saved``). RecBole numbers tokens by first appearance in the
+    ``.inter`` files: re-ordered lines, added or removed users or items, or another dataset of the same name
+    would put every embedding on another user or item."""
+    if not saved or not now:
+        return
+    for field, then in saved.items():
+        current = now.get(field)
+        if current is None or current == then:
+            continue
+        if current["count"] != then["count"]:
+            what = f"{current['count'] - 1} {field} tokens now, {then['count'] - 1} in training"
+        else:
+            what = f"the same number of {field} tokens ({then['count'] - 1}), numbered in another order"
+        raise CheckpointMismatchError(
+            model_file, f"the {field} ids the model was trained with (RecBole numbers tokens by first appearance "
+            "in the .inter files)",
+            f"{what}: dataset '{config['dataset']}' under {config['data_path']} is not the one the model was trained "
+            "on (its lines re-ordered, users or items added or removed, or another dataset of that name). Use the "
+            "training's dataset files, or train again",
+        )

@@ -1,14 +1,16 @@
 # Fresh machine: `make run` trains the default model on the bundled Last.fm-2K data,
-# `make test` runs the test suite. Both create .venv/ when it is missing and refill it
-# whenever the dependency list in setup.cfg changes (the stamp file carries its hash).
+# `make test` runs the test suite, `make docs` builds the documentation site into site/. All create
+# .venv/ when it is missing and refill it whenever the dependency list in setup.cfg changes (the stamp
+# file carries its hash).
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 DEPS_HASH := $(shell sha256sum setup.cfg | cut -c1-16)
 STAMP := $(VENV)/.deps-$(DEPS_HASH)
+DOCS_STAMP := $(VENV)/.docs-$(DEPS_HASH)
 ARGS ?=
 
-.PHONY: venv run test bench clean-venv
+.PHONY: venv run test docs bench clean-venv
 
 venv: $(STAMP)
 
@@ -27,6 +29,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest -q tests $(ARGS)
+
+# the docs extra (mkdocs, mkdocs-material, mkdocstrings) on top of the venv; --strict: a broken link, a
+# missing page or an unreadable docstring fails the build (NO_MKDOCS_2_WARNING: mkdocs-material's banner)
+$(DOCS_STAMP): $(STAMP)
+	$(VPY) -m pip install --quiet -e ".[docs]"
+	@rm -f $(VENV)/.docs-*
+	@touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs build --strict --site-dir site
 
 clean-venv:
 	rm -rf $(VENV)

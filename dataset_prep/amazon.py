@@ -594,9 +594,9 @@ def _fspath(path):
     return os.fspath(path) if path is not None else None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataset_prep.amazon") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dataset_prep.amazon",
+        prog=prog,
         description="Build a dataset from McAuley's Amazon 2014 files (reviews, metadata, image features), MMRec's recipe.",
     )
     parser.add_argument("--reviews", type=Path, required=True, help="reviews_<Category>_5.json.gz (json lines)")
@@ -614,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_prep.amazon") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.link:
         print("error: --link does not apply: the features are computed, not copied", file=sys.stderr)
         return 2

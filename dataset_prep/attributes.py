@@ -223,8 +223,8 @@ def read_ids(path: Path) -> list[str]:
     return tokens
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dataset_prep.attributes", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m dataset_prep.attributes") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("attributes", type=Path, help="item2attributes.json or a tab-separated <item><TAB><attr> ... file")
     parser.add_argument("--ids", type=Path, help="item tokens, one per line: row r of the output is line r "
                         "(default for json: row i = item id i, rows 0..largest id)")
@@ -234,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_prep.attributes") -> int:
+    args = build_parser(prog).parse_args(argv)
 
     def task():
         check_outputs(args.out, args.force)  # before the input is read

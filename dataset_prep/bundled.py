@@ -1,6 +1,6 @@
-"""The datasets bundled with the package: their raw files (``recbole_mamex/bundled/``), how the plain one
-is imported, and the cold split made from it (see :mod:`dataset_prep.prepare`, which prepares them on
-first use)."""
+"""The datasets bundled with the package: their raw files (``recbole_mamex/bundled/``), how each plain one
+is imported, and the cold splits made from them. Every name here has its yaml in the package's
+``properties/dataset/`` and is prepared on first use (:func:`dataset_prep.prepare.ensure_bundled`)."""
 
 from __future__ import annotations
 
@@ -46,13 +46,17 @@ class BundledColdSplit:
     seed: int = 2025
 
 
-BUNDLED_COLD = {"lastfm-2k-cold": BundledColdSplit(name="lastfm-2k-cold", base="lastfm-2k")}
+BUNDLED_COLD = {
+    "lastfm-2k-cold": BundledColdSplit(name="lastfm-2k-cold", base="lastfm-2k"),
+    "amazon-sports-cold": BundledColdSplit(name="amazon-sports-cold", base="amazon-sports"),
+}
 
 
 @dataclass(frozen=True)
 class BundledS3Rec:
-    """An S3Rec-layout graph with item attributes shipped inside the package; ``dataset_prep.s3rec``
-    prepares it (on request: a dataset of the same name can also be built from other sources)."""
+    """An S3Rec-layout graph with item attributes shipped inside the package, imported by
+    ``dataset_prep.s3rec`` (a dataset of the same name can also be built from other sources, e.g. with
+    image and text features: the first use prepares it only when none is there)."""
 
     name: str
     sequential: str = "sequential_data.txt"
@@ -63,12 +67,12 @@ class BundledS3Rec:
     def source_dir(self) -> Path:
         return bundled_data_dir(self.name)
 
-    @property
-    def command(self) -> str:
-        return "python -m dataset_prep.s3rec" + ("" if self.name == "amazon-sports" else f" --name {self.name}")
-
 
 S3REC_BUNDLED = {"amazon-sports": BundledS3Rec(name="amazon-sports")}
+
+
+def is_bundled(name: str) -> bool:
+    return name in BUNDLED or name in BUNDLED_COLD or name in S3REC_BUNDLED
 
 
 def prepare_bundled(name: str, out_root, force: bool = False):

@@ -293,13 +293,8 @@ def make_cold_dataset(
         log=log,
         yaml_path=yaml_path,
         sources=sources,
-        yaml_text=lambda files: dataset_yaml_text(
-            name,
-            files,
-            cold_source(source, fraction, seed),
-            user_field=user_col.split(":")[0],
-            item_field=item_col.split(":")[0],
-            extra_lines=(f"cold_items_file: {cold_file}",) + COLD_EXTRA_CONFIG,
+        yaml_text=lambda files: cold_yaml_text(
+            name, files, source, fraction, seed, user_field=user_col.split(":")[0], item_field=item_col.split(":")[0],
         ),
     )
     return split
@@ -309,8 +304,17 @@ def cold_source(source: str, fraction: float, seed: int) -> str:
     return f"item cold-start split of {source} by dataset_prep.coldstart (fraction {fraction}, seed {seed})"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dataset_prep.coldstart", description=__doc__.split("\n\n")[0])
+def cold_yaml_text(name: str, modality_files: dict, source: str, fraction: float, seed: int,
+                   user_field: str = "user_id", item_field: str = "item_id") -> str:
+    """The yaml of the cold split ``name`` of ``source`` (:func:`dataset_prep.common.dataset_yaml_text`)."""
+    return dataset_yaml_text(
+        name, modality_files, cold_source(source, fraction, seed), user_field=user_field, item_field=item_field,
+        extra_lines=(f"cold_items_file: {name}.cold_items.json",) + COLD_EXTRA_CONFIG,
+    )
+
+
+def build_parser(prog: str = "python -m dataset_prep.coldstart") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="a prepared RecBole dataset under --data-path (bundled ones are prepared first)")
     source.add_argument("--mmrec", type=Path, help="a directory in MMRec's layout")
@@ -322,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_prep.coldstart") -> int:
+    args = build_parser(prog).parse_args(argv)
 
     def task():
         name = args.name or f"{args.dataset or args.mmrec.name}-cold"

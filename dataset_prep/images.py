@@ -62,7 +62,7 @@ from recbole_mamex.files import OutputError, atomic_path, atomic_write_text, che
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 DEFAULT_ENCODER = "efficientnet-lite0"
-DEFAULT_BATCH_SIZE = 16  # on a 2-core CPU 16 encoded 1.7x faster than 64 (README, "Image features")
+DEFAULT_BATCH_SIZE = 16  # on a 2-core CPU 16 encoded 1.7x faster than 64 (docs/decisions.md, "Image features")
 DEFAULT_CHUNK_ROWS = 1024
 PARTIAL_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -704,9 +704,9 @@ def _assemble(out: Path, partial: Path, bounds, ids, images, dim: int):
 # ------------------------------------------------------------------------------------------ command line
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataset_prep.images") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dataset_prep.images",
+        prog=prog,
         description="Image features (one float32 row per id of --ids, zeros where an image is missing or unreadable) from a folder of images named after the item tokens.",
     )
     parser.add_argument("images", type=Path, metavar="DIR", help="folder of images, file stem = item token (.jpg .jpeg .png .webp .gif .bmp)")
@@ -722,8 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_prep.images") -> int:
+    args = build_parser(prog).parse_args(argv)
 
     def task():
         encode_images(

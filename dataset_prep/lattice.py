@@ -149,12 +149,16 @@ def import_lattice(
     return {split: len(frame) for split, frame in frames.items()}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dataset_prep.lattice", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m dataset_prep.lattice") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("src", type=Path, help="directory with train.txt, val.txt, test.txt, cold_item_index.npy, *_feat.npy")
     parser.add_argument("--name", required=True, help="dataset name for RecBole")
     add_output_options(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None, prog: str = "python -m dataset_prep.lattice") -> int:
+    args = build_parser(prog).parse_args(argv)
     return run_reporting_errors(
         lambda: import_lattice(args.src, args.name, out_root=args.out, properties_dir=args.properties, force=args.force, link=args.link)
     )

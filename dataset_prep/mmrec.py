@@ -221,9 +221,9 @@ def _parse_modality_args(values: list[str], src: Path) -> dict[str, Path]:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataset_prep.mmrec") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dataset_prep.mmrec",
+        prog=prog,
         description="Import an MMRec-layout dataset (<ds>.inter with x_label + one .npy per modality) into RecBole atomic files.",
     )
     parser.add_argument("src", type=Path, help="directory holding the MMRec files")
@@ -240,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_prep.mmrec") -> int:
+    args = build_parser(prog).parse_args(argv)
 
     def task():
         if args.modality:

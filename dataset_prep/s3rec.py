@@ -3,7 +3,8 @@ RecBole dataset, with the item attributes as a multi-hot modality.
 
 With no input named, the Amazon Sports & Outdoors 5-core copy that ships with the package
 (``recbole_mamex/bundled/amazon-sports``, see its PROVENANCE.md) becomes ``amazon-sports`` and
-``amazon-sports-cold``::
+``amazon-sports-cold``, as the first run that names either does by itself
+(:func:`dataset_prep.prepare.ensure_bundled`)::
 
     python -m dataset_prep.s3rec
     python run_recbole_mamex.py --model=MAMEX --dataset=amazon-sports-cold
@@ -21,8 +22,8 @@ With no input named, the Amazon Sports & Outdoors 5-core copy that ships with th
   (fraction 0.2, seed 2025 by default).
 
 The yaml of each goes to ``./properties/dataset/``, except where the yaml shipped with the package already
-says it (``amazon-sports``: its modalities are optional); for such a name the counts are checked against
-its ``expected_statistics``.
+says it (``amazon-sports`` and ``amazon-sports-cold``: their modalities are optional); for such a name the
+counts are checked against its ``expected_statistics``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from dataset_prep.bundled import S3REC_BUNDLED
 from dataset_prep.coldstart import (
     DEFAULT_FRACTION,
     DEFAULT_SEED,
+    cold_yaml_text,
     make_cold_dataset,
     per_user_split_labels,
+    prepared_source_label,
     source_from_prepared,
 )
 from dataset_prep.common import (
@@ -141,8 +144,10 @@ def prepare_s3rec(
     seed: int = DEFAULT_SEED,
     force: bool = False,
     log=print,
+    write_yaml: bool = True,
 ) -> dict:
-    """Write ``<name>`` (warm) and, with ``cold``, ``<name>-cold``; return the counts and paths."""
+    """Write ``<name>`` (warm) and, with ``cold``, ``<name>-cold``; return the counts and paths. Without
+    ``write_yaml`` no yaml is written (a bundled name's first use: the package's own applies)."""
     bundled = S3REC_BUNDLED.get(name)
     if sequential is None or attributes is None:
         if bundled is None:
@@ -156,15 +161,21 @@ def prepare_s3rec(
     planned = {"attributes": "attributes.npz"} | {
         modality: f"{modality}.npy" for modality, filename in MMREC_FILES.items() if mmrec is not None and (Path(mmrec) / filename).is_file()
     }
-    yaml_path = properties_dir / "dataset" / f"{name}.yaml"
-    if shipped_yaml_applies(name, dataset_yaml_text(name, planned, source), yaml_path):
-        yaml_path = None
-        log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{name}' applies; none written")
     cold_name = f"{name}-cold"
+    yaml_texts = {name: dataset_yaml_text(name, planned, source)}
+    if cold:
+        yaml_texts[cold_name] = cold_yaml_text(cold_name, planned, prepared_source_label(name), fraction, seed)
+    yaml_paths = {}
+    for dataset, text in yaml_texts.items():
+        yaml_paths[dataset] = properties_dir / "dataset" / f"{dataset}.yaml" if write_yaml else None
+        if yaml_paths[dataset] is not None and shipped_yaml_applies(dataset, text, yaml_paths[dataset]):
+            yaml_paths[dataset] = None
+            log(f"[dataset_prep] the yaml shipped with recbole_mamex for '{dataset}' applies; none written")
+    yaml_path = yaml_paths[name]
     # both destinations are checked before anything is read or written
     check_destination(out_root, name, yaml_path, force, [sequential, attributes])
     if cold:
-        check_destination(out_root, cold_name, properties_dir / "dataset" / f"{cold_name}.yaml", force)
+        check_destination(out_root, cold_name, yaml_paths[cold_name], force)
     if mmrec is not None and id_maps is None:
         raise DataImportError(mmrec, "--id-maps (id_maps.json with item2id) to place MMRec's rows", "no id maps")
 
@@ -207,15 +218,15 @@ def prepare_s3rec(
         split = make_cold_dataset(
             frame_w, user_col, item_col, modalities, cold_name, warm_source,
             out_root=out_root, properties_dir=properties_dir, fraction=fraction, seed=seed, force=force, log=log,
-            sources=[p for p in final_dir.iterdir() if p.is_file()],
+            write_yaml=yaml_paths[cold_name] is not None, sources=[p for p in final_dir.iterdir() if p.is_file()],
         )
         result["cold"] = out_root / cold_name
         result["cold_counts"] = split.counts()
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dataset_prep.s3rec", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m dataset_prep.s3rec") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--sequential", type=Path, help="sequential_data.txt (default: the shipped copy of --name)")
     parser.add_argument("--attributes", type=Path, help="item2attributes.json or a tab-separated file (default: the shipped copy)")
     parser.add_argument("--id-maps", type=Path, help="id_maps.json (item2id: ASIN -> item id), needed with --mmrec (default: the shipped copy)")
@@ -230,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_prep.s3rec") -> int:
+    args = build_parser(prog).parse_args(argv)
 
     def task():
         prepare_s3rec(

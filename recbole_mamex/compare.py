@@ -22,6 +22,7 @@ t-test across seeds between those two (scipy.stats.ttest_rel; pairs are seeds).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -526,6 +527,60 @@ def shared_settings(records) -> dict:
     return {k: configs[0][k] for k in sorted(keys) if all(c[k] == configs[0][k] for c in configs)}
 
 
+# What RecBole's Config sets from the model class and the device, not settings of a run.
+RECBOLE_DERIVED_KEYS = frozenset({"MODEL_TYPE", "MODEL_INPUT_TYPE", "local_rank", "single_spec"})
+
+
+@functools.lru_cache(maxsize=1)
+def recbole_defaults() -> dict:
+    """The settings RecBole itself gives any general model on any dataset, as a run record stores them: its
+    property files (``overall.yaml``, ``dataset/sample.yaml``) completed by its own ``Config`` steps
+    (``eval_args`` and the negative sampling spelled out, ``eval_type``, ...); no device is set up."""
+    from recbole.config import Config as RecBoleConfig
+    from recbole.model.general_recommender import Pop
+
+    from recbole_mamex.files import yaml_loader
+
+    config = object.__new__(RecBoleConfig)  # its steps, without reading a command line or setting a device
+    config._init_parameters_category()
+    config.yaml_loader = yaml_loader()
+    config.external_config_dict = {}
+    config.model, config.model_class, config.dataset = "Pop", Pop, "sample"  # stand-ins, dropped below
+    config._load_internal_config_dict(config.model, config.model_class, config.dataset)
+    config.final_config_dict = config._get_final_config_dict()
+    config._set_default_parameters()
+    config._set_train_neg_sample_args()
+    config._set_eval_neg_sample_args("valid")
+    config._set_eval_neg_sample_args("test")
+    defaults = jsonable(config.final_config_dict)
+    for key in ("model", "dataset", "data_path", *RECBOLE_DERIVED_KEYS):
+        defaults.pop(key, None)
+    return defaults
+
+
+def shared_settings_lines(records) -> list[str]:
+    """summary.md's settings shared by every run: first what a reader of the tables needs, the settings that
+    are not RecBole's defaults (set by the comparison, the dataset's yaml or this package), with RecBole's
+    value; then RecBole's defaults (its internal field names among them) and what it derives."""
+    shared = shared_settings(records)
+    if not shared:
+        return []
+    defaults = recbole_defaults()
+    own = {k: v for k, v in shared.items() if k not in RECBOLE_DERIVED_KEYS and defaults.get(k, ...) != v}
+    rest = {k: v for k, v in shared.items() if k not in own}
+
+    def lines(settings: dict, noted: bool) -> list[str]:
+        return [f"- `{k}`: `{json.dumps(v)}`" + (f" (RecBole: `{json.dumps(defaults[k])}`)" if noted and k in defaults else "")
+                for k, v in sorted(settings.items(), key=lambda kv: kv[0].lower())] + [""]
+
+    out = ["## Settings shared by every run", ""]
+    if own:
+        out += ["Not RecBole's defaults (RecBole's value in brackets, where it has one):", ""] + lines(own, True)
+    if rest:
+        out += ["RecBole's defaults, its field names and what it derives:", ""] + lines(rest, False)
+    return out
+
+
 def data_notes(records) -> list[str]:
     """summary.md lines on the runs whose data could not be checked: recorded before records stored their
     data's identity (see :func:`run_all`)."""
@@ -552,9 +607,7 @@ def write_outputs(records, metrics, out: Path, our_models, title: str, labels=No
         markdown.append(to_markdown(comparison, metrics))
     markdown += training_summary(records, labels or {})
     markdown += data_notes(records)
-    shared = shared_settings(records)
-    if shared:
-        markdown += ["## Settings shared by every run", ""] + [f"- `{k}`: `{json.dumps(v)}`" for k, v in shared.items()] + [""]
+    markdown += shared_settings_lines(records)
     write_output(out / "summary.md", "\n".join(markdown))
     chart = out / "main_metric.png"
     try:
@@ -564,8 +617,8 @@ def write_outputs(records, metrics, out: Path, our_models, title: str, labels=No
     return comparisons
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recbole_mamex.compare", description=__doc__.split("\n\n")[0],
+def build_parser(prog: str = "python -m recbole_mamex.compare") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False, epilog="Any other --key=value is a config entry for every run "
                                      "(RecBole's syntax, as run_recbole_mamex.py takes it).")
     parser.add_argument("--dataset", required=True)
@@ -596,11 +649,23 @@ def main(argv=None) -> int:
                         help="train every run and tuning trial as a task on a Ray cluster (ray.init(address=ADDRESS); no "
                         "ADDRESS: RAY_ADDRESS, else a local Ray instance); results are written here as with --jobs")
     parser.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="with --ray: CPUs (and torch threads) per run (default 1)")
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def parse_command_line(argv=None, prog: str = "python -m recbole_mamex.compare") -> argparse.Namespace:
+    """The command line's arguments; ``overrides``: its ``--key=value`` config entries."""
     from recbole_mamex.overrides import split_config_args
+
+    parser = build_parser(prog)
+    args, extra = parser.parse_known_args(argv)
+    args.overrides = split_config_args(extra, parser.prog)
+    return args
+
+
+def main(argv=None, prog: str = "python -m recbole_mamex.compare") -> int:
     from recbole_mamex.errors import report_user_errors
 
-    args.overrides = split_config_args(extra, parser.prog)
+    args = parse_command_line(argv, prog)
     return report_user_errors(lambda: _main(args))
 
 

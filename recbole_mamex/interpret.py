@@ -42,12 +42,16 @@ def summarize(report: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recbole_mamex.interpret", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m recbole_mamex.interpret") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("model_file", type=Path, help="a checkpoint saved by run_recbole_mamex (saved/<Model>-<date>.pth)")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None, prog: str = "python -m recbole_mamex.interpret") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.out.exists() and not args.force:
         print(f"error: {args.out} already exists; pass --force to replace it", file=sys.stderr)
         return 2

@@ -192,8 +192,8 @@ def recommend(checkpoint, users, k: int = 10, candidates="cold", exclude_history
     return Recommender(checkpoint, allow_changed_features).recommend(users, k=k, candidates=candidates, exclude_history=exclude_history, split=split)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recbole_mamex.serving", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m recbole_mamex.serving") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint saved by run_recbole_mamex (saved/<Model>-<date>.pth)")
     parser.add_argument("--users", nargs="+", required=True, help="user tokens (as in the dataset's files)")
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
@@ -204,7 +204,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tab-separated lines")
     parser.add_argument("--allow-changed-features", action="store_true",
                         help="serve even if the item features differ from those the model was trained on")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None, prog: str = "python -m recbole_mamex.serving") -> int:
+    args = build_parser(prog).parse_args(argv)
     return report_user_errors(lambda: _serve(args))
 
 

@@ -22,7 +22,7 @@ Needs the ``hyper`` extra: ``pip install recbole-mamex[hyper]`` (hyperopt 0.2.5,
 ``Generator``).
 
 For a cluster, RecBole's other route is Ray Tune (``ray`` 2.6.3 is installed with RecBole): see
-:func:`tune_with_ray` and the README.
+:func:`tune_with_ray` and docs/user-guide/scaling-out.md.
 """
 
 from __future__ import annotations

@@ -182,15 +182,8 @@ def test_s3rec_refuses_to_overwrite_and_checks_its_inputs(workdir, capsys):
     assert "seq.txt: expected lines 'user item item ...' of integer ids >= 1, found other text on line(s) 2" in capsys.readouterr().err
 
 
-def test_the_shipped_sports_copy_and_the_not_prepared_error(workdir, capsys):
-    from recbole_mamex.cli import main
-
-    assert main(["--model=MAMEX", "--dataset=amazon-sports-cold"]) == 2
-    err = capsys.readouterr().err
-    assert "python -m dataset_prep.s3rec" in err and "cold split of amazon-sports" in err
-    assert main(["--model=MAMEX", "--dataset=amazon-sports"]) == 2
-    err = capsys.readouterr().err
-    assert "python -m dataset_prep.s3rec" in err and "python -m dataset_prep.amazon --reviews" in err
+def test_the_shipped_sports_copy(workdir):
+    # (a run that names amazon-sports prepares it on first use: tests/test_first_use.py)
     # as in a source checkout run from its root: ./properties/dataset/amazon-sports.yaml is the package's own
     from recbole_mamex.paths import properties_dir
 

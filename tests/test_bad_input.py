@@ -309,7 +309,7 @@ def test_lattice_specific_bad_input(corrupt, target, fragments, tmp_path):
     src.check_nothing_written(tmp_path, keep=set())
 
 
-# Accepted on purpose (README, "Bad input")
+# Accepted on purpose (docs/user-guide/checks.md, "Bad input")
 
 
 @pytest.mark.parametrize("kind", ALL)

@@ -13,7 +13,7 @@ CONFIG = {**FAST, "epochs": 3, "eval_step": 1, "metric_decimal_place": 12}
 @pytest.fixture
 def one_thread():
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # multi-threaded CPU float sums are not bit-reproducible (see the README)
+    torch.set_num_threads(1)  # multi-threaded CPU float sums are not bit-reproducible (see docs/getting-started.md)
     yield
     torch.set_num_threads(threads)
 

@@ -68,11 +68,11 @@ def test_cli_prints_valid_and_test_metrics(tiny_dataset, capsys):
 def test_cli_errors_are_clear(workdir, capsys):
     assert main(["--model=NoSuchModel"]) == 2
     assert "Unknown model 'NoSuchModel'" in capsys.readouterr().err
-    assert main(["--model=BPR", "--dataset=amazon-sports"]) == 2
+    assert main(["--model=BPR", "--dataset=amazon-baby"]) == 2  # amazon-sports ships: prepared on first use
     err = capsys.readouterr().err
-    assert "python -m dataset_prep.mmrec /path/to/mmrec/data/sports --name amazon-sports" in err
+    assert "python -m dataset_prep.mmrec /path/to/mmrec/data/baby --name amazon-baby" in err
     assert "--modality image=image_feat.npy --modality text=text_feat.npy" in err
-    assert "python -m dataset_prep.amazon --reviews reviews_Sports_and_Outdoors_5.json.gz" in err
+    assert "python -m dataset_prep.amazon --reviews reviews_Baby_5.json.gz" in err
     assert main(["--model=BPR", "--dataset=nowhere"]) == 2
     assert "nowhere.inter" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--key=value"):

@@ -16,7 +16,7 @@ interrupted training leaves it, a finished one leaves only RecBole's best checkp
 arguments as the interrupted run) rebuilds model, data and trainer from the config, then loads the
 checkpoint with RecBole's ``Trainer.resume_checkpoint`` and restores the rest: training goes on at the
 next epoch, keeps writing the best model to the interrupted run's best checkpoint, and ends with the
-metrics the uninterrupted run would have given (tested on CPU with one thread; see the README on
+metrics the uninterrupted run would have given (tested on CPU with one thread; see docs/getting-started.md on
 multi-threaded float sums). A RecBole best checkpoint can be passed too: RecBole's behaviour then
 (weights, optimizer and counters only).
 

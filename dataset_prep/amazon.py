@@ -133,21 +133,31 @@ def open_text(path) -> io.TextIOBase:
     return open(path, encoding=TEXT_ENCODING)
 
 
-def _lines(path, desc: str) -> Iterator[tuple[int, str]]:
-    """Non-blank lines of ``path`` with their 1-based numbers, under a progress bar of lines read."""
+def _lines(path, desc: str, max_chars: int | None = None) -> Iterator[tuple[int, str | None]]:
+    """Non-blank lines of ``path`` with their 1-based numbers, under a progress bar of lines read. A line of
+    more than ``max_chars`` characters (newline included) is read in pieces, never whole, and given as None."""
     path = Path(path)
+    limit = -1 if max_chars is None else max_chars + 1
     with open_text(path) as f, tqdm(desc=desc, unit="line", unit_scale=True, mininterval=1.0, leave=False) as bar:
         line_no = 0
-        while True:
-            line_no += 1
+
+        def read():
             try:
-                line = f.readline()
+                return f.readline(limit)
             except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as err:
                 raise DataImportError(path, "UTF-8 text lines (optionally gzip-compressed)", f"line {line_no}: {type(err).__name__}: {err}") from None
+
+        while True:
+            line_no += 1
+            line = read()
             if not line:
                 return
             bar.update(1)
-            if line.strip():
+            if max_chars is not None and len(line) > max_chars:
+                while line and not line.endswith("\n"):  # the rest of the over-long line
+                    line = read()
+                yield line_no, None
+            elif line.strip():
                 yield line_no, line
 
 
@@ -166,6 +176,9 @@ def iter_reviews(path, skip_malformed: bool = False, stats: ReadStats | None = N
             record = json.loads(line)
         except json.JSONDecodeError as err:
             _malformed(path, line_no, expected, f"invalid json ({err.msg})", skip_malformed, stats)
+            continue
+        except RecursionError:
+            _malformed(path, line_no, expected, "json nested too deeply to read", skip_malformed, stats)
             continue
         problem = _review_problem(record)
         if problem:
@@ -187,12 +200,18 @@ def _review_problem(record) -> str | None:
     return None
 
 
+# a metadata line is a few KB; ast.literal_eval takes some 470 times a line's size in memory
+META_LINE_MAX = 2**20
+
+
 def parse_meta_line(line: str):
     """One metadata record: strict json, else a Python literal (the 2014 files); ``ValueError`` if neither."""
     try:
         return json.loads(line)
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise ValueError("json nested too deeply to read") from None
     try:
         return ast.literal_eval(line.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
@@ -206,7 +225,10 @@ def iter_metadata(path, wanted: set[str] | None = None, skip_malformed: bool = F
     2014 files put ``asin`` first), which makes reading a category's metadata several times faster."""
     stats = stats if stats is not None else ReadStats()
     expected = "one metadata record per line: a dict with an 'asin' (json or a Python literal)"
-    for line_no, line in _lines(path, f"metadata {Path(path).name}"):
+    for line_no, line in _lines(path, f"metadata {Path(path).name}", META_LINE_MAX):
+        if line is None:
+            _malformed(path, line_no, expected, f"a line of over {META_LINE_MAX:,} characters", skip_malformed, stats)
+            continue
         if wanted is not None:
             match = _ASIN_RE.match(line)
             if match and match.group(1) not in wanted:

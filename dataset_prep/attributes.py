@@ -75,6 +75,8 @@ def read_json_attributes(path: Path, integer_keys: bool = True, keys_hint: str =
         data = json.loads(path.read_text(encoding=TEXT_ENCODING))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataImportError(path, 'a json object {"<item id>": [<attribute id>, ...]}', f"a file that is not json ({err})") from None
+    except RecursionError:
+        raise DataImportError(path, 'a json object {"<item id>": [<attribute id>, ...]}', "json nested too deeply to read") from None
     if not isinstance(data, dict) or not data:
         raise DataImportError(path, 'a non-empty json object {"<item id>": [<attribute id>, ...]}', f"{type(data).__name__} {str(data)[:60]}")
     bad_keys = [k for k in data if not is_integer_token(k) or (k == "0" and not zero)] if integer_keys else []

@@ -85,7 +85,7 @@ def main(argv=None, prog: str = RUN_PROG) -> int:
 
 
 def _train(args, config_files, cmd_args) -> int:
-    from recbole_mamex.quick_start import run
+    from recbole_mamex.quick_start import cap_warning, run
 
     if args.hyper:
         return run_hyper(args, config_files, cmd_args)
@@ -103,6 +103,8 @@ def _train(args, config_files, cmd_args) -> int:
         print(f"test [{other} candidates]: {format_metrics(metrics)}")
     if result["model_file"]:
         print(f"checkpoint: {result['model_file']}")
+    if result["capped_improving"]:
+        print(f"warning: {cap_warning(result['best_epoch'], result['config']['epochs'])}", file=sys.stderr)
     return 0
 
 

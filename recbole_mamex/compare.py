@@ -16,7 +16,9 @@ Tables, one per candidate set (cold / warm / all under the cold protocol, one un
 mean +- sd over seeds of each metric, the best mean per column in bold, the relative improvement of the
 best of our proposed models (:func:`recbole_mamex.registry.proposed_models`) over the best baseline (every
 other model: RecBole's and our re-implemented baselines VBPR, MILK, CLCRec), and the p-value of a paired
-t-test across seeds between those two (scipy.stats.ttest_rel; pairs are seeds).
+t-test across seeds between those two (scipy.stats.ttest_rel; pairs are seeds). The numbers of a row with
+runs that ended at the epoch cap while still improving are marked † and counted under the table
+(:func:`capped_run`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class Comparison:
     # model -> the runs (pair keys) that evaluated no user in this candidate set (NaN in their records): left
     # out of the means, sds and tests, counted apart
     unevaluated: dict[str, list[str]] = field(default_factory=dict)
+    # model -> its runs (pair keys) that ended at the epoch cap still improving (:func:`capped_run`): their
+    # numbers are marked CAP_MARK
+    capped: dict[str, list[str]] = field(default_factory=dict)
+    n_runs: dict[str, int] = field(default_factory=dict)  # model -> its runs in this candidate set
 
     def label(self, model: str) -> str:
         return self.labels.get(model, model)
@@ -91,6 +97,12 @@ def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Compari
     for row in rows:
         if any(np.isnan(row[m]) for m in metrics):
             unevaluated.setdefault(row["model"], []).append(row["pair"])
+    capped, n_runs = {}, {}
+    for r in runs:
+        if candidates in r["results"]:
+            n_runs[r["model"]] = n_runs.get(r["model"], 0) + 1
+            if capped_run(r):
+                capped.setdefault(r["model"], []).append(pair_key(r))
     grouped = frame.groupby("model", sort=False)[list(metrics)]
     table = pd.concat({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()}, axis=1)
     table = table.swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False).loc[order]
@@ -113,13 +125,28 @@ def aggregate(runs: list[dict], candidates: str, metrics, our_models) -> Compari
             p_value[metric] = float(stats.ttest_rel(a[pairs], b[pairs]).pvalue)
         else:
             p_value[metric] = float("nan")
-    return Comparison(candidates, table, best, ours, baseline, improvement, p_value, unevaluated=unevaluated)
+    return Comparison(candidates, table, best, ours, baseline, improvement, p_value, unevaluated=unevaluated,
+                      capped=capped, n_runs=n_runs)
 
 
 def pair_key(record: dict) -> str:
     """What pairs runs of two models in the paired test: the same cold split and the same seed."""
     split = record.get("split_seed")
     return f"split {split}, seed {record['seed']}" if split is not None else f"seed {record['seed']}"
+
+
+def capped_run(record: dict) -> bool:
+    """Whether a run record ended at the epoch cap while still improving
+    (:func:`recbole_mamex.quick_start.capped_improving` of its ``best_epoch``, ``epochs_trained`` and
+    ``config``); a record from before records held them is not marked."""
+    from recbole_mamex.quick_start import capped_improving
+
+    return capped_improving(record.get("best_epoch"), record.get("epochs_trained"), record.get("config") or {})
+
+
+CAP_MARK = "†"  # on the numbers of a row with runs that ended at the epoch cap still improving
+CAP_MEANING = ("ended at the epoch cap while still improving (best validation within stopping_step validations of "
+               "epochs): under-trained; raise epochs")
 
 
 def _cell(comparison: Comparison, model: str, metric: str) -> tuple[str, bool]:
@@ -141,18 +168,37 @@ def unevaluated_text(comparison: Comparison) -> str | None:
             f"left out of the means, sds and tests where they are NaN: {listed}")
 
 
+def capped_text(comparison: Comparison) -> str | None:
+    """The runs that ended at the epoch cap still improving, per row (``k of n``), or None."""
+    if not comparison.capped:
+        return None
+    listed = "; ".join(f"{comparison.label(model)}: {len(pairs)} of {comparison.n_runs[model]} ({', '.join(pairs)})"
+                       for model, pairs in comparison.capped.items())
+    total = sum(len(pairs) for pairs in comparison.capped.values())
+    return f"{total} of {sum(comparison.n_runs.values())} runs {CAP_MEANING}: {listed}"
+
+
+def _marked(comparison: Comparison, model: str, metric: str, text: str, mark: str) -> str:
+    """A number's cell with ``mark`` when its row has runs that ended at the cap still improving."""
+    numeric = not np.isnan(comparison.table.loc[model, (metric, "mean")])
+    return text + mark if numeric and model in comparison.capped else text
+
+
 def to_markdown(comparison: Comparison, metrics) -> str:
     lines = [f"### {comparison.candidates} candidates", "", "| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for model in comparison.table.index:
         cells = []
         for metric in metrics:
             text, is_best = _cell(comparison, model, metric)
-            cells.append(f"**{text}**" if is_best else text)
+            cells.append(_marked(comparison, model, metric, f"**{text}**" if is_best else text, CAP_MARK))
         lines.append(f"| {comparison.label(model)} | " + " | ".join(cells) + " |")
     lines.append("| best ours vs best baseline | " + " | ".join(_improvement_text(comparison, m) for m in metrics) + " |")
     note = unevaluated_text(comparison)
     if note:
         lines += ["", f"No user evaluated: {note}."]
+    capped = capped_text(comparison)
+    if capped:
+        lines += ["", f"{CAP_MARK} {capped}."]
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +220,7 @@ def to_csv(comparison: Comparison, metrics) -> str:
             row[f"{metric}_best"] = comparison.best[metric] == model
         row["n_runs"] = int(comparison.table.loc[model, (metrics[0], "n")])
         row["n_runs_no_user_evaluated"] = len(comparison.unevaluated.get(model, []))
+        row["n_runs_capped_improving"] = len(comparison.capped.get(model, []))
         rows.append(row)
     return pd.DataFrame(rows).to_csv(index=False)
 
@@ -193,7 +240,7 @@ def to_latex(comparison: Comparison, metrics) -> str:
         for metric in metrics:
             text, is_best = _cell(comparison, model, metric)
             text = text.replace("±", r"$\pm$")
-            cells.append(rf"\textbf{{{text}}}" if is_best else text)
+            cells.append(_marked(comparison, model, metric, rf"\textbf{{{text}}}" if is_best else text, r"$^\dagger$"))
         lines.append(escape(comparison.label(model)) + " & " + " & ".join(cells) + r" \\")
     lines.append(r"\midrule")
     improvements = [f"{comparison.improvement[m]:+.1%}" if not np.isnan(comparison.improvement[m]) else "-" for m in metrics]
@@ -204,6 +251,9 @@ def to_latex(comparison: Comparison, metrics) -> str:
     note = unevaluated_text(comparison)
     if note:
         lines.append(f"% {note}")
+    capped = capped_text(comparison)
+    if capped:
+        lines.append(rf"% $^\dagger$ {capped}")
     return "\n".join(lines) + "\n"
 
 
@@ -490,13 +540,14 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
 
 
 def training_summary(records, labels) -> list[str]:
-    """summary.md lines: per row, the runs' best epoch, epochs trained, wall time and peak resident memory
-    (the largest over the row's runs; each run's own peak, where the platform can reset it: Linux)."""
+    """summary.md lines: per row, the runs' best epoch, epochs trained, wall time, peak resident memory
+    (the largest over the row's runs; each run's own peak, where the platform can reset it: Linux) and the
+    runs that ended at the epoch cap still improving (:func:`capped_run`)."""
     rows = list(dict.fromkeys(r["model"] for r in records))
     lines = ["## Training (per run: the epoch kept by early stopping, epochs trained, wall time)", "",
              "| model | runs | best epoch, mean [min, max] | epochs trained, mean [min, max] | wall s, mean [min, max] | "
-             "peak RSS GB, max |",
-             "|---|---|---|---|---|---|"]
+             "peak RSS GB, max | at the cap, still improving |",
+             "|---|---|---|---|---|---|---|"]
 
     def spread(values):
         values = [v for v in values if v is not None]
@@ -508,11 +559,16 @@ def training_summary(records, labels) -> list[str]:
         values = [r["peak_rss_gb"] for r in mine if r.get("peak_rss_gb") is not None]
         return f"{max(values):.2f}" if values else "-"
 
+    capped = 0
     for row in rows:
         mine = [r for r in records if r["model"] == row]
+        at_cap = sum(capped_run(r) for r in mine)
+        capped += at_cap
         lines.append(f"| {labels.get(row, row)} | {len(mine)} | {spread([r.get('best_epoch') for r in mine])} | "
                      f"{spread([r.get('epochs_trained') for r in mine])} | {spread([r.get('wall_s') for r in mine])} | "
-                     f"{peak(mine)} |")
+                     f"{peak(mine)} | {f'{CAP_MARK} {at_cap} of {len(mine)}' if at_cap else '-'} |")
+    if capped:
+        lines += ["", f"{CAP_MARK} {capped} of {len(records)} runs {CAP_MEANING}."]
     return lines + [""]
 
 

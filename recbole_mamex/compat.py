@@ -3,7 +3,8 @@
 Importing :mod:`recbole_mamex.config` (every run's first step) calls :func:`apply_all` once; code that drives
 RecBole without it calls :func:`apply_all` itself. Each shim is idempotent, names the
 RecBole (or ray) code that needs it, and has a test in ``tests/test_compat.py`` (``ddp_on_cpu``:
-``tests/test_distributed.py``) that exercises that code in a fresh process with the shim switched off (it
+``tests/test_distributed.py``; the shims that keep RecBole from unpickling a file:
+``tests/test_untrusted_recbole_paths.py``) that exercises that code in a fresh process with the shim switched off (it
 must fail) and on (it must work).
 
 To check whether a shim is still needed after upgrading a dependency, switch it off with the
@@ -19,6 +20,7 @@ Not shims but pins in ``setup.cfg`` (no code can fix them at run time):
 from __future__ import annotations
 
 import os
+import types
 import warnings
 
 import numpy as np
@@ -77,6 +79,68 @@ def scipy_dok_update() -> None:
         self._dict.update(data)
 
     sp.dok_matrix._update = _update
+
+
+class _NoPickleNumpy(types.ModuleType):
+    """Stands in for ``numpy`` inside a RecBole module that ``np.load``-s a dataset's file: every attribute is
+    numpy's, except ``load``, which never unpickles (:func:`_load_without_pickles`)."""
+
+    def __init__(self):
+        super().__init__("numpy")
+        self.load = _load_without_pickles
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def _load_without_pickles(file, mmap_mode=None, allow_pickle=False, *args, **kwargs):
+    """``np.load`` with ``allow_pickle=False`` whatever the caller asks; a file it cannot read that way (an
+    object array, a pickle, not an array file, absent) is an :class:`~recbole_mamex.errors.InputFileError`."""
+    from recbole_mamex.errors import InputFileError
+
+    expected = "a numpy array file (.npy) of numbers"
+    try:
+        return np.load(file, mmap_mode, False, *args, **kwargs)
+    except ValueError as err:  # numpy: "Object arrays cannot be loaded when allow_pickle=False", ...
+        raise InputFileError(file, expected, f"one numpy reads only by unpickling, which can run code ({err})") from None
+    except OSError as err:
+        raise InputFileError(file, expected, err.strerror or str(err)) from None
+
+
+# RecBole modules that np.load a file of the dataset's folder, and the file
+_NUMPY_LOADING_MODULES = ("recbole.model.general_recommender.ldiffrec",)  # item_emb.npy when n_cate > 1
+
+
+def numpy_load_no_pickles() -> None:
+    """Make the ``np.load`` of RecBole's ``LDiffRec`` refuse pickles.
+
+    ``recbole/model/general_recommender/ldiffrec.py`` reads ``<data_path>/<dataset>/item_emb.npy`` with
+    ``np.load(..., allow_pickle=True)`` when ``n_cate > 1``: a pickled object array there runs code when the
+    model is built. With this shim the modules in ``_NUMPY_LOADING_MODULES`` see, instead of ``numpy``, a
+    stand-in whose ``load`` always passes ``allow_pickle=False``; a file numpy can read only by unpickling is
+    one :class:`~recbole_mamex.errors.InputFileError` naming it. A plain float array loads as before.
+    """
+    import importlib
+
+    for module_name in _NUMPY_LOADING_MODULES:
+        module = importlib.import_module(module_name)
+        if module.__dict__.get("np") is np:
+            module.np = _NoPickleNumpy()
+
+
+def torch_load_weights_only() -> None:
+    """Keep every ``torch.load`` of the process at ``weights_only=True``, whatever the environment says.
+
+    RecBole's ``torch.load`` calls pass no ``weights_only`` (``trainer.py``'s ``resume_checkpoint`` and
+    ``evaluate(load_best_model=True)``; the pre-trained checkpoints of ConvNCF, NAIS, NeuMF, RaCT and
+    S3Rec; KD_DAGFM's ``warm_up``): torch >= 2.6 then reads plain values only, unless the environment sets
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, which turns them into ``pickle.load`` of a path from the config.
+    torch reads both variables at every ``torch.load`` (``torch/serialization.py``); this shim removes that
+    one and sets ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` (inherited by worker processes). This package's own
+    loads (checkpoints, the image encoder's weights) already pass ``weights_only=True``.
+    """
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
 
 
 def quiet_known_warnings() -> None:
@@ -366,6 +430,8 @@ SHIMS = {
     "full_sort_batches_by_memory": full_sort_batches_by_memory,
     "random_ranking_per_user": random_ranking_per_user,
     "compact_full_sort_users": compact_full_sort_users,
+    "numpy_load_no_pickles": numpy_load_no_pickles,
+    "torch_load_weights_only": torch_load_weights_only,
 }
 
 _applied: set[str] = set()

@@ -132,6 +132,8 @@ VALUE_RULES = {
     "cold_candidates": (lambda v: v in COLD_CANDIDATE_RULES, " or ".join(COLD_CANDIDATE_RULES)),
     "train_neg_items": (lambda v: v is None or v in TRAIN_NEG_ITEMS, " or ".join(TRAIN_NEG_ITEMS) + ", or ~"),
     "use_modalities": (lambda v: _modality_list(v), "a list of modality names, or ~ (all)"),
+    # RecBole's KD_DAGFM eval()s its teacher's name: only the two names it knows
+    "teacher": (lambda v: v in ("CrossNet", "CIN"), "CrossNet or CIN (the name KD_DAGFM's teacher is built from)"),
     # RecBole's saved datasets and dataloaders are pickles, read back whenever the file exists: never written
     # or read here (recbole_mamex.data.loading builds both from the dataset's files every run)
     "save_dataset": (lambda v: not v, "False (a saved dataset is a pickle, and reading one can run code in it: "
@@ -432,14 +434,26 @@ def config_from_text(text: str) -> "Config":
     (the model class is looked up by its name). Raises ``ValueError`` for text that is not such a config."""
     import json
 
-    state = json.loads(text)
-    if not isinstance(state, dict) or not all(name in state for name in _CONFIG_ATTRIBUTES):
-        raise ValueError("not a config written by config_to_text")
-    config = Config.__new__(Config)
+    try:
+        state = json.loads(text)
+        if not isinstance(state, dict) or not all(name in state for name in _CONFIG_ATTRIBUTES):
+            raise ValueError("not a config written by config_to_text")
+        decoded = {name: _decode(state[name]) for name in _CONFIG_ATTRIBUTES}
+    except (TypeError, KeyError, RuntimeError, RecursionError) as err:  # e.g. a device torch does not know
+        raise ValueError(f"not a config written by config_to_text ({type(err).__name__}: {err})") from None
+    shapes = {"model": str, "dataset": str, "loaded_property_files": list, "parameters": dict}
     for name in _CONFIG_ATTRIBUTES:
-        setattr(config, name, _decode(state[name]))
-    if not isinstance(config.final_config_dict, dict) or not isinstance(config.model, str):
-        raise ValueError("not a config written by config_to_text")
+        expected = shapes.get(name, dict)
+        if not isinstance(decoded[name], expected):
+            raise ValueError(f"config entry {name}: expected a {expected.__name__}, found a {type(decoded[name]).__name__}")
+    final = decoded["final_config_dict"]
+    for key in ("model", "dataset"):
+        if final.get(key) != decoded[key]:
+            raise ValueError(f"config entry {key}: {final.get(key)!r} in the settings, {decoded[key]!r} beside them")
+    check_values(final)  # the checks every run's settings pass (a value RecBole's code would run is refused)
+    config = Config.__new__(Config)
+    for name, value in decoded.items():
+        setattr(config, name, value)
     config._cmd_args = []
     config.yaml_loader = yaml_loader()
     config.model_class = get_model(config.model)

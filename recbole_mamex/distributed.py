@@ -45,9 +45,7 @@ from logging import getLogger
 
 import torch.distributed as dist
 from recbole_mamex.errors import RecboleMamexError
-
-RECBOLE_LOG_ROOT = "./log"  # fixed in recbole.utils.logger.init_logger
-
+from recbole_mamex.paths import make_log_dir
 
 class DistributedConfigError(RecboleMamexError, ValueError):
     """Process counts and ranks that cannot make one process group."""
@@ -212,7 +210,7 @@ def run_distributed(
     # directories RecBole's processes would each create (its exists-then-makedirs races: "File exists").
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     ensure_dataset_files(config)
-    os.makedirs(os.path.join(RECBOLE_LOG_ROOT, config["model"]), exist_ok=True)
+    make_log_dir(config["model"])
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
     getLogger().info(f"starting {nproc} processes (ranks {group_offset}..{group_offset + nproc - 1} of {world_size})")
     queue = mp.get_context("spawn").SimpleQueue()

@@ -116,12 +116,33 @@ def writing(path):
         raise OutputError(path, err) from None
 
 
+class YamlValueError(RecboleMamexError, yaml.constructor.ConstructorError):
+    """Text yaml parses into something Python cannot build (too deep, a number or date out of range): a
+    ``yaml.YAMLError``, so every reader's one-line handling of unreadable yaml applies."""
+
+
 class ConfigYamlLoader(yaml.SafeLoader):
     """The one yaml reader of the package (config files, dataset yaml, ``--key=value`` values, the property
     files RecBole reads through our Config): yaml's safe loader, which builds plain values only (a python tag
     is an error, never a call), that reads ``1e-3`` as a number, as RecBole's loader does, and refuses
     aliases (``*name``): an alias repeats a whole node, so a few hundred bytes of nested aliases expand to
     gigabytes."""
+
+    def get_single_data(self):
+        # yaml.load's one entry: a document nested deeper than Python's recursion limit (5000 ``[``) stops
+        # the composer, which recurses once per level
+        try:
+            return super().get_single_data()
+        except RecursionError:
+            raise YamlValueError(None, None, "lists or mappings nested too deeply to read", self.get_mark()) from None
+
+    def construct_object(self, node, deep=False):
+        # a scalar yaml reads but Python cannot hold: an integer of over 4300 digits, a timestamp whose
+        # date or offset (-99:00) datetime refuses
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as err:
+            raise YamlValueError(None, None, f"a value Python cannot hold ({err})", node.start_mark) from None
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):

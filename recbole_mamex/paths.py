@@ -26,3 +26,14 @@ def properties_dir() -> Path:
 def bundled_data_dir(name: str) -> Path:
     """Raw files of a dataset shipped inside the package (see its PROVENANCE.md)."""
     return _PACKAGE_DIR / "bundled" / name
+
+
+RECBOLE_LOG_ROOT = "./log"  # fixed in recbole.utils.logger.init_logger
+
+
+def make_log_dir(model: str) -> None:
+    """Make RecBole's log folder for ``model`` before ``init_logger`` does: its ``exists`` then ``makedirs``
+    fails when two processes (``compare --jobs``, DDP ranks) start a run of one model at the same moment."""
+    import os
+
+    os.makedirs(os.path.join(RECBOLE_LOG_ROOT, model), exist_ok=True)

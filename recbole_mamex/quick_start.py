@@ -15,6 +15,7 @@ from recbole.utils import dict2str, get_environment, init_logger, init_seed, set
 
 from recbole_mamex.config import Config, run_device
 from recbole_mamex.files import check_writable
+from recbole_mamex.paths import make_log_dir
 from dataset_prep.prepare import ensure_dataset_files
 from recbole_mamex.trainer.checkpoint import (
     CheckpointMismatchError, check_token_maps, read_checkpoint, token_maps,
@@ -47,7 +48,9 @@ def run_recbole_mamex(
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
         ``test_result_by_candidates`` (candidate set -> test metrics, for each of ``test_candidates``),
         ``model_file`` (the checkpoint, or ``None`` when ``saved`` is False), ``config``, ``valid_curve``
-        ((epoch, valid score) of each validation), ``best_epoch`` (the kept one) and ``epochs_trained``.
+        ((epoch, valid score) of each validation), ``best_epoch`` (the kept one), ``epochs_trained`` and
+        ``capped_improving`` (:func:`capped_improving`: the epoch cap ended a run still improving; then a
+        warning is logged).
     """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
@@ -56,6 +59,7 @@ def run_recbole_mamex(
     # RecBole's trainer makes checkpoint_dir, and the first checkpoint is written after epoch 0: refused now
     check_writable(config["checkpoint_dir"])
     init_seed(config["seed"], config["reproducibility"])
+    make_log_dir(config["model"])
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
@@ -80,6 +84,7 @@ def run_recbole_mamex(
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=on_validation
     )
+    best_valid_result = best_valid_result or {}  # a pre-training stage (RaCT, S3Rec) validates nothing
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_by_candidates = {}
     for kind in candidate_kinds_for_test(config):
@@ -97,6 +102,10 @@ def run_recbole_mamex(
     logger.info(set_color("test result", "yellow") + f": {dict2str(test_result)}")
     if saved:
         logger.info(set_color("checkpoint", "yellow") + f": {trainer.saved_model_file}")
+    kept = best_epoch(curve, best_valid_score)
+    capped = capped_improving(kept, trainer.epochs_trained, config.final_config_dict)
+    if capped:
+        logger.warning(set_color("warning", "red") + f": {cap_warning(kept, config['epochs'])}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -106,8 +115,9 @@ def run_recbole_mamex(
         "model_file": trainer.saved_model_file if saved else None,
         "config": config,
         "valid_curve": curve,
-        "best_epoch": best_epoch(curve, best_valid_score),
+        "best_epoch": kept,
         "epochs_trained": trainer.epochs_trained,
+        "capped_improving": capped,
     }
 
 
@@ -116,6 +126,35 @@ def best_epoch(curve, best_valid_score):
     stopping counts a tie as a new best); ``None`` without validations."""
     kept = [epoch for epoch, score in curve if score == float(best_valid_score)]
     return kept[-1] if kept else None
+
+
+def capped_improving(best_epoch, epochs_trained, config) -> bool:
+    """Whether a run ended at the epoch cap while still improving: it trained all ``epochs`` and its best
+    validation (``best_epoch``, 0-based as RecBole logs epochs) is within the last ``stopping_step``
+    validations before the cap. ``stopping_step`` is in RecBole's early stopping's unit
+    (``recbole.utils.early_stopping``): validations, one every ``eval_step`` epochs (at most ``epochs``), so
+    the window is ``stopping_step * eval_step`` epochs wide. That is: early stopping had not judged the run
+    converged when the cap ended it (one that stopped at the very last epoch is not marked). ``config``: a
+    mapping (a Config's ``final_config_dict``, a run record's ``config``). False for a one-pass model
+    (``TRADITIONAL``, which RecBole trains one epoch whatever ``epochs`` says), a run without validations,
+    and a record without these fields."""
+    from recbole.utils import ModelType
+
+    epochs, eval_step, stopping_step = (config.get(key) for key in ("epochs", "eval_step", "stopping_step"))
+    # a live config holds the enum, a record its str()
+    if str(config.get("MODEL_TYPE")) == str(ModelType.TRADITIONAL):
+        return False
+    if not all(isinstance(v, int) for v in (best_epoch, epochs_trained, epochs, eval_step, stopping_step)) or min(epochs, eval_step) < 1:
+        return False
+    eval_step = min(eval_step, epochs)  # as RecBole's Trainer sets it
+    last_validation = epochs // eval_step * eval_step - 1  # validations end epochs (e + 1) % eval_step == 0
+    return epochs_trained >= epochs and 0 <= last_validation - best_epoch <= stopping_step * eval_step
+
+
+def cap_warning(best_epoch: int, epochs: int) -> str:
+    """The warning line of a run that :func:`capped_improving` marks (epochs counted, not RecBole's 0-based index)."""
+    return (f"best validation after {best_epoch + 1} of {epochs} epochs: still improving at the cap; raise --epochs "
+            "(early stopping ends the run when it converges)")
 
 
 @dataclass
@@ -181,6 +220,7 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     config = checkpoint["config"]
     config.final_config_dict["device"] = run_device(config)  # this process's device, whatever trained it
     init_seed(config["seed"], config["reproducibility"])
+    make_log_dir(config["model"])
     init_logger(config)
     logger = getLogger()
     logger.info(config)

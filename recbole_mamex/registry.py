@@ -27,14 +27,18 @@ class UnknownModelError(RecboleMamexError, ValueError):
 def _recommenders_in(module) -> dict[str, type]:
     """Concrete recommenders a model package exports (abstract bases are left out: RecBole's live in
     ``recbole.model.abstract_recommender``, ours set ``is_abstract_base = True`` in their own body)."""
-    return {
-        name: value
-        for name, value in vars(module).items()
-        if isinstance(value, type)
+    return {name: value for name, value in vars(module).items() if _is_recommender(value)}
+
+
+def _is_recommender(value) -> bool:
+    """Whether ``value`` is a concrete recommender class (not an abstract base, not any other attribute a
+    model module happens to hold)."""
+    return (
+        isinstance(value, type)
         and issubclass(value, AbstractRecommender)
         and value.__module__ != "recbole.model.abstract_recommender"
         and not vars(value).get("is_abstract_base", False)
-    }
+    )
 
 
 def our_models() -> dict[str, type]:
@@ -78,10 +82,14 @@ def get_model(model_name: str) -> type:
     ours = our_models()
     if model_name in ours:
         return ours[model_name]
+    # RecBole's lookup returns whatever attribute of that name the module named after it holds:
+    # "random" is the stdlib module recbole/model/general_recommender/random.py imports
     try:
-        return _recbole_get_model(model_name)
+        found = _recbole_get_model(model_name)
     except (ValueError, AttributeError, ImportError):
-        pass
+        found = None
+    if _is_recommender(found):
+        return found
     names = available_model_names()
     close = difflib.get_close_matches(model_name, names, n=3, cutoff=0.5)
     close += [n for n in names if n.lower() == model_name.lower() and n not in close]

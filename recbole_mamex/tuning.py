@@ -76,6 +76,9 @@ def _is_float(text: str) -> bool:
     return True
 
 
+HYPER_LINE_MAX = 2**16
+
+
 def read_params_file(path) -> dict[str, tuple[str, str]]:
     """Parameter -> (type, value text) of a ``.hyper`` file, checked line by line."""
     params = {}
@@ -84,6 +87,8 @@ def read_params_file(path) -> dict[str, tuple[str, str]]:
     except UnicodeDecodeError as err:
         raise HyperFileError(f"{path}: expected a text file of '<parameter> <type> <values>' lines, found bytes that are not UTF-8 (at byte {err.start})") from None
     for number, line in enumerate(text.splitlines(), start=1):
+        if len(line) > HYPER_LINE_MAX:  # ast.literal_eval takes some 470 times a line's size in memory
+            raise HyperFileError(f"{path}, line {number}: expected a line of at most {HYPER_LINE_MAX:,} characters, found {len(line):,}")
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue

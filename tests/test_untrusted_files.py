@@ -6,6 +6,7 @@ or a Python expression where a value is expected); every test asserts the marker
 import errno
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,13 @@ def test_a_crafted_checkpoint_runs_nothing_in_serving_interpret_resume_or_recbol
     err = capsys.readouterr().err
     assert err.count("evil.pth: expected a checkpoint saved by a training run") == 3
     assert "Traceback" not in err
-    # RecBole's own evaluate(load_best_model=True, model_file=...) reads with torch's safe default now
+    # evaluate(load_best_model=True, model_file=...) reads through the same reader
     result = run_recbole_mamex("BPR", "tiny", config_dict=ONE_EPOCH, cmd_args=[])
     config, model, _, _, _, test_data = load_data_and_model(result["model_file"])
     from recbole_mamex.trainer import get_trainer
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
-    with pytest.raises(Exception, match="Weights only load failed"):
+    with pytest.raises(CheckpointFileError, match="holds Python objects"):
         trainer.evaluate(test_data, load_best_model=True, model_file="evil.pth")
     assert not marker.exists()
 
@@ -269,3 +270,84 @@ def test_input_file_error_is_one_class_for_every_layer():
     from recbole_mamex.data.features import InputFileError as from_features
 
     assert from_features is InputFileError
+
+
+# ----------------------------------------------------------------------------- crafted checkpoints (review)
+def crafted(path, base_file, **changes):
+    """``base_file``'s raw entries with ``changes`` (``config_final``: entries of the config's settings)."""
+    import json
+
+    raw = torch.load(base_file, map_location="cpu", weights_only=True)
+    final = changes.pop("config_final", None)
+    if final:
+        state = json.loads(raw["config"])
+        state["final_config_dict"].update(final)
+        raw["config"] = json.dumps(state)
+    raw.update(changes)
+    torch.save(raw, path)
+    return path
+
+
+def test_a_teacher_name_is_never_evaluated(tiny_dataset, workdir):
+    payload = "__import__('os').mkdir('ran') or CrossNet"
+    with pytest.raises(ConfigError, match="teacher: expected CrossNet or CIN"):
+        Config(model="BPR", dataset="tiny", config_dict={"teacher": payload}, cmd_args=[])
+    result = run_recbole_mamex("BPR", "tiny", config_dict=ONE_EPOCH, cmd_args=[])
+    crafted("teacher.pth", result["model_file"], config_final={"teacher": payload})
+    with pytest.raises(CheckpointFileError, match="teacher: expected CrossNet or CIN"):
+        load_data_and_model("teacher.pth")
+    assert not (workdir / "ran").exists()
+
+
+@pytest.mark.parametrize("change, found", [
+    ({"state_dict": [1, 2]}, "a state_dict that is not a mapping of parameter names to tensors"),
+    ({"token_maps": None}, "token_maps that are not"),
+    ({"token_maps": {"user_id": "x"}}, "token_maps that are not"),
+    ({"other_parameter": [1]}, "an other_parameter entry that is not a mapping"),
+    ({"epoch": "one"}, "epoch and cur_step that are not integers"),
+    ({"config": "[" * 100000}, "a config entry that is not one"),
+    ({"config_final": {"device": {"__device__": "bogus"}}}, "a config entry that is not one"),
+    ({"config_final": {"model": "Pop"}}, "a config entry that is not one"),
+    ({"config_final": {"topk": "ten"}}, "topk: expected a positive integer"),
+])
+def test_crafted_checkpoint_entries_are_one_error(tiny_dataset, workdir, change, found):
+    result = run_recbole_mamex("BPR", "tiny", config_dict=ONE_EPOCH, cmd_args=[])
+    crafted("bad.pth", result["model_file"], **change)
+    with pytest.raises(CheckpointFileError, match=re.escape(found)):
+        load_data_and_model("bad.pth")
+
+
+def test_resume_writes_only_beside_its_last_checkpoint(tiny_dataset, workdir, capsys):
+    args = [arg for arg in ARGS if not arg.startswith("--epochs=")] + ["--epochs=3", "--eval_step=1"]
+    assert run_main(["--model=BPR", *args, "--keep_last_checkpoint=True"]) == 0
+    (last,) = [os.path.join("saved", p) for p in os.listdir("saved") if p.endswith("-last.pth")]
+    victim = workdir / "notes.txt"
+    victim.write_text("mine")
+    crafted(last, last, best_model_file=str(victim), best_valid_score=-1.0)
+    assert run_main(["--model=BPR", *args, "--resume", last]) == 0
+    assert victim.read_text() == "mine"  # the best checkpoint stays the one beside the last one
+    assert last.replace("-last", "") in capsys.readouterr().out
+
+
+def test_token_maps_cover_every_token_field():
+    from types import SimpleNamespace
+
+    from recbole_mamex.trainer.checkpoint import check_token_maps, token_maps
+
+    def dataset(genres):
+        return SimpleNamespace(field2id_token={"user_id": ["[PAD]", "u1"], "item_id": ["[PAD]", "i1"], "genre": genres})
+
+    then = token_maps(dataset(["[PAD]", "rock", "jazz"]))
+    now = token_maps(dataset(["[PAD]", "jazz", "rock"]))
+    assert set(then) == {"user_id", "item_id", "genre"}
+    with pytest.raises(CheckpointMismatchError, match="genre tokens .2., numbered in another order"):
+        check_token_maps("m.pth", then, now, {"dataset": "d", "data_path": "dataset/d"})
+    with pytest.raises(CheckpointMismatchError, match="token fields the model was trained with"):
+        check_token_maps("m.pth", {k: v for k, v in then.items() if k != "genre"}, now, {"dataset": "d", "data_path": "dataset/d"})
+
+
+def test_a_pretraining_checkpoint_is_written_in_the_package_format(tiny_dataset, workdir):
+    result = run_recbole_mamex("RaCT", "tiny", cmd_args=[], saved=True, config_dict={
+        **ONE_EPOCH, "train_stage": "actor_pretrain", "pretrain_epochs": 1, "save_step": 1})
+    assert result["model_file"].endswith("RaCT-tiny-1.pth")  # RecBole's name of a pre-training checkpoint
+    assert checkpoint_module.read_checkpoint(result["model_file"])["epoch"] == 0

@@ -153,6 +153,10 @@ class MultimodalDataset(Dataset):
             payload = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ColdItemsFileError(path, "json", f"a parse error ({err})") from None
+        except UnicodeDecodeError as err:
+            raise ColdItemsFileError(path, "json", f"bytes that are not UTF-8 text (at byte {err.start})") from None
+        except RecursionError:
+            raise ColdItemsFileError(path, "json", "lists or objects nested too deeply to read") from None
         if not isinstance(payload, dict) or not all(isinstance(payload.get(k), list) for k in ("cold_valid", "cold_test")):
             found = f"keys {sorted(payload)}" if isinstance(payload, dict) else type(payload).__name__
             raise ColdItemsFileError(path, "an object with lists 'cold_valid' and 'cold_test'", found)

@@ -55,9 +55,9 @@ def _plain(value, where: str):
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.array(value))
     if isinstance(value, OrderedDict):
-        return OrderedDict((k, _plain(v, f"{where}.{k}")) for k, v in value.items())
+        return OrderedDict((_plain(k, where), _plain(v, f"{where}.{k}")) for k, v in value.items())
     if isinstance(value, dict):
-        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return {_plain(k, where): _plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, tuple):
         return tuple(_plain(v, where) for v in value)
     if isinstance(value, list):
@@ -117,29 +117,58 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointFileError(path, f"{expected} (format {FORMAT!r})", found)
     if checkpoint.get("format_version") != FORMAT_VERSION:
         raise CheckpointFileError(path, f"checkpoint format version {FORMAT_VERSION}", f"version {checkpoint.get('format_version')!r}")
-    missing = [key for key in ("config", "state_dict") if key not in checkpoint]
-    if missing:
-        raise CheckpointFileError(path, expected, f"a checkpoint without {', '.join(missing)}")
+    problem = entries_problem(checkpoint)
+    if problem:
+        raise CheckpointFileError(path, expected, problem)
     try:
         checkpoint["config"] = config_from_text(checkpoint["config"])
     except (ValueError, TypeError, KeyError) as err:
         raise CheckpointFileError(path, expected, f"a config entry that is not one ({err})") from None
-    except RecboleMamexError as err:  # e.g. a model this installation does not have
-        raise CheckpointFileError(path, expected + " of a model this installation has", str(err)) from None
+    except RecboleMamexError as err:  # a model this installation does not have, a value no run may have
+        raise CheckpointFileError(path, expected + " with settings a run may have", str(err)) from None
     return checkpoint
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def entries_problem(checkpoint: dict) -> str | None:
+    """What is wrong with the entries of a checkpoint this package reads (``None``: nothing), in words."""
+    missing = [key for key in ("config", "state_dict", "token_maps", "epoch") if key not in checkpoint]
+    if missing:
+        return f"a checkpoint without {', '.join(missing)}"
+    if not isinstance(checkpoint["config"], str):
+        return f"a config entry that is a {type(checkpoint['config']).__name__}, not JSON text"
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        return "a state_dict that is not a mapping of parameter names to tensors"
+    maps = checkpoint["token_maps"]
+    if not isinstance(maps, dict) or not all(
+        isinstance(field, str) and isinstance(entry, dict) and set(entry) == {"count", "sha256"}
+        and _is_int(entry["count"]) and isinstance(entry["sha256"], str) for field, entry in maps.items()
+    ):
+        return "token_maps that are not {field: {count, sha256}}"
+    if not isinstance(checkpoint.get("other_parameter") or {}, dict):
+        return "an other_parameter entry that is not a mapping"
+    if not _is_int(checkpoint["epoch"]) or not _is_int(checkpoint.get("cur_step", 0)):
+        return "epoch and cur_step that are not integers"
+    score = checkpoint.get("best_valid_score", 0.0)
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        return "a best_valid_score that is not a number"
+    return None
 
 
 # ----------------------------------------------------------------------------- token maps
 def token_maps(dataset) -> dict:
-    """For the user and item id fields of ``dataset``: ``{field: {"count": n, "sha256": hash}}`` of RecBole's
-    token -> id map (its ``field2id_token``, id order)."""
+    """For every token field of ``dataset`` (users, items, and any other ``token`` / ``token_seq`` field such as
+    a genre): ``{field: {"count": n, "sha256": hash}}`` of RecBole's token -> id map (its ``field2id_token``,
+    id order)."""
     maps = {}
-    for field in (dataset.uid_field, dataset.iid_field):
-        if field is None or field not in dataset.field2id_token:
-            continue
+    for field in sorted(dataset.field2id_token):
         tokens = [str(token) for token in dataset.field2id_token[field]]
         digest = hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
-        maps[field] = {"count": len(tokens), "sha256": digest}
+        maps[str(field)] = {"count": len(tokens), "sha256": digest}  # RecBole's field names are numpy strings
     return maps
 
 
@@ -147,13 +176,20 @@ def check_token_maps(model_file, saved, now, config) -> None:
     """Refuse a checkpoint whose users or items have other ids in the dataset built now (``now``:
     :func:`token_maps` of it) than in training (``saved``). RecBole numbers tokens by first appearance in the
     ``.inter`` files: re-ordered lines, added or removed users or items, or another dataset of the same name
-    would put every embedding on another user or item."""
-    if not saved or not now:
+    would put every embedding on another user or item. ``now`` None: no dataset to check against (a trainer
+    driven from code without one)."""
+    if now is None:
         return
-    for field, then in saved.items():
-        current = now.get(field)
-        if current is None or current == then:
+    for field in sorted(set(saved) | set(now)):
+        then, current = saved.get(field), now.get(field)
+        if then == current:
             continue
+        if then is None or current is None:
+            raise CheckpointMismatchError(
+                model_file, f"the token fields the model was trained with ({', '.join(sorted(saved))})",
+                f"{', '.join(sorted(now))} in dataset '{config['dataset']}' under {config['data_path']} now: not the "
+                "dataset the model was trained on. Use the training's dataset files, or train again",
+            )
         if current["count"] != then["count"]:
             what = f"{current['count'] - 1} {field} tokens now, {then['count'] - 1} in training"
         else:

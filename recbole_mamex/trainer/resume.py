@@ -131,6 +131,10 @@ class LastCheckpointMixin:
         return self._resumed_from or last_checkpoint_path(self.saved_model_file)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        from recbole_mamex.trainer.checkpoint import token_maps
+
+        if self.token_maps is None:  # a trainer driven from code: the maps of the data it trains on
+            self.token_maps = token_maps(train_data._dataset)
         self._keep_last = saved
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         if self._wrote_last and not self.config["keep_last_checkpoint"]:
@@ -187,6 +191,24 @@ class LastCheckpointMixin:
         write_checkpoint(state, self.last_model_file)
         self._wrote_last = True
 
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False, **kwargs):
+        """RecBole's ``evaluate``, the best checkpoint read by :func:`read_checkpoint` (its format, settings and
+        token maps checked) instead of RecBole's plain ``torch.load``."""
+        if load_best_model and eval_data:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = read_checkpoint(checkpoint_file, map_location=self.device)
+            check_token_maps(checkpoint_file, checkpoint["token_maps"], self.token_maps, self.config)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, False, model_file, show_progress, **kwargs)
+
+    def save_pretrained_model(self, epoch, saved_model_file):
+        """RecBole's pre-training checkpoint (RaCT, S3Rec, ...), in this package's format; as RecBole's, it is
+        the file a later ``evaluate`` loads."""
+        write_checkpoint(self.checkpoint_state(epoch), saved_model_file)
+        self.saved_model_file = saved_model_file
+
     def _check_nan(self, loss):
         if torch.isnan(loss):
             if getattr(self, "tensorboard", None) is not None:
@@ -226,14 +248,26 @@ class LastCheckpointMixin:
         self.best_valid_score = checkpoint["best_valid_score"]
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if "best_model_file" in checkpoint:
+                rng = checkpoint["rng_state"]
+                set_rng_state(rng)  # checked now (and put back before the next epoch, see _train_epoch)
+                best_valid_result = dict(checkpoint["best_valid_result"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise ResumeError(f"resume: {resume_file}: expected the optimizer state and random states a training "
+                              f"wrote, found entries that are not ({type(err).__name__}: {err})") from None
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
         if "best_model_file" not in checkpoint:
             return  # a best checkpoint: RecBole's behaviour (weights, optimizer, counters; it becomes the best file)
-        self.saved_model_file = checkpoint["best_model_file"]
+        # the best checkpoint is the one beside this last one (never a path the file names: it is written to)
+        stem, ext = os.path.splitext(os.fspath(resume_file))
+        if not stem.endswith("-last"):
+            raise ResumeError(f"resume: {resume_file}: expected a last checkpoint's name, <best file>-last{ext}")
+        self.saved_model_file = stem[: -len("-last")] + ext
         self._resumed_from = os.fspath(resume_file)
-        self.best_valid_result = checkpoint["best_valid_result"]
-        self._pending_rng = checkpoint["rng_state"]
+        self.best_valid_result = best_valid_result
+        self._pending_rng = rng
         self.logger.info(
             set_color("resumed", "blue") + f": {resume_file} (end of epoch {checkpoint['epoch']}); "
             f"best model: {self.saved_model_file}"

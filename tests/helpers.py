@@ -113,3 +113,18 @@ def write_content_driven(root: Path, n_users=120, n_items=200, per_user=20, late
     np.save(root / "text_feat.npy", text.astype(np.float32))
     np.save(root / "audio_feat.npy", audio.astype(np.float32))
     return root / "content.inter"
+
+
+def write_milk_split(src: Path, text: bool = False) -> Path:
+    """A tiny dataset in the LATTICE / MILK authors' layout under ``src`` (10 items, 5 of them cold; image
+    features, and text features when ``text``)."""
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    (src / "train.txt").write_text("0 1 2 3\n1 2 4\n2 0 1\n")
+    (src / "val.txt").write_text("0 5 4\n1 6\n")
+    (src / "test.txt").write_text("0 7\n1 8 9 3\n2 2\n")
+    np.save(src / "cold_item_index.npy", np.array([5, 6, 7, 8, 9], dtype=np.int64))
+    np.save(src / "image_feat.npy", rng.normal(size=(10, 6)).astype(np.float32))
+    if text:
+        np.save(src / "text_feat.npy", rng.normal(size=(10, 4)).astype(np.float32))
+    return src

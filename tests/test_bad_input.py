@@ -27,7 +27,7 @@ from recbole_mamex.data.features import FeatureFileError
 from dataset_prep.prepare import DatasetNotPreparedError
 from recbole_mamex.data.loading import create_dataset
 
-from helpers import FAST, write_mmrec
+from helpers import FAST, write_milk_split, write_mmrec
 
 QUIET = {"log": lambda *_: None}
 N_ITEMS = 30  # write_mmrec's item ids are 0..29: feature files need 30 rows
@@ -94,15 +94,7 @@ def _coldstart_dataset_source(root: Path) -> Source:
 
 
 def _lattice_source(root: Path) -> Source:
-    src = root / "milk"
-    src.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    (src / "train.txt").write_text("0 1 2 3\n1 2 4\n2 0 1\n")
-    (src / "val.txt").write_text("0 5 4\n1 6\n")
-    (src / "test.txt").write_text("0 7\n1 8 9 3\n2 2\n")
-    np.save(src / "cold_item_index.npy", np.array([5, 6, 7, 8, 9], dtype=np.int64))
-    np.save(src / "image_feat.npy", rng.normal(size=(10, 6)).astype(np.float32))
-    np.save(src / "text_feat.npy", rng.normal(size=(10, 4)).astype(np.float32))
+    src = write_milk_split(root / "milk", text=True)
     run = lambda properties=root / "properties": import_lattice(  # noqa: E731
         src, "out", out_root=root / "dataset", properties_dir=properties, **QUIET
     )

@@ -32,7 +32,7 @@ from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.model import VBPR, ContentProfile
 from recbole_mamex.quick_start import run_recbole_mamex
 
-from helpers import FAST, write_mmrec
+from helpers import FAST, write_milk_split, write_mmrec
 
 QUIET = {"log": lambda *_: None}
 
@@ -214,17 +214,6 @@ def files_under(roots) -> set[str]:
             for d, dirs, names in os.walk(r) for f in names + [x for x in dirs if x.startswith(".")]}
 
 
-def write_lattice(src: Path) -> Path:
-    src.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    (src / "train.txt").write_text("0 1 2 3\n1 2 4\n2 0 1\n")
-    (src / "val.txt").write_text("0 5 4\n1 6\n")
-    (src / "test.txt").write_text("0 7\n1 8 9 3\n2 2\n")
-    np.save(src / "cold_item_index.npy", np.array([5, 6, 7, 8, 9], dtype=np.int64))
-    np.save(src / "image_feat.npy", rng.normal(size=(10, 6)).astype(np.float32))
-    return src
-
-
 def write_amazon(root: Path) -> list[str]:
     root.mkdir(parents=True)
     asins = [f"B{i:09d}" for i in range(6)]
@@ -285,7 +274,7 @@ def importer_runs(workdir: Path):
                                        "--data-path", str(disk / "dataset"), "--properties", str(disk / "properties")])
 
     def run_lattice():
-        src = write_lattice(workdir / "milk")
+        src = write_milk_split(workdir / "milk")
         return lambda: lattice.main([str(src), "--name", "l", *out])
 
     def run_amazon():
@@ -337,14 +326,19 @@ def one_error_line(err: str, cause: str, roots) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("run", RUNS)
-def test_a_read_only_output_is_one_error_line_before_any_work(workdir, monkeypatch, capsys, run):
+def ready(workdir, capsys, run):
+    """(command, output roots, the files under them now) of importer run ``run``, its inputs written."""
     setup, roots = importer_runs(workdir)[run]
     command = setup()
     for root in roots:
         root.mkdir(parents=True, exist_ok=True)
-    before = files_under(roots)
     capsys.readouterr()
+    return command, roots, files_under(roots)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_a_read_only_output_is_one_error_line_before_any_work(workdir, monkeypatch, capsys, run):
+    command, roots, before = ready(workdir, capsys, run)
     with monkeypatch.context() as mp:
         Disk(mp, roots, errno.EROFS)
         for reader in (images, interpret):  # the slow steps never start
@@ -357,12 +351,7 @@ def test_a_read_only_output_is_one_error_line_before_any_work(workdir, monkeypat
 
 @pytest.mark.parametrize("run", RUNS)
 def test_a_full_disk_is_one_error_line_and_leaves_no_partial_file(workdir, monkeypatch, capsys, run):
-    setup, roots = importer_runs(workdir)[run]
-    command = setup()
-    for root in roots:
-        root.mkdir(parents=True, exist_ok=True)
-    before = files_under(roots)
-    capsys.readouterr()
+    command, roots, before = ready(workdir, capsys, run)
     with monkeypatch.context() as mp:
         Disk(mp, roots, errno.ENOSPC, room=64)  # the probe fits, the first real file does not
         assert command() == 2

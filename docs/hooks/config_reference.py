@@ -173,6 +173,16 @@ def hyper_range(kind: str, values: str) -> str:
     return f"{numbers[0]:g} to {numbers[1]:g}, uniform"
 
 
+
+def yaml_sections(props, folder: str, known, rules, weight_rule) -> list[str]:
+    """One section per yaml file of ``properties/<folder>/``: its header comment and its keys' table."""
+    out = []
+    for path in sorted((props / folder).glob("*.yaml")):
+        header, keys = documented_keys(path, known)
+        out += [f"### {path.stem}", "", f"`properties/{folder}/{path.name}`. {cell(header)}", ""]
+        out += [*key_table(keys, rules, weight_rule), ""]
+    return out
+
 def render() -> str:
     from recbole_mamex import config as cfg
     from recbole_mamex.paths import properties_dir
@@ -222,10 +232,7 @@ def render() -> str:
     out += [cell(header), "", *key_table(keys, rules, weight_rule), ""]
 
     out += ["## Model defaults (properties/model/)", ""]
-    for path in sorted((props / "model").glob("*.yaml")):
-        header, keys = documented_keys(path, known)
-        out += [f"### {path.stem}", "", f"`properties/model/{path.name}`. {cell(header)}", ""]
-        out += [*key_table(keys, rules, weight_rule), ""]
+    out += yaml_sections(props, "model", known, rules, weight_rule)
 
     out += [
         "## Dataset yaml (properties/dataset/)",
@@ -234,10 +241,7 @@ def render() -> str:
         "`./properties/dataset/` of the working directory (layer 3).",
         "",
     ]
-    for path in sorted((props / "dataset").glob("*.yaml")):
-        header, keys = documented_keys(path, known)
-        out += [f"### {path.stem}", "", f"`properties/dataset/{path.name}`. {cell(header)}", ""]
-        out += [*key_table(keys, rules, weight_rule), ""]
+    out += yaml_sections(props, "dataset", known, rules, weight_rule)
 
     out += [
         "## Search spaces (properties/hyper/)",

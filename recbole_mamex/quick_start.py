@@ -308,6 +308,13 @@ def check_checkpoint_shapes(model_file, saved: dict, current: dict) -> None:
     ]
     diff += [f"{name} {tuple(saved[name].shape)} vs none" for name in saved if name not in current]
     diff += [f"{name} none vs {tuple(current[name].shape)}" for name in current if name not in saved]
+    dtypes = [f"{name} {saved[name].dtype} vs {current[name].dtype}" for name in saved
+              if name in current and saved[name].dtype != current[name].dtype]
+    if dtypes and not diff:  # a checkpoint this package wrote holds the model's own dtypes
+        raise CheckpointMismatchError(
+            model_file, "parameters of the model's dtypes (as training wrote them)",
+            f"other dtypes (checkpoint vs model): {'; '.join(dtypes[:4])}" + (f" and {len(dtypes) - 4} more" if len(dtypes) > 4 else ""),
+        )
     if diff:
         raise CheckpointMismatchError(
             model_file, "the dataset files the model was trained on (parameter shapes in the checkpoint)",

@@ -351,3 +351,27 @@ def test_a_pretraining_checkpoint_is_written_in_the_package_format(tiny_dataset,
         **ONE_EPOCH, "train_stage": "actor_pretrain", "pretrain_epochs": 1, "save_step": 1})
     assert result["model_file"].endswith("RaCT-tiny-1.pth")  # RecBole's name of a pre-training checkpoint
     assert checkpoint_module.read_checkpoint(result["model_file"])["epoch"] == 0
+
+
+def test_a_checkpoint_with_compressed_entries_is_refused_unread(tiny_dataset, workdir):
+    import zipfile
+
+    result = run_recbole_mamex("BPR", "tiny", config_dict=ONE_EPOCH, cmd_args=[])
+    with zipfile.ZipFile(result["model_file"]) as stored, zipfile.ZipFile("packed.pth", "w", zipfile.ZIP_DEFLATED) as packed:
+        for info in stored.infolist():
+            packed.writestr(info.filename, stored.read(info.filename))
+    reads = []
+    original = torch.load
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "load", lambda *a, **k: reads.append(1) or original(*a, **k))
+        with pytest.raises(CheckpointFileError, match="compressed entries"):
+            load_data_and_model("packed.pth")
+    assert not reads  # refused before torch expands anything
+
+
+def test_weights_of_another_dtype_are_refused(tiny_dataset, workdir):
+    result = run_recbole_mamex("BPR", "tiny", config_dict=ONE_EPOCH, cmd_args=[])
+    raw = torch.load(result["model_file"], map_location="cpu", weights_only=True)
+    crafted("ints.pth", result["model_file"], state_dict={k: v.to(torch.int64) for k, v in raw["state_dict"].items()})
+    with pytest.raises(CheckpointMismatchError, match="other dtypes .checkpoint vs model.: user_embedding.weight torch.int64 vs torch.float32"):
+        load_data_and_model("ints.pth")

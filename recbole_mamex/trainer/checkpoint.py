@@ -96,6 +96,17 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     expected = "a checkpoint saved by a training run"
     if not os.path.isfile(path):
         raise CheckpointFileError(path, expected, "no such file")
+    if zipfile.is_zipfile(path):
+        # torch stores a checkpoint's entries uncompressed: a compressed entry can expand far beyond the file
+        # (a zip bomb of a few MB becomes GBs of tensors), so one is refused before anything is read
+        try:
+            with zipfile.ZipFile(path) as archive:
+                packed = [info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED]
+        except (zipfile.BadZipFile, OSError, ValueError) as err:
+            raise CheckpointFileError(path, expected, f"a zip file that cannot be read ({err})") from None
+        if packed:
+            raise CheckpointFileError(path, expected + " (entries stored, as torch writes them)",
+                                      f"compressed entries ({', '.join(packed[:3])}): not read")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

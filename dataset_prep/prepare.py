@@ -4,7 +4,6 @@ use, and turn a missing dataset into an error that says how to prepare it."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from logging import INFO, getLogger
@@ -14,7 +13,7 @@ import yaml
 
 from dataset_prep.bundled import BUNDLED, BUNDLED_COLD, S3REC_BUNDLED, is_bundled, prepare_bundled
 from recbole_mamex.errors import RecboleMamexError
-from recbole_mamex.files import writing
+from recbole_mamex.files import OutputError, pid_lock
 
 
 # Amazon datasets (amazon-sports, amazon-baby, amazon-clothing) are known from their shipped yaml's
@@ -86,25 +85,13 @@ def preparing(out_root, name: str):
     """Hold ``<out_root>/.<name>.lock`` (``fcntl.flock``) for the block, waiting, with a message, while another
     process holds it: one process at a time prepares a dataset. The lock goes with the process (a killed
     preparation holds nothing; its temporary folder is removed by the next import)."""
-    import fcntl
-
     lock = lock_file(out_root, name)
-    with writing(lock):
-        Path(out_root).mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            progress(f"waiting for another process preparing '{name}' into {Path(out_root) / name} (process {holder})")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        with writing(lock):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+    def wait(holder):
+        progress(f"waiting for another process preparing '{name}' into {Path(out_root) / name} (process {holder})")
+
+    with pid_lock(lock, wait, lambda err, step: OutputError(lock, err)):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def bundled_files(name: str, out_root) -> list[Path]:

@@ -24,7 +24,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_mamex import compat
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.files import read_yaml_mapping, yaml_loader, yaml_problem
+from recbole_mamex.files import read_yaml_mapping, yaml_loader
 from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.negatives import TRAIN_NEG_ITEMS
 from recbole_mamex.data.features import InputFileError
@@ -91,7 +91,8 @@ def listed_differences(diffs: list[str], shown: int = 6) -> str:
     return "; ".join(diffs[:shown]) + (f" and {len(diffs) - shown} more" if len(diffs) > shown else "")
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An integer that is not a bool (the check of every integer setting and stored count)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -105,7 +106,8 @@ def _modality_list(value) -> bool:
     return chosen is None or (bool(chosen) and all(isinstance(x, str) for x in chosen))
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """A real number that is not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -116,19 +118,19 @@ LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
 
 # key -> (test, what is expected); checked whenever the key is set (None is allowed where RecBole allows it)
 VALUE_RULES = {
-    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "train_batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "eval_batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "eval_step": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "stopping_step": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "embedding_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "n_experts": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "top_k": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "n_layers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "epochs": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "train_batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "eval_batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "eval_step": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "stopping_step": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+    "embedding_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "n_experts": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "top_k": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "n_layers": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+    "learning_rate": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
     "learner": (lambda v: isinstance(v, str) and v.lower() in LEARNERS, "one of " + ", ".join(LEARNERS)),
-    "full_sort_batch_mb": (lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
+    "full_sort_batch_mb": (lambda v: v is None or (is_number(v) and v > 0), "a number > 0 (MiB), or ~"),
     "cold_candidates": (lambda v: v in COLD_CANDIDATE_RULES, " or ".join(COLD_CANDIDATE_RULES)),
     "train_neg_items": (lambda v: v is None or v in TRAIN_NEG_ITEMS, " or ".join(TRAIN_NEG_ITEMS) + ", or ~"),
     "use_modalities": (lambda v: _modality_list(v), "a list of modality names, or ~ (all)"),
@@ -140,12 +142,12 @@ VALUE_RULES = {
                      "the dataset is built from its files every run)"),
     "save_dataloaders": (lambda v: not v, "False (saved dataloaders are a pickle, and reading one can run code in "
                          "it: they are built from the dataset every run)"),
-    "topk": (lambda v: (isinstance(v, list) and v and all(_is_int(k) and k >= 1 for k in v)) or (_is_int(v) and v >= 1),
+    "topk": (lambda v: (isinstance(v, list) and v and all(is_int(k) and k >= 1 for k in v)) or (is_int(v) and v >= 1),
              "a positive integer or a list of them"),
 }
 
 
-WEIGHT_RULE = (lambda v: (_is_number(v) and v >= 0) or (isinstance(v, list) and all(_is_number(x) and x >= 0 for x in v)),
+WEIGHT_RULE = (lambda v: (is_number(v) and v >= 0) or (isinstance(v, list) and all(is_number(x) and x >= 0 for x in v)),
                "a number >= 0")
 
 
@@ -284,18 +286,9 @@ class Config(RecBoleConfig):
         return loaded
 
     def _read_yaml_file(self, file) -> dict:
-        """A config file's mapping, read by :attr:`yaml_loader`; anything else is a :class:`ConfigFileError`."""
-        expected = "a yaml mapping of config keys"
-        try:
-            with open(file, encoding="utf-8") as f:
-                loaded = yaml.load(f, Loader=self.yaml_loader)
-        except yaml.YAMLError as err:
-            raise ConfigFileError(file, expected, yaml_problem(err)) from None
-        except UnicodeDecodeError as err:
-            raise ConfigFileError(file, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigFileError(file, expected + " (key: value lines)", f"a yaml {type(loaded).__name__}")
-        return loaded or {}
+        """A config file's mapping (read as every yaml of the package is); anything else is a
+        :class:`ConfigFileError`."""
+        return read_yaml_mapping(file, ConfigFileError)
 
     def _init_device(self):
         super()._init_device()

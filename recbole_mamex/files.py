@@ -121,6 +121,38 @@ class YamlValueError(RecboleMamexError, yaml.constructor.ConstructorError):
     ``yaml.YAMLError``, so every reader's one-line handling of unreadable yaml applies."""
 
 
+@contextlib.contextmanager
+def pid_lock(lock, on_busy, os_error):
+    """Hold ``lock`` (``fcntl.flock`` on that file, this process's id written in it) for the block: the one
+    lock of every "one process at a time" in the package. When another process holds it, ``on_busy(holder)``
+    (the holder's process id, as text) either raises to refuse or returns to wait for it. An ``OSError`` of
+    the lock's own steps becomes ``os_error(err, step)`` (``step``: "open" or "write"), which it raises. The lock
+    goes with the process: a killed holder holds nothing."""
+    import fcntl
+
+    lock = Path(lock)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise os_error(err, "open") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_busy(os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
+        except OSError as err:
+            raise os_error(err, "write") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class ConfigYamlLoader(yaml.SafeLoader):
     """The one yaml reader of the package (config files, dataset yaml, ``--key=value`` values, the property
     files RecBole reads through our Config): yaml's safe loader, which builds plain values only (a python tag
@@ -179,21 +211,23 @@ def yaml_problem(err) -> str:
     return f"text yaml cannot read{where}: {getattr(err, 'problem', None) or err}"
 
 
-def read_yaml_mapping(path) -> dict:
-    """A yaml file's mapping (empty for an empty file): how every dataset yaml is read. A file that is not
-    yaml, not UTF-8 or not a mapping is an :class:`~recbole_mamex.errors.InputFileError` naming it."""
+def read_yaml_mapping(path, error=None) -> dict:
+    """A yaml file's mapping (empty for an empty file): how every config file and dataset yaml is read. A file
+    that is not yaml, not UTF-8 or not a mapping is an ``error`` (default
+    :class:`~recbole_mamex.errors.InputFileError`) naming it."""
     from recbole_mamex.errors import InputFileError
 
-    expected = "a yaml mapping of config keys (key: value lines)"
+    error = error or InputFileError
+    expected = "a yaml mapping of config keys"
     try:
         with open(path, encoding="utf-8") as f:
             loaded = load_yaml(f)
     except yaml.YAMLError as err:
-        raise InputFileError(path, expected, yaml_problem(err)) from None
+        raise error(path, expected, yaml_problem(err)) from None
     except UnicodeDecodeError as err:
-        raise InputFileError(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
+        raise error(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise InputFileError(path, expected, f"a yaml {type(loaded).__name__}")
+        raise error(path, expected + " (key: value lines)", f"a yaml {type(loaded).__name__}")
     return loaded

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import numbers
 import os
 import platform
 from pathlib import Path
@@ -16,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbole_mamex.config import is_int, is_number
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.errors import RecboleMamexError
-from recbole_mamex.files import atomic_write_text
+from recbole_mamex.files import atomic_write_text, pid_lock
 
 
 class CompareError(RecboleMamexError, ValueError):
@@ -104,35 +104,22 @@ def locked_output(out: Path):
     and summary. Opening the lock and writing this process's id into it is also the check that the folder
     can be written, before any work. The lock goes with the process (a killed comparison holds nothing);
     worker processes of ``--jobs`` do not take it, and this process writes every record."""
-    import fcntl
-
     out = Path(out)
     lock = out / LOCK_FILE
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise CompareError(f"--out {out}: expected a folder this process can write, found {type(err).__name__}: "
-                           f"{err.strerror or err}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise CompareError(
-                f"--out {out}: expected a folder no other comparison is writing, found one held by process {holder} "
-                f"({lock}); wait for it to end, or choose another --out"
-            ) from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            os.fsync(fd)
-        except OSError as err:
-            raise CompareError(f"--out {out}: expected a folder this process can write, found {type(err).__name__}: "
-                               f"{err.strerror or err} (writing {lock})") from None
+
+    def refuse(holder):
+        raise CompareError(
+            f"--out {out}: expected a folder no other comparison is writing, found one held by process {holder} "
+            f"({lock}); wait for it to end, or choose another --out"
+        )
+
+    def unwritable(err, step):
+        where = f" (writing {lock})" if step == "write" else ""
+        return CompareError(f"--out {out}: expected a folder this process can write, found {type(err).__name__}: "
+                            f"{err.strerror or err}{where}")
+
+    with pid_lock(lock, refuse, unwritable):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 # ----------------------------------------------------------------------------- reading stored records
@@ -173,14 +160,6 @@ def _shown(value) -> str:
     return f"{text} (a {kind})" if kind else text
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 class _Fields:
     """Field checks of one record, each failure a :class:`RecordFileError` naming the file and the field."""
 
@@ -206,10 +185,10 @@ class _Fields:
         return self.get(field, lambda v: isinstance(v, dict), "an object", required)
 
     def count(self, field: str):
-        return self.get(field, lambda v: _is_int(v) and v >= 0, "an integer >= 0 or null")
+        return self.get(field, lambda v: is_int(v) and v >= 0, "an integer >= 0 or null")
 
     def amount(self, field: str):
-        return self.get(field, lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a finite number >= 0 or null")
+        return self.get(field, lambda v: is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0 or null")
 
     def common(self) -> None:
         """What every record of a comparison may hold, if it holds it."""
@@ -229,7 +208,7 @@ class _Fields:
 def metric_problem(name: str, value) -> str | None:
     """What is wrong with a stored metric value (``None``: nothing). NaN is a value: the run evaluated no
     user in that candidate set."""
-    if not _is_real(value):
+    if not is_number(value):
         return "a number"
     if math.isnan(value):
         return None
@@ -248,11 +227,11 @@ def check_run_record(path, record: dict, model: str, seed: int, split_seed: int 
     ``variant``, ``tuning`` and ``data_identity`` objects, and the training figures of the summary."""
     fields = _Fields(path, record, proceed)
     fields.get("model", lambda v: v == model, f"'{model}', the model of the file's name (a string)", required=True)
-    fields.get("seed", lambda v: _is_int(v) and v == seed, f"{seed}, the seed of the file's name (an integer)", required=True)
+    fields.get("seed", lambda v: is_int(v) and v == seed, f"{seed}, the seed of the file's name (an integer)", required=True)
     if split_seed is None:
         fields.get("split_seed", lambda v: False, "absent (the file's name has no split)")
     else:
-        fields.get("split_seed", lambda v: _is_int(v) and v == split_seed,
+        fields.get("split_seed", lambda v: is_int(v) and v == split_seed,
                    f"{split_seed}, the split seed of the file's name (an integer)", required=True)
     for name in ("dataset", "protocol"):
         fields.get(name, lambda v: isinstance(v, str), "a string", required=True)
@@ -289,15 +268,15 @@ def check_trial_record(path, trial: dict, number: int, proceed: str = RERUN_HINT
     ``params``, ``status``, ``score`` (a finite number; null for a failed trial), ``repeat_of``, ``details``
     (with the figures ``tuning.md`` shows), ``config``, ``versions`` and ``data_identity``."""
     fields = _Fields(path, trial, proceed)
-    fields.get("trial", lambda v: _is_int(v) and v == number, f"{number}, the number of the file's name", required=True)
+    fields.get("trial", lambda v: is_int(v) and v == number, f"{number}, the number of the file's name", required=True)
     fields.mapping("params", required=True)
     status = fields.get("status", lambda v: v in TRIAL_STATUSES, f"one of {', '.join(TRIAL_STATUSES)}", required=True)
     if status == "failed":
         fields.get("score", lambda v: v is None, "null (a failed trial)", optional_null=False)
     else:
-        fields.get("score", lambda v: _is_real(v) and math.isfinite(v), "a finite number", required=True)
+        fields.get("score", lambda v: is_number(v) and math.isfinite(v), "a finite number", required=True)
     if status == "repeat":
-        fields.get("repeat_of", lambda v: _is_int(v) and 1 <= v < number, f"the number of an earlier trial (< {number})",
+        fields.get("repeat_of", lambda v: is_int(v) and 1 <= v < number, f"the number of an earlier trial (< {number})",
                    required=True)
     details = fields.mapping("details")
     if details is not None:

@@ -129,7 +129,6 @@ def test_a_data_path_that_cannot_be_written_is_one_error_line(workdir, monkeypat
     import errno
     import os
 
-    from dataset_prep import prepare
     from recbole_mamex.cli import main
 
     real_open = os.open
@@ -139,7 +138,7 @@ def test_a_data_path_that_cannot_be_written_is_one_error_line(workdir, monkeypat
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(prepare.os, "open", read_only)
+    monkeypatch.setattr(os, "open", read_only)  # the lock is opened by recbole_mamex.files.pid_lock
     assert main(["--model=MAMEX", "--dataset=amazon-sports"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: cannot write dataset/.amazon-sports.lock: read-only file system"
     assert not (workdir / "dataset" / "amazon-sports").exists()

@@ -31,6 +31,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from recbole_mamex.config import is_int, is_number
 from recbole_mamex.errors import InputFileError, RecboleMamexError
 
 FORMAT = "recbole_mamex checkpoint"
@@ -140,10 +141,6 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return checkpoint
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def entries_problem(checkpoint: dict) -> str | None:
     """What is wrong with the entries of a checkpoint this package reads (``None``: nothing), in words."""
     missing = [key for key in ("config", "state_dict", "token_maps", "epoch") if key not in checkpoint]
@@ -157,15 +154,15 @@ def entries_problem(checkpoint: dict) -> str | None:
     maps = checkpoint["token_maps"]
     if not isinstance(maps, dict) or not all(
         isinstance(field, str) and isinstance(entry, dict) and set(entry) == {"count", "sha256"}
-        and _is_int(entry["count"]) and isinstance(entry["sha256"], str) for field, entry in maps.items()
+        and is_int(entry["count"]) and isinstance(entry["sha256"], str) for field, entry in maps.items()
     ):
         return "token_maps that are not {field: {count, sha256}}"
     if not isinstance(checkpoint.get("other_parameter") or {}, dict):
         return "an other_parameter entry that is not a mapping"
-    if not _is_int(checkpoint["epoch"]) or not _is_int(checkpoint.get("cur_step", 0)):
+    if not is_int(checkpoint["epoch"]) or not is_int(checkpoint.get("cur_step", 0)):
         return "epoch and cur_step that are not integers"
     score = checkpoint.get("best_valid_score", 0.0)
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
+    if not is_number(score):
         return "a best_valid_score that is not a number"
     return None
 

@@ -307,13 +307,19 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved
     """Train and test one (model, seed); returns the record saved for it."""
     from recbole_mamex.quick_start import run_recbole_mamex
 
+    from recbole_mamex.search import TrialPruned
+
     settings = run_settings(seed, protocol, extra)
     measured = reset_peak_rss()
-    start = time.time()
-    result = run_recbole_mamex(
-        model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
-        saved=saved, cmd_args=[], callback_fn=on_epoch,
-    )
+    start, cpu_start = time.time(), time.process_time()
+    try:
+        result = run_recbole_mamex(
+            model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
+            saved=saved, cmd_args=[], callback_fn=on_epoch,
+        )
+    except TrialPruned as pruned:  # a tuning trial the pruner stopped: what it cost goes with it
+        pruned.info.update(wall_s=time.time() - start, cpu_s=time.process_time() - cpu_start)
+        raise
     results = result["test_result_by_candidates"] or {"full": result["test_result"]}
     return {
         "model": model,
@@ -329,6 +335,7 @@ def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved
         "epochs_trained": result["epochs_trained"],
         "checkpoint": result["model_file"],
         "wall_s": time.time() - start,
+        "cpu_s": time.process_time() - cpu_start,  # this process's CPU time, all its threads
         "peak_rss_gb": peak_rss_gb() if measured else None,
         "config": jsonable(dict(result["config"].final_config_dict)),
         "versions": versions(),
@@ -693,12 +700,16 @@ def build_parser(prog: str = "python -m recbole_mamex.compare") -> argparse.Argu
                         help="tune every row with N trials of TPE over properties/hyper/<Model>.hyper on the first split and "
                         "seed, selecting on validation, then train the selected parameters with every split and seed (default 0: "
                         "shipped defaults; needs the [hyper] extra)")
+    parser.add_argument("--prune", choices=("median", "none"), default="median",
+                        help="with --tune: stop a trial whose best validation score so far is below the median of the finished "
+                        "trials' at the same epoch (median, the default: from the 4th trial on, after epoch 10), or train every "
+                        "trial to its own early stop (none)")
     parser.add_argument("--split-seeds", nargs="+", type=int, default=None, metavar="SEED",
                         help="cold protocol: one cold split of the dataset's source per seed (made once by dataset_prep.coldstart "
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "
                         "(split, seed) is a run")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="train N runs (and the tuning of N rows) at once, each in a worker process with this machine's "
+                        help="train N runs (and N tuning trials) at once, each in a worker process with this machine's "
                         "CPUs divided between them (default 1: one after the other, in this process); with --ray: at most N "
                         "tasks at once (default: the cluster's CPUs // --ray-cpus)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
@@ -997,7 +1008,7 @@ def _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, 
         first = splits[0] if splits else Split(None, args.dataset)
         data_ready()
         tunings.update(tune_rows(rows, lambda row: resolve(row, tuned=False), args.tune, first, args.seeds[0], args.protocol,
-                                 args.config_files, out, plan, backend.run_one, rerun=args.rerun, rows_at_once=backend.jobs,
+                                 args.config_files, out, plan, backend.run_one, rerun=args.rerun, jobs=backend.jobs, pruner=args.prune,
                                  on_interrupt=lambda: backend.close(cancel=True)))
         write_output(out / "tuning.md", tuning_markdown(tunings, title))
     records = run_all(rows, args.seeds, args.dataset, args.protocol, out, args.config_files, extra, runner=runner,
@@ -1021,7 +1032,8 @@ def comparison_title(args, splits) -> str:
     tuned = ""
     if args.tune:
         first = f"split {splits[0].seed}, " if splits else ""
-        tuned = f"; every row tuned with {args.tune} TPE trials on {first}seed {args.seeds[0]} (validation only)"
+        pruned = ", median-pruned" if args.prune == "median" else ""
+        tuned = f"; every row tuned with {args.tune} TPE trials{pruned} on {first}seed {args.seeds[0]} (validation only)"
     return f"{args.dataset}, {args.protocol} protocol, {seeds}{tuned}"
 
 

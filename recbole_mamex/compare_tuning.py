@@ -1,25 +1,30 @@
 """Equal-budget tuning inside a comparison (``python -m recbole_mamex.compare ... --tune N``).
 
-Every row (a model, or a ``--variant`` of one) gets the same ``N`` trials of hyperopt's TPE
-(:func:`recbole_mamex.tuning.tpe_search`, seeded with the first ``--seeds`` value) over its model's
-search space, ``properties/hyper/<Model>.hyper`` (the working directory's ``properties/hyper/`` first,
-then the one shipped with the package). A trial trains on the first split with the first seed, early
-stopping on validation, and scores by its best validation ``valid_metric``; test results are not kept.
-Keys that the row fixes (``--set``, the variant's own settings) are left out of its space. The
-parameters of the best trial then train with every (split, seed) like any other run; a row whose model
-has no search space (Pop has no parameters) runs untuned, and the tables say so.
+Every row (a model, or a ``--variant`` of one) gets the same ``N`` trials of TPE with a median pruner
+(:mod:`recbole_mamex.search`, seeded with the first ``--seeds`` value; ``--prune none``: no pruner) over
+its model's search space, ``properties/hyper/<Model>.hyper`` (the working directory's
+``properties/hyper/`` first, then the one shipped with the package). A trial trains on the first split
+with the first seed, early stopping on validation, and scores by its best validation ``valid_metric``;
+test results are not kept. A trial the pruner stops is recorded as pruned, with the epoch it reached, and
+is never selected. Keys that the row fixes (``--set``, the variant's own settings) are left out of its
+space. The parameters of the best trial then train with every (split, seed) like any other run; a row
+whose model has no search space (Pop has no parameters) runs untuned, and the tables say so.
 
-Trials are saved as they finish (``<out>/tuning/<row>/trial-NNN.json``, with the identity of the data they
-read; the search's own settings in ``search.json``); an interrupted tuning goes on where it stopped, and a
+Trials are saved as they finish (``<out>/tuning/<row>/trial-NNN.json``, with their validation curve and
+the identity of the data they read; the search's own settings in ``search.json``); an interrupted tuning
+goes on where it stopped (the stored trials are replayed into the search, not trained again), and a
 stored trial that cannot be read, or was made with other settings or on data that has changed since, is
 refused (or trained again with ``--rerun``), as runs are. A trial whose training diverges, or whose
-validation evaluated no user (a NaN score), is a failed trial and the search goes on.
+validation evaluated no user (a NaN score), is a failed trial and the search goes on. With ``--jobs N``
+(or ``--ray``) N trials train at once, of one row or several.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +41,8 @@ from recbole_mamex.records import (
     versions,
     write_json_atomic,
 )
-from recbole_mamex.tuning import (
-    TPE_RANDOM_STARTS,
-    TrialFailed,
-    TrialRecordMismatch,
-    best_trial,
-    read_params_file,
-    tpe_search,
-)
+from recbole_mamex.search import TrialPruned, best_trial
+from recbole_mamex.tuning import read_params_file
 
 
 def hyper_file_for(model: str) -> Path | None:
@@ -116,18 +115,21 @@ def _trial_file(out: Path, row: str, number: int) -> Path:
 
 
 def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, config_files, out: Path, plan,
-              runner, rerun: bool = False, log=print, rows_at_once: int = 1, on_interrupt=None) -> dict[str, RowTuning]:
+              runner, rerun: bool = False, log=print, jobs: int = 1, on_interrupt=None,
+              pruner: str = "median") -> dict[str, RowTuning]:
     """Tune every row (see the module docstring); returns row -> :class:`RowTuning`.
 
     ``resolve(row)`` -> (model, fixed settings); ``split``: the :class:`recbole_mamex.compare.Split` to
     tune on; ``plan(row, seed, dataset, params)`` -> the final config of a trial; ``runner``: as
     :func:`recbole_mamex.compare.run_one`. Stored trials are checked for every row before any trial trains.
-    ``rows_at_once`` > 1: that many rows tune at once (each row's trials one after the other, as TPE picks
-    each trial from the earlier ones), from threads calling ``runner``, which hands the trials to a backend
-    of :mod:`recbole_mamex.parallel`; ``on_interrupt()`` ends the trials in progress on an interrupt.
+    ``jobs`` > 1: that many trials at once, from threads calling ``runner`` (which hands them to a backend of
+    :mod:`recbole_mamex.parallel`): the rows' trials interleave, a row with fewer trials running first, so
+    one row's trials also run at once when the other rows are done; ``on_interrupt()`` ends the trials in
+    progress on an interrupt. ``pruner``: ``median`` or ``none`` (:mod:`recbole_mamex.search`).
     """
+    from recbole_mamex.search import Search, StoredTrialError, score_text
 
-    tunings, stored = {}, {}
+    tunings, searches = {}, {}
     for row in rows:
         model, settings = resolve(row)
         tuning = RowTuning(row, model, n_trials, hyper_file_for(model),
@@ -141,113 +143,181 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
         tuning.space = {name: value for name, value in space.items() if name not in settings}
         if not tuning.space:
             raise CompareError(f"{row}: every parameter of {tuning.space_file} is fixed by --set or the variant: nothing to tune")
-        search = {"space": {k: list(v) for k, v in tuning.space.items()}, "search_seed": seed, "random_starts": TPE_RANDOM_STARTS,
-                  "dataset": split.dataset, "split_seed": split.seed, "seed": seed, "protocol": protocol}
-        search_file = _trial_dir(out, row) / "search.json"
-        before = search
-        if search_file.exists():
-            try:
-                before = read_record(search_file, proceed=RERUN_TRIALS)
-            except RecordFileError:
-                if not rerun:
-                    raise
-                before = None
-        if before != search and not rerun:
-            raise CompareError(
-                f"{search_file}: trials of another search ({_search_differences(before, search)}). "
-                "Use another --out to keep both, or --rerun to run the trials again (their records are replaced)"
-            )
-        stored[row] = {}
-        stale, undated = [], []
-        for number in range(1, n_trials + 1):
-            path = _trial_file(out, row, number)
-            if not path.exists() or before != search:
-                continue
-            try:
-                trial = check_trial_record(path, read_record(path, proceed=RERUN_TRIALS), number, proceed=RERUN_TRIALS)
-            except RecordFileError:
-                if not rerun:
-                    raise
-                continue  # trained again
-            planned = plan(row, seed, split.dataset, trial["params"])
-            diffs = setting_differences(trial, planned)
-            if diffs and not rerun:
-                raise CompareError(
-                    f"{path}: a finished trial made with other settings than this command: {listed_differences(diffs)}"
-                    ". Use another --out to keep both, or --rerun to run the differing trials again"
-                )
-            if diffs:
-                continue
-            now = data_identity(planned)
-            if "data_identity" not in trial:
-                undated.append(path.name)
-            elif now and identity_differences(trial["data_identity"], now):
-                stale.append((path.name, identity_differences(trial["data_identity"], now)))
-                continue
-            stored[row][number] = trial
-        if stale:
-            changes = listed_differences(sorted({c for _, changed in stale for c in changed}))
-            text = (f"{_trial_dir(out, row)}: {len(stale)} finished trial(s) were trained on data that has changed since "
-                    f"({changes}): {', '.join(name for name, _ in stale)}")
-            if not rerun:
-                raise CompareError(f"{text}. Use --rerun to run them again on the data there now (their records are "
-                                   "replaced), or another --out to keep them apart")
-            log(f"{text}: run again (--rerun)")
-        if undated:
-            log(f"note: {len(undated)} finished trial(s) of {row} were recorded before records stored their data's identity "
-                f"({', '.join(undated[:4])}{' ...' if len(undated) > 4 else ''}): reused without checking that the data is "
-                "the same")
-        tuning.search = search
-
-    def tune(row):
-        tuning = tunings[row]
-        model, settings = resolve(row)
-        log(f"{row}: tuning, {n_trials} trials of TPE over {sorted(tuning.space)} on {split.dataset}, seed {seed}")
-        write_json_atomic(_trial_dir(out, row) / "search.json", tuning.search)
-
-        def objective(params, _model=model, _settings=settings, _row=row):
-            try:
-                record = runner(_model, seed, split.dataset, protocol, list(config_files), {**_settings, **params},
-                                EpochLog(f"{_row} trial", log), saved=False)
-            except ValueError as err:
-                if not training_diverged(err):
-                    raise
-                raise TrialFailed(str(err)) from None
-            if math.isnan(record["best_valid_score"]):
-                raise TrialFailed("no user evaluated in validation (score NaN)")
-            return record["best_valid_score"], {k: record[k] for k in ("valid_metric", "best_valid", "best_epoch",
-                                                                    "epochs_trained", "wall_s")}
-
-        def keep(trial, _row=row):
-            planned = plan(_row, seed, split.dataset, trial["params"])
-            trial = {**trial, "config": planned, "versions": versions(), "data_identity": data_identity(planned)}
-            write_json_atomic(_trial_file(out, _row, trial["trial"]), trial)
-
-        def replay(number, _row=row):
-            return stored[_row].get(number)
-
+        horizon = plan(row, seed, split.dataset, {}).get("epochs")  # the config's epoch cap
+        tuning.search = search_settings(tuning.space, seed, split, protocol, pruner)
+        stored = _stored_trials(row, tuning.search, n_trials, seed, split, out, plan, rerun, log)
         try:
-            tuning.trials = tpe_search(objective, tuning.space, n_trials, seed, stored=replay, store=keep, log=log)
-        except TrialRecordMismatch as err:
+            searches[row] = Search(tuning.space, n_trials, seed, stored, pruner=pruner, horizon=horizon)
+        except StoredTrialError as err:
             if not rerun:
-                raise CompareError(f"{_trial_dir(out, row)}: {err} (another hyperopt version?); use --rerun to run the trials again") from None
-            stored[row] = {}
-            tuning.trials = tpe_search(objective, tuning.space, n_trials, seed, store=keep, log=log)
-        tuning.best = best_trial(tuning.trials)
-        chosen = f"trial {tuning.best['trial']}, valid {tuning.best['score']:.4f}: {tuning.params}" if tuning.best else "every trial failed"
-        log(f"{row}: selected {chosen}")
+                raise CompareError(f"{_trial_dir(out, row)}: {err}; {RERUN_TRIALS}") from None
+            searches[row] = Search(tuning.space, n_trials, seed, {}, pruner=pruner, horizon=horizon)
+        for record in searches[row].trials():
+            log(f"  {row} trial {record['trial']}/{n_trials}: done before ({score_text(record)})")
 
-    searched = [row for row, tuning in tunings.items() if tuning.space_file is not None]
-    if rows_at_once <= 1:
-        for row in searched:
-            tune(row)
+    for row, search in searches.items():
+        write_json_atomic(_trial_dir(out, row) / "search.json", tunings[row].search)
+        if not search.done():
+            log(f"{row}: tuning, {n_trials - len(search.records)} of {n_trials} trials of TPE "
+                f"({'median pruner' if pruner == 'median' else 'no pruner'}) over {sorted(tunings[row].space)} on "
+                f"{split.dataset}, seed {seed}")
+
+    def train(row, asked) -> dict:
+        model, settings = resolve(row)
+        number = asked.number
+        log(f"  {row} trial {number}/{n_trials}: {asked.params}")
+        trial = {"trial": number, "params": asked.params}
+        start = time.time()
+        try:
+            record = runner(model, seed, split.dataset, protocol, list(config_files), {**settings, **asked.params},
+                            EpochLog(f"{row} trial {number}", log, monitor=asked.monitor), saved=False)
+        except TrialPruned as pruned:
+            info = pruned.info
+            return {**trial, "status": "pruned", "score": info["score"],
+                    "details": {"pruned_at": info["epoch"], "epochs_trained": info["epoch"] + 1,
+                                "wall_s": info.get("wall_s", time.time() - start), "cpu_s": info.get("cpu_s"),
+                                "valid_curve": _plain_curve(info["curve"])}}
+        except ValueError as err:
+            if not training_diverged(err):
+                raise
+            return {**trial, "status": "failed", "score": None, "error": str(err), "details": None}
+        if math.isnan(record["best_valid_score"]):
+            return {**trial, "status": "failed", "score": None, "error": "no user evaluated in validation (score NaN)",
+                    "details": None}
+        details = {k: record[k] for k in ("valid_metric", "best_valid", "best_epoch", "epochs_trained", "wall_s")}
+        details.update(cpu_s=record.get("cpu_s"), valid_curve=_plain_curve(record.get("valid_curve") or []))
+        return {**trial, "status": "ok", "score": float(record["best_valid_score"]), "details": details}
+
+    lock = threading.Lock()
+    order = list(searches)
+
+    def next_trial():
+        with lock:
+            open_rows = [row for row in order if searches[row].can_ask()]
+            if not open_rows:
+                return None
+            row = min(open_rows, key=lambda r: (searches[r].running, order.index(r)))
+            return row, searches[row].ask()
+
+    def finish(row, asked, trial):
+        planned = plan(row, seed, split.dataset, trial["params"])
+        trial = {**trial, "config": planned, "versions": versions(), "data_identity": data_identity(planned)}
+        with lock:
+            write_json_atomic(_trial_file(out, row, trial["trial"]), trial)
+            searches[row].tell(asked, trial)
+            log(f"  {row} trial {trial['trial']}/{n_trials}: {score_text(trial)}")
+            if searches[row].done():
+                _select(tunings[row], searches[row], log)
+
+    def work():
+        while (job := next_trial()) is not None:
+            row, asked = job
+            try:
+                trial = asked.record if asked.record is not None else train(row, asked)
+            except BaseException:
+                with lock:
+                    searches[row].abandon(asked)
+                raise
+            finish(row, asked, trial)
+
+    for row, search in searches.items():
+        if search.done():
+            _select(tunings[row], search, log)
+    if jobs <= 1:
+        work()
     else:
         from recbole_mamex.parallel import locked_log, run_concurrently
 
         log = locked_log(log)
-        for _ in run_concurrently([lambda r=row: tune(r) for row in searched], rows_at_once, on_interrupt=on_interrupt):
+        for _ in run_concurrently([work] * jobs, jobs, on_interrupt=on_interrupt):
             pass
     return tunings
+
+
+def _select(tuning: RowTuning, search, log) -> None:
+    tuning.trials = search.trials()
+    tuning.best = best_trial(tuning.trials)
+    chosen = (f"trial {tuning.best['trial']}, valid {tuning.best['score']:.4f}: {tuning.params}" if tuning.best
+              else "no trial finished (every one failed or was pruned)")
+    log(f"{tuning.row}: selected {chosen}")
+
+
+def _plain_curve(curve) -> list:
+    """A validation curve as JSON-ready [epoch, score] pairs."""
+    return [[int(epoch), float(score)] for epoch, score in curve]
+
+
+def search_settings(space: dict, seed: int, split, protocol: str, pruner: str) -> dict:
+    """What ``search.json`` holds: a stored trial is replayed only into a search with the same settings."""
+    from recbole_mamex.search import MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS, TPE_RANDOM_STARTS
+
+    pruning = ({"rule": "median", "startup_trials": MEDIAN_STARTUP_TRIALS, "warmup_epochs": MEDIAN_WARMUP_EPOCHS}
+               if pruner == "median" else {"rule": "none"})
+    return {"space": {k: list(v) for k, v in space.items()}, "search_seed": seed, "sampler": "optuna TPE, seeded per trial",
+            "random_starts": TPE_RANDOM_STARTS, "pruner": pruning, "dataset": split.dataset, "split_seed": split.seed,
+            "seed": seed, "protocol": protocol}
+
+
+def _stored_trials(row, search, n_trials, seed, split, out, plan, rerun, log) -> dict[int, dict]:
+    """The row's stored trials that this search replays (number -> record), each checked; those made with
+    other settings or on data changed since refused (or left to train again with ``rerun``)."""
+    search_file = _trial_dir(out, row) / "search.json"
+    before = search
+    if search_file.exists():
+        try:
+            before = read_record(search_file, proceed=RERUN_TRIALS)
+        except RecordFileError:
+            if not rerun:
+                raise
+            before = None
+    if before != search:
+        if not rerun:
+            raise CompareError(
+                f"{search_file}: trials of another search ({_search_differences(before, search)}). "
+                "Use another --out to keep both, or --rerun to run the trials again (their records are replaced)"
+            )
+        return {}
+    stored, stale, undated = {}, [], []
+    for number in range(1, n_trials + 1):
+        path = _trial_file(out, row, number)
+        if not path.exists():
+            continue
+        try:
+            trial = check_trial_record(path, read_record(path, proceed=RERUN_TRIALS), number, proceed=RERUN_TRIALS)
+        except RecordFileError:
+            if not rerun:
+                raise
+            continue  # trained again
+        planned = plan(row, seed, split.dataset, trial["params"])
+        diffs = setting_differences(trial, planned)
+        if diffs and not rerun:
+            raise CompareError(
+                f"{path}: a finished trial made with other settings than this command: {listed_differences(diffs)}"
+                ". Use another --out to keep both, or --rerun to run the differing trials again"
+            )
+        if diffs:
+            continue
+        now = data_identity(planned)
+        if "data_identity" not in trial:
+            undated.append(path.name)
+        elif now and identity_differences(trial["data_identity"], now):
+            stale.append((path.name, identity_differences(trial["data_identity"], now)))
+            continue
+        stored[number] = trial
+    if stale:
+        changes = listed_differences(sorted({c for _, changed in stale for c in changed}))
+        text = (f"{_trial_dir(out, row)}: {len(stale)} finished trial(s) were trained on data that has changed since "
+                f"({changes}): {', '.join(name for name, _ in stale)}")
+        if not rerun:
+            raise CompareError(f"{text}. Use --rerun to run them again on the data there now (their records are "
+                               "replaced), or another --out to keep them apart")
+        log(f"{text}: run again (--rerun)")
+    if undated:
+        log(f"note: {len(undated)} finished trial(s) of {row} were recorded before records stored their data's identity "
+            f"({', '.join(undated[:4])}{' ...' if len(undated) > 4 else ''}): reused without checking that the data is "
+            "the same")
+    # a repeat refers to its trial: without it the repeat is trained again
+    return {n: t for n, t in stored.items() if "repeat_of" not in t or t["repeat_of"] in stored}
 
 
 def _search_differences(before: dict, now: dict) -> str:
@@ -265,25 +335,46 @@ def tuning_markdown(tunings: dict[str, RowTuning], title: str) -> str:
             continue
         on = tuning.tuned_on
         split = f", split {on['split_seed']}" if on.get("split_seed") is not None else ""
-        lines.append(f"Space `{tuning.space_file.name}`; {tuning.n_trials} trials of TPE on {on['dataset']}{split}, seed {on['seed']}; "
-                     "selected on the best validation score (test is not looked at).")
+        pruner = (tuning.search.get("pruner") or {}).get("rule", "none")
+        pruning = (f" with the median pruner (from trial {tuning.search['pruner']['startup_trials'] + 1}, after epoch "
+                   f"{tuning.search['pruner']['warmup_epochs']}; a pruned trial's score is its best so far and it is never "
+                   "selected)") if pruner == "median" else ""
+        lines.append(f"Space `{tuning.space_file.name}`; {tuning.n_trials} trials of TPE{pruning} on {on['dataset']}{split}, "
+                     f"seed {on['seed']}; selected on the best validation score (test is not looked at).")
         if tuning.fixed:
             lines.append(f"Fixed by the row, not searched: {', '.join(f'`{k}`' for k in tuning.fixed)}.")
         names = list(tuning.space)
-        lines += ["", "| trial | " + " | ".join(names) + " | status | valid score | best epoch | epochs | wall s |",
-                  "|---|" + "---|" * (len(names) + 5)]
+        lines += ["", "| trial | " + " | ".join(names) + " | status | valid score | best epoch | epochs | wall s | CPU s |",
+                  "|---|" + "---|" * (len(names) + 6)]
         for trial in tuning.trials:
             chosen = tuning.best is not None and trial["trial"] == tuning.best["trial"]
             values = [_value_text(trial["params"][n]) for n in names]
             details = trial.get("details") or {}
-            status = trial["status"] if trial["status"] != "repeat" else f"repeat of {trial['repeat_of']}"
+            status = trial["status"]
+            if status == "pruned":
+                status = f"pruned at epoch {details.get('pruned_at')}"
+            if "repeat_of" in trial:
+                status = f"repeat of {trial['repeat_of']}" + (" (pruned)" if trial["status"] == "pruned" else "")
             score = "-" if trial["score"] is None else f"{trial['score']:.4f}"
             score = f"**{score}**" if chosen else score
-            wall = "-" if trial["status"] == "repeat" or "wall_s" not in details else f"{details['wall_s']:.0f}"
-            lines.append(f"| {trial['trial']} | " + " | ".join(values)
-                         + f" | {status} | {score} | {details.get('best_epoch', '-')} | {details.get('epochs_trained', '-')} | {wall} |")
+            repeat = "repeat_of" in trial
+            wall = "-" if repeat or details.get("wall_s") is None else f"{details['wall_s']:.0f}"
+            cpu = "-" if repeat or details.get("cpu_s") is None else f"{details['cpu_s']:.0f}"
+            lines.append(f"| {trial['trial']} | " + " | ".join(values) + f" | {status} | {score} | "
+                         f"{details.get('best_epoch', '-')} | {details.get('epochs_trained', '-')} | {wall} | {cpu} |")
+        lines += ["", _cost_line(tuning.trials)]
         lines += ["", f"Selected: {tuning.params if tuning.best else 'none (every trial failed; defaults)'}", ""]
     return "\n".join(lines)
+
+
+def _cost_line(trials) -> str:
+    """Epochs and time the row's trials took (repeats trained nothing)."""
+    own = [t.get("details") or {} for t in trials if "repeat_of" not in t]
+    pruned = sum(t["status"] == "pruned" and "repeat_of" not in t for t in trials)
+    cpu = [d["cpu_s"] for d in own if d.get("cpu_s") is not None]
+    cpu_text = f", {sum(cpu) / 60:.1f} CPU min" if len(cpu) == len(own) and own else ""
+    return (f"Trials trained {sum(d.get('epochs_trained') or 0 for d in own)} epochs in {sum(d.get('wall_s') or 0 for d in own) / 60:.1f} "
+            f"min{cpu_text}; {pruned} pruned.")
 
 
 def _value_text(value) -> str:

@@ -55,9 +55,12 @@ class EpochLog:
 
     label: str
     log: object = flushed_print
+    monitor: object = None  # a tuning trial's pruner callback (recbole_mamex.search.PruningMonitor): plain data
 
     def __call__(self, epoch, valid_score):
         self.log(f"    {self.label}: epoch {epoch}, valid score {valid_score:.4f}")
+        if self.monitor is not None:
+            self.monitor(epoch, valid_score)  # raises TrialPruned to stop the trial
 
 
 def _worker_start(lifeline) -> None:
@@ -81,14 +84,15 @@ def _exit_when_ended(lifeline) -> None:
     os._exit(1)
 
 
-def _run_elsewhere(run_one, cwd: str, threads: int, args: tuple, kwargs: dict, label: str) -> dict:
-    """``run_one(*args, on_epoch=..., **kwargs)`` in a worker process or Ray task."""
+def _run_elsewhere(run_one, cwd: str, threads: int, args: tuple, kwargs: dict, label: str, monitor=None) -> dict:
+    """``run_one(*args, on_epoch=..., **kwargs)`` in a worker process or Ray task (``monitor``: the caller's
+    ``on_epoch.monitor``, sent along)."""
     import torch
 
     os.chdir(cwd)
     torch.set_num_threads(threads)
     print(f"    {label}: training in process {os.getpid()} with {threads} thread(s)", flush=True)
-    record = run_one(*args, on_epoch=EpochLog(label), **kwargs)
+    record = run_one(*args, on_epoch=EpochLog(label, monitor=monitor), **kwargs)
     record["torch_threads"] = threads
     return record
 
@@ -139,7 +143,7 @@ class LocalProcesses:
     def run_one(self, model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
         future = self._pool.submit(_run_elsewhere, self._run, os.getcwd(), self.threads,
                                    (model, seed, dataset, protocol, list(config_files), extra), {"saved": saved},
-                                   _label(on_epoch, model, seed))
+                                   _label(on_epoch, model, seed), getattr(on_epoch, "monitor", None))
         return future.result()
 
     def close(self, cancel: bool = False) -> None:
@@ -187,7 +191,7 @@ class RayTasks:
 
     def run_one(self, model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
         ref = self._remote.remote(self._run, os.getcwd(), self.cpus, (model, seed, dataset, protocol, list(config_files), extra),
-                                  {"saved": saved}, _label(on_epoch, model, seed))
+                                  {"saved": saved}, _label(on_epoch, model, seed), getattr(on_epoch, "monitor", None))
         try:
             return self._ray.get(ref)
         except self._ray.exceptions.RayTaskError as err:  # the run's own error, as it would be raised here

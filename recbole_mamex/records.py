@@ -260,13 +260,26 @@ def check_run_record(path, record: dict, model: str, seed: int, split_seed: int 
     return record
 
 
-TRIAL_STATUSES = ("ok", "failed", "repeat")
+TRIAL_STATUSES = ("ok", "failed", "repeat", "pruned")
+
+
+def _is_curve(value) -> bool:
+    """A validation curve: [epoch, score] pairs, epochs integers >= 0 in increasing order, scores numbers."""
+    if not isinstance(value, list):
+        return False
+    epochs = []
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2 and is_int(pair[0]) and pair[0] >= 0 and is_number(pair[1])):
+            return False
+        epochs.append(pair[0])
+    return epochs == sorted(set(epochs))
 
 
 def check_trial_record(path, trial: dict, number: int, proceed: str = RERUN_HINT) -> dict:
     """A stored tuning trial (``trial-NNN.json``) with every field the tuning reads checked: its number,
-    ``params``, ``status``, ``score`` (a finite number; null for a failed trial), ``repeat_of``, ``details``
-    (with the figures ``tuning.md`` shows), ``config``, ``versions`` and ``data_identity``."""
+    ``params``, ``status``, ``score`` (a finite number: the best validation score, so far for a pruned
+    trial; null for a failed one), ``repeat_of``, ``details`` (with the figures ``tuning.md`` shows and the
+    validation curve the pruner replays), ``config``, ``versions`` and ``data_identity``."""
     fields = _Fields(path, trial, proceed)
     fields.get("trial", lambda v: is_int(v) and v == number, f"{number}, the number of the file's name", required=True)
     fields.mapping("params", required=True)
@@ -275,15 +288,17 @@ def check_trial_record(path, trial: dict, number: int, proceed: str = RERUN_HINT
         fields.get("score", lambda v: v is None, "null (a failed trial)", optional_null=False)
     else:
         fields.get("score", lambda v: is_number(v) and math.isfinite(v), "a finite number", required=True)
-    if status == "repeat":
-        fields.get("repeat_of", lambda v: is_int(v) and 1 <= v < number, f"the number of an earlier trial (< {number})",
-                   required=True)
-    details = fields.mapping("details")
+    fields.get("repeat_of", lambda v: is_int(v) and v >= 1 and v != number, "the number of another trial",
+               required=status == "repeat")
+    details = fields.mapping("details", required=status == "pruned")
     if details is not None:
         sub = _Fields(path, details, proceed, prefix="details.")
         sub.amount("wall_s")
+        sub.amount("cpu_s")
         sub.count("best_epoch")
         sub.count("epochs_trained")
+        sub.count("pruned_at")
+        sub.get("valid_curve", _is_curve, "a list of [epoch, score] pairs, epochs increasing")
     fields.common()
     return trial
 

@@ -8,7 +8,6 @@ import pytest
 
 from recbole_mamex.compare import Split, main, run_file
 from recbole_mamex.compare_tuning import tune_rows
-from recbole_mamex.tuning import tpe_search
 
 
 def fake_runner(calls, interrupt_at=None):
@@ -61,8 +60,9 @@ def test_interrupted_tuning_goes_on_where_it_stopped(workdir):
     resumed = run_tuning(workdir, fake_runner(calls), 7)
     assert len(calls) == 4  # trials 4..7 only
     # the same trials as one uninterrupted search with the same seed
-    fresh = tpe_search(lambda p: (p["learning_rate"], {}), {"learning_rate": ("loguniform", "-7,-1")}, 7, 5, log=lambda *_: None)
-    assert [t["params"] for t in resumed.trials] == [t["params"] for t in fresh]
+    fresh = run_tuning(workdir / "fresh", fake_runner([]), 7)
+    assert [t["params"] for t in resumed.trials] == [t["params"] for t in fresh.trials]
+    assert len({t["params"]["learning_rate"] for t in fresh.trials}) == 7
     calls.clear()
     assert run_tuning(workdir, fake_runner(calls), 7).params == resumed.params and calls == []
     # a stored trial made with other settings is refused, or trained again with rerun
@@ -159,3 +159,118 @@ def test_pairs_are_split_and_seed():
     # pairs (split, seed): differences 0.10, 0.05, 0.15 -> t = 2 sqrt(3), df 2
     t = 0.1 / (0.05 / math.sqrt(3))
     assert c.p_value["recall@20"] == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))), rel=1e-6)
+
+
+def curve_runner(calls, interrupt_at=None, delay=0.0):
+    """A run that validates every epoch: the score climbs to its final value in a number of epochs that
+    grows as the learning rate falls (a slow trial), then stays; it early-stops 10 epochs after its best."""
+
+    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
+        import time as _time
+
+        lr = settings["learning_rate"]
+        calls.append(lr)
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        final = 1 - abs(math.log(lr) - math.log(0.05)) / 10
+        rise = min(80, int(0.5 / lr))
+        curve = []
+        for epoch in range(rise + 11):
+            score = final * min(1.0, (epoch + 1) / (rise + 1))
+            curve.append((epoch, score))
+            on_epoch(epoch, score)
+            _time.sleep(delay)
+        return {"best_valid_score": final, "valid_metric": "NDCG@20", "best_valid": {"ndcg@20": final},
+                "best_epoch": rise, "epochs_trained": rise + 11, "wall_s": 0.1, "valid_curve": curve,
+                "results": {"cold": {"recall@20": 0.0}}}
+
+    return runner
+
+
+def lr_space(workdir):
+    (workdir / "properties" / "hyper").mkdir(parents=True, exist_ok=True)
+    (workdir / "properties" / "hyper" / "BPR.hyper").write_text("learning_rate loguniform -7,-1\n")
+
+
+def test_a_pruned_trial_is_recorded_with_its_epoch_and_never_selected(workdir):
+    lr_space(workdir)
+    calls = []
+    tuning = run_tuning(workdir, curve_runner(calls), 12)
+    pruned = [t for t in tuning.trials if t["status"] == "pruned"]
+    assert pruned, [(t["params"], t["status"]) for t in tuning.trials]
+    for trial in pruned:
+        details = trial["details"]
+        # stopped at its pruning epoch, before the end it would have reached, after the warm-up
+        lr = trial["params"]["learning_rate"]
+        assert 10 <= details["pruned_at"] < min(80, int(0.5 / lr)) + 10
+        assert details["epochs_trained"] == details["pruned_at"] + 1 == len(details["valid_curve"])
+        assert trial["trial"] > 3  # the first three finish: the median needs them
+    assert tuning.best["status"] == "ok" and tuning.best["trial"] not in {t["trial"] for t in pruned}
+    stored = json.loads((workdir / "out" / "tuning" / "BPR" / f"trial-{pruned[0]['trial']:03d}.json").read_text())
+    assert stored["status"] == "pruned" and stored["details"]["pruned_at"] == pruned[0]["details"]["pruned_at"]
+    from recbole_mamex.compare_tuning import tuning_markdown
+
+    text = tuning_markdown({"BPR": tuning}, "t")
+    assert f"pruned at epoch {pruned[0]['details']['pruned_at']}" in text and "with the median pruner" in text
+    # a pruned trial is never selected, even when its score so far is the highest of all
+    from recbole_mamex.search import best_trial
+
+    top = {**pruned[0], "score": 2.0}
+    assert best_trial([top, *[t for t in tuning.trials if t is not pruned[0]]])["status"] == "ok"
+
+
+def test_without_the_pruner_every_trial_trains_to_its_end(workdir):
+    lr_space(workdir)
+    tunings = tune_rows(["BPR"], lambda row: ("BPR", {}), 8, Split(None, "d"), 5, "cold", [], workdir / "out",
+                        lambda row, seed, dataset, params=None: {"model": "BPR", **(params or {})}, curve_runner([]),
+                        log=lambda *_: None, pruner="none")
+    assert {t["status"] for t in tunings["BPR"].trials} <= {"ok", "repeat"}
+
+
+def test_an_interrupted_pruned_tuning_resumes_to_the_same_selection(workdir):
+    lr_space(workdir)
+    fresh = run_tuning(workdir / "fresh", curve_runner([]), 12)
+    assert any(t["status"] == "pruned" for t in fresh.trials[:8])
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        run_tuning(workdir, curve_runner(calls, interrupt_at=9), 12)
+    calls.clear()
+    resumed = run_tuning(workdir, curve_runner(calls), 12)
+    assert len(calls) == 4  # trials 9..12 only: the eight stored ones, pruned ones included, are replayed
+    assert [(t["params"], t["status"], t["score"]) for t in resumed.trials] == [
+        (t["params"], t["status"], t["score"]) for t in fresh.trials]
+    assert resumed.best["trial"] == fresh.best["trial"]
+    calls.clear()
+    assert run_tuning(workdir, curve_runner(calls), 12).params == fresh.params and calls == []
+
+
+def test_parallel_trials_leave_records_the_serial_search_goes_on_from(workdir):
+    import threading
+
+    lr_space(workdir)
+    running, most, lock = [0], [0], threading.Lock()
+    inner = curve_runner([], delay=0.001)
+
+    def runner(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    plan = lambda row, seed, dataset, params=None: {"model": "BPR", "seed": seed, **(params or {})}  # noqa: E731
+    together = tune_rows(["BPR"], lambda row: ("BPR", {}), 8, Split(None, "d"), 5, "cold", [], workdir / "out", plan,
+                         runner, log=lambda *_: None, jobs=2)["BPR"]
+    assert most[0] == 2  # one row's trials ran two at once
+    # two trials out at once were not handed the same parameters (TPE's running trials count as poor ones)
+    assert len({t["params"]["learning_rate"] for t in together.trials}) == 8
+    calls = []
+    serial = run_tuning(workdir, curve_runner(calls), 8)
+    assert calls == [] and serial.params == together.params
+    assert [t["status"] for t in serial.trials] == [t["status"] for t in together.trials]
+    calls.clear()
+    more = run_tuning(workdir, curve_runner(calls), 10)  # a larger budget goes on from them
+    assert len(calls) == 2 and [t["params"] for t in more.trials[:8]] == [t["params"] for t in together.trials]

@@ -51,7 +51,7 @@ def test_working_directory_dataset_yaml_is_loaded(workdir):
 def test_cmd_args_none_reads_sys_argv_like_recbole(workdir, monkeypatch):
     monkeypatch.setattr("sys.argv", ["prog", "--epochs=4"])
     assert Config(model="BPR", dataset="ml-100k")["epochs"] == 4
-    assert Config(model="BPR", dataset="ml-100k", cmd_args=[])["epochs"] == 300
+    assert Config(model="BPR", dataset="ml-100k", cmd_args=[])["epochs"] == 1000  # properties/overall.yaml
 
 
 def test_recbole_models_resolve():

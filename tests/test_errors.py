@@ -29,8 +29,8 @@ def package_error_classes():
 def test_every_error_class_has_the_common_base():
     classes = package_error_classes()
     assert len(classes) >= 15
-    # TrialFailed is a signal inside a search, not an error a user sees
-    outside = sorted(name for name, cls in classes.items() if not issubclass(cls, RecboleMamexError) and not name.endswith("TrialFailed"))
+    # TrialPruned is a signal inside a search, not an error a user sees
+    outside = sorted(name for name, cls in classes.items() if not issubclass(cls, RecboleMamexError) and not name.endswith("TrialPruned"))
     assert outside == []
 
 

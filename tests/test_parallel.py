@@ -159,38 +159,82 @@ def test_compare_on_ray_writes_the_runs_here(local_ray, cold_tiny, workdir, caps
     assert local_ray.is_initialized()  # a cluster the caller started is left running
 
 
-def test_rows_tune_at_once_with_the_trials_of_one_at_a_time(workdir):
+def test_rows_tune_at_once_one_trial_of_each_while_both_have_trials_left(workdir):
     from recbole_mamex.compare import Split
     from recbole_mamex.compare_tuning import tune_rows
 
     (workdir / "properties" / "hyper").mkdir(parents=True)
     for model in ("BPR", "LightGCN"):
         (workdir / "properties" / "hyper" / f"{model}.hyper").write_text("learning_rate loguniform -9.2,-2.3\n")
-    running, most = set(), [0]
+    running, started = [], []
     lock = threading.Lock()
 
     def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
         with lock:
-            running.add(model)
-            most[0] = max(most[0], len(running))
+            running.append(model)
+            started.append(sorted(running))
         time.sleep(0.02)
         with lock:
-            running.discard(model)
+            running.remove(model)
         lr = settings["learning_rate"]
         score = -abs(lr - (0.01 if model == "BPR" else 0.001))
         return {"best_valid_score": score, "valid_metric": "NDCG@20", "best_valid": {"ndcg@20": score},
                 "best_epoch": 1, "epochs_trained": 2, "wall_s": 0.02}
 
-    def tune(out, at_once):
-        return tune_rows(["BPR", "LightGCN"], lambda row: (row, {}), 6, Split(None, "d"), 5, "cold", [], out,
+    def tune(out, jobs, n_trials):
+        return tune_rows(["BPR", "LightGCN"], lambda row: (row, {}), n_trials, Split(None, "d"), 5, "cold", [], out,
                          lambda row, seed, dataset, params=None: {"model": row, **(params or {})}, runner,
-                         log=lambda *_: None, rows_at_once=at_once)
+                         log=lambda *_: None, jobs=jobs)
 
-    together = tune(workdir / "two", 2)
-    assert most[0] == 2
-    most[0] = 0
-    alone = tune(workdir / "one", 1)
-    assert most[0] == 1
+    together = tune(workdir / "two", 2, 6)
+    assert max(len(now) for now in started) == 2
+    # while both rows had trials left, a second trial went to the other row
+    assert ["BPR", "LightGCN"] in started and ["BPR", "BPR"] not in started[:6]
+    started.clear()
+    alone = tune(workdir / "two", 1, 6)  # the serial search takes every record the parallel one left
+    assert started == []
     for row in ("BPR", "LightGCN"):
-        assert [t["params"] for t in together[row].trials] == [t["params"] for t in alone[row].trials]
-        assert together[row].params == alone[row].params
+        assert len(together[row].trials) == 6 and alone[row].params == together[row].params
+
+
+def validates_poorly(model, seed, dataset, protocol, config_files, extra, on_epoch, saved=True):
+    """A run (module-level: sent to a worker process by reference) that validates 0.1 at every epoch."""
+    for epoch in range(20):
+        on_epoch(epoch, 0.1)
+    return {"model": model, "seed": seed, "best_valid_score": 0.1}
+
+
+def strong_references():
+    return tuple(tuple((epoch, 0.9) for epoch in range(20)) for _ in range(3))
+
+
+def test_a_trial_is_pruned_inside_a_worker_process_and_the_signal_comes_back():
+    from recbole_mamex.parallel import EpochLog
+    from recbole_mamex.search import PruningMonitor, TrialPruned
+
+    backend = LocalProcesses(validates_poorly, 1)
+    try:
+        monitor = PruningMonitor(strong_references(), horizon=20, warmup=4)
+        with pytest.raises(TrialPruned) as caught:
+            backend.run_one("A", 1, "d", "cold", [], {}, EpochLog("A trial 4", monitor=monitor), saved=False)
+        assert caught.value.info["epoch"] == 4 and caught.value.info["score"] == 0.1
+        assert caught.value.info["curve"] == [(e, 0.1) for e in range(5)]
+        # without a monitor the same run goes to its end
+        assert backend.run_one("A", 1, "d", "cold", [], {}, EpochLog("A run"))["best_valid_score"] == 0.1
+    finally:
+        backend.close()
+
+
+def test_a_real_training_stops_when_pruned_and_leaves_no_file(cold_tiny, workdir):
+    from recbole_mamex.compare import run_one
+    from recbole_mamex.parallel import EpochLog
+    from recbole_mamex.search import PruningMonitor, TrialPruned
+
+    (workdir / "fast.yaml").write_text("epochs: 30\ntrain_batch_size: 256\nuse_gpu: False\n")
+    monitor = PruningMonitor(strong_references(), horizon=30, warmup=1)
+    with pytest.raises(TrialPruned) as caught:
+        run_one("BPR", 1, "tiny-cold", "cold", ["fast.yaml"], {}, EpochLog("BPR trial 4", log=lambda *_: None, monitor=monitor),
+                saved=False)
+    info = caught.value.info
+    assert info["epoch"] == 1 and len(info["curve"]) == 2 and info["wall_s"] > 0 and info["cpu_s"] > 0
+    assert not list(workdir.glob("saved/*.pth"))  # a trial writes no checkpoint, and a pruned one no -last file

@@ -1,5 +1,6 @@
 """The package's shape: no import cycle, the layer contract of .importlinter kept (and able to fail)."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,12 @@ def test_importing_the_package_loads_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == ["[]", "[]", "True"]
+
+
+def test_no_generated_split_ships_with_the_package():
+    # compare --split-seeds makes <dataset>-split<seed> (its yaml too) on first use; a shipped one makes that
+    # refuse to write it on a fresh clone ("already exists") while its data is not there
+    from recbole_mamex.paths import properties_dir
+
+    shipped = sorted(p.name for p in (properties_dir() / "dataset").glob("*.yaml"))
+    assert shipped and not [name for name in shipped if re.search(r"-split\d+\.yaml$", name)]

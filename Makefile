@@ -10,7 +10,7 @@ STAMP := $(VENV)/.deps-$(DEPS_HASH)
 DOCS_STAMP := $(VENV)/.docs-$(DEPS_HASH)
 ARGS ?=
 
-.PHONY: venv run test docs bench clean-venv
+.PHONY: venv run test docs clean-venv
 
 venv: $(STAMP)
 

@@ -94,7 +94,7 @@ def profile(dataset: str, work: Path, candidates) -> None:
 def measure(name: str, dataset: str, work: Path, repeats: int, recbole_repeats: int) -> dict:
     from recbole.evaluator import Collector
 
-    from recbole_mamex.compat import full_sort_users_per_batch
+    from recbole_mamex.data.loaders import full_sort_users_per_batch
 
     settings = {
         "recbole": {"full_sort_batch_mb": None},

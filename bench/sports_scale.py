@@ -13,11 +13,11 @@ Variants, each in its own process (so peak RSS is per variant), in one run:
   every item each step is the tower whose floor is reported;
 - RecBole's LightGCN (embedding 64, 2 layers): adjacency build and one full epoch; and the build of
   the same adjacency by ``recbole_mamex.model.graph`` (tensor operations, no Python loop);
-- our VBPR, MILK and CLCRec at their defaults: one full epoch each; and each again with
-  ``buffered_gather = False`` (not a config key: a class attribute of the models, set here only), a fresh
-  tensor of the batch's feature rows per step instead of the reusable buffers every shipped model uses,
-  so the table shows what the buffers gain; and each with ``feature_storage: bf16`` (features in half
-  the memory, float32 products).
+- our VBPR, MILK and CLCRec at their defaults: one full epoch each; and each again with a plain gather
+  (not a config key: :func:`use_plain_gather` replaces the benchmarked model's ``feature_product``, here
+  only), a fresh tensor of the batch's feature rows per step instead of the reusable buffers every shipped
+  model uses, so the table shows what the buffers gain; and each with ``feature_storage: bf16`` (features
+  in half the memory, float32 products).
 
 ``--epochs N`` trains each variant N epochs and reports the last (the GPU check uses 2: a GPU's first
 epoch holds its warm-up).
@@ -63,9 +63,9 @@ VARIANTS = {
     "milk": {"model": "MILK"},
     "clcrec": {"model": "CLCRec"},
     # the same three with a fresh gather per step instead of the reusable buffers (what the buffers gain)
-    "vbpr_plain_gather": {"model": "VBPR", "buffered_gather": False},
-    "milk_plain_gather": {"model": "MILK", "buffered_gather": False},
-    "clcrec_plain_gather": {"model": "CLCRec", "buffered_gather": False},
+    "vbpr_plain_gather": {"model": "VBPR", "plain_gather": True},
+    "milk_plain_gather": {"model": "MILK", "plain_gather": True},
+    "clcrec_plain_gather": {"model": "CLCRec", "plain_gather": True},
     # learner: sparse_adam (lazy Adam on the embedding tables: a step updates the batch's rows only, so its
     # cost does not grow with the catalogue; see recbole_mamex/trainer/optimizer.py)
     "mamex_batch_sparse_adam": {"model": "MAMEX", "tower_scope": "batch", "mixed_precision": "none", "learner": "sparse_adam"},
@@ -152,8 +152,27 @@ def variant_spec(variant: str) -> tuple[str, dict, bool]:
     """(model name, config settings, whether the reusable gather buffers are on) of a :data:`VARIANTS` entry."""
     spec = dict(VARIANTS[variant])
     model_name = spec.pop("model")
-    buffered = spec.pop("buffered_gather", True)
+    buffered = not spec.pop("plain_gather", False)
     return model_name, spec, buffered
+
+
+def use_plain_gather(model) -> None:
+    """Give this ``model`` (a ``MultimodalRecommender``) a ``feature_product`` that gathers the batch's feature
+    rows into a fresh tensor per step, without the reusable buffers of the shipped one (same numbers: the
+    ``*_plain_gather`` variants, what the buffers gain). Only this instance changes."""
+    from recbole_mamex.model.layers import gathered_linear
+
+    def plain_feature_product(weight, bias, items=None, modalities=None):
+        out, start = None, 0
+        for name in (model.modality_names if modalities is None else modalities):
+            features = model.modality_features(name)
+            block = weight[:, start : start + features.shape[1]]
+            start += features.shape[1]
+            part = gathered_linear(features, items, block, bias if out is None else None, None)  # no workspace
+            out = part if out is None else out + part
+        return out
+
+    model.feature_product = plain_feature_product
 
 
 def build(model_name: str, work: Path, device: str, seed: int, **spec):
@@ -320,7 +339,8 @@ def run_variant(variant: str, work: Path, device: str, catalogue_batches: int, s
         spec["full_sort_batch_mb"] = full_sort_batch_mb
     t0 = time.perf_counter()
     config, train_data, test_data, model, trainer = build(model_name, work, device, seed, **spec)
-    model.buffered_gather = buffered
+    if not buffered:
+        use_plain_gather(model)
     load_s = time.perf_counter() - t0  # data, model and trainer
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     figures = {"variant": variant, "load_s": load_s, "batches_per_epoch": len(train_data)}

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(0, str(HERE))
-    from sports_scale import VARIANTS, build, variant_spec
+    from sports_scale import VARIANTS, build, use_plain_gather, variant_spec
 
     if args.variant not in VARIANTS:
         raise SystemExit(f"error: --variant: expected one of {', '.join(VARIANTS)}, found {args.variant!r}")
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     os.chdir(work)
     model_name, spec, buffered = variant_spec(args.variant)
     _, train_data, _, model, trainer = build(model_name, work, "cpu", args.seed, **spec)
-    model.buffered_gather = buffered
+    if not buffered:
+        use_plain_gather(model)
     times = step_phases(model, trainer.optimizer, train_data, args.steps)
     medians = {phase: 1000 * float(np.median(values[args.skip:])) for phase, values in times.items()}
     print(f"{args.variant} at {work.name}: {type(trainer.optimizer).__name__}, {len(train_data)} batches per epoch; "

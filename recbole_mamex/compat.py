@@ -1,5 +1,11 @@
 """Every shim RecBole 1.2.1 needs on today's numpy / scipy / torch / ray, in one place.
 
+Only version fixes live here, with the safety and noise settings that running RecBole on them needs:
+none changes a result RecBole computes. This package's own evaluation choices are its own classes, built by its own
+code (``recbole_mamex.data.loaders.FullSortLoader``, ``recbole_mamex.model.random_ranking.Random``,
+the warm-item training sampler of ``recbole_mamex.data.negatives``); RecBole's classes stay as RecBole
+has them (``tests/test_recbole_untouched.py``).
+
 Importing :mod:`recbole_mamex.config` (every run's first step) calls :func:`apply_all` once; code that drives
 RecBole without it calls :func:`apply_all` itself. Each shim is idempotent, names the
 RecBole (or ray) code that needs it, and has a test in ``tests/test_compat.py`` (``ddp_on_cpu``:
@@ -244,182 +250,6 @@ def ddp_on_cpu() -> None:
         abstract_trainer.__init__ = __init__
 
 
-SCORE_BYTES = 4  # a float32 score
-
-
-def full_sort_users_per_batch(config, n_items: int) -> int:
-    """Users per full-sort evaluation batch of a general model: as many as fit ``full_sort_batch_mb`` MiB
-    of float32 scores (``n_items`` per user), at least one. Without that key (``~``, or a checkpoint from
-    before it existed): RecBole's rule, ``eval_batch_size // n_items``. Evaluation and serving both size
-    their batches here."""
-    budget = config["full_sort_batch_mb"]
-    if budget is None:
-        return max(int(config["eval_batch_size"]) // n_items, 1)
-    return max(int(float(budget) * 2**20) // (SCORE_BYTES * n_items), 1)
-
-
-def full_sort_batches_by_memory() -> None:
-    """Size RecBole's full-sort evaluation batches by a score-matrix budget (:func:`full_sort_users_per_batch`).
-
-    RecBole 1.2.1's ``FullSortEvalDataLoader`` puts ``eval_batch_size // n_items`` users in a batch, at
-    least one: with its default 4096 that is 2 users on Last.fm-2K and ONE user on any catalogue of more
-    than 4,096 items, so a validation of Amazon Sports is 35,598 Python iterations around a 1 x 18,357
-    product. With this shim a general model's batch holds ``full_sort_batch_mb`` MiB of scores (our
-    default 16: 228 users on Sports, every user at once on Last.fm). ``eval_batch_size`` keeps its
-    other RecBole roles (sampled evaluation, pairs per ``predict`` call for models without
-    ``full_sort_predict``, sequential models' batches). Metrics do not depend on the batch size
-    (``tests/test_eval_batches.py``).
-    """
-    from recbole.data.dataloader.general_dataloader import FullSortEvalDataLoader
-
-    if getattr(FullSortEvalDataLoader._init_batch_size_and_step, "recbole_mamex_shim", False):
-        return
-    recbole_rule = FullSortEvalDataLoader._init_batch_size_and_step
-
-    def _init_batch_size_and_step(self):
-        if self.is_sequential or self.config["full_sort_batch_mb"] is None:
-            return recbole_rule(self)
-        users = full_sort_users_per_batch(self.config, self._dataset.item_num)
-        self.step = users
-        self.set_batch_size(users * self._dataset.item_num)
-
-    _init_batch_size_and_step.recbole_mamex_shim = True
-    FullSortEvalDataLoader._init_batch_size_and_step = _init_batch_size_and_step
-
-
-def random_ranking_per_user() -> None:
-    """Give every user of a batch its own random scores in RecBole's ``Random`` model.
-
-    RecBole 1.2.1's ``Random.full_sort_predict`` draws ONE random score per item and repeats it for every
-    user of the batch, so its metrics depend on how users are batched: with 2 users per batch (RecBole's
-    default on Last.fm-2K) a validation averages ~900 random rankings, with every user in one batch
-    (:func:`full_sort_batches_by_memory`) it is a single ranking and Recall@20 on Last.fm's cold split
-    swings from 0.09 to 0.17 between seeds. Here each (user, item) score is drawn independently, so the
-    model is the per-user random ranker its name says, whatever the batch size.
-    """
-    import torch
-    from recbole.model.general_recommender.random import Random
-
-    if getattr(Random.full_sort_predict, "recbole_mamex_shim", False):
-        return
-
-    def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID].shape[0]
-        return torch.rand(users, self.n_items, device=self.device, dtype=torch.float64).view(-1)
-
-    full_sort_predict.recbole_mamex_shim = True
-    Random.full_sort_predict = full_sort_predict
-
-
-class PerUserRows:
-    """Per-user item lists in compressed rows (``indptr``, ``items``: user ``u``'s items are
-    ``items[indptr[u]:indptr[u + 1]]``, sorted), indexed like the object arrays of tensors RecBole's
-    ``FullSortEvalDataLoader`` keeps (``rows[u]`` a tensor, ``rows[list of users]`` an array of them)."""
-
-    def __init__(self, indptr: np.ndarray, items: np.ndarray):
-        self.indptr, self.items = indptr, items
-
-    def __len__(self) -> int:
-        return len(self.indptr) - 1
-
-    def lengths(self, users: np.ndarray) -> np.ndarray:
-        return self.indptr[users + 1] - self.indptr[users]
-
-    def flat(self, users: np.ndarray):
-        """(row of each item in ``users``' order, the items): every listed user's items, concatenated."""
-        import torch
-
-        lengths = self.lengths(users)
-        rows = np.repeat(np.arange(len(users)), lengths)
-        starts = np.repeat(self.indptr[users] - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        positions = starts + np.arange(int(lengths.sum()))
-        return torch.from_numpy(rows), torch.from_numpy(self.items[positions])
-
-    def __getitem__(self, users):
-        import torch
-
-        if np.ndim(users) == 0:
-            u = int(users)
-            return torch.from_numpy(self.items[self.indptr[u] : self.indptr[u + 1]].copy())
-        out = np.empty(len(users), dtype=object)
-        out[:] = [self[u] for u in users]
-        return out
-
-
-def _rows_by_user(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> PerUserRows:
-    """The distinct (user, item) pairs as :class:`PerUserRows`, items sorted within each user."""
-    keys = np.unique(users.astype(np.int64) * n_items + items.astype(np.int64))
-    counts = np.bincount(keys // n_items, minlength=n_users)
-    return PerUserRows(np.concatenate(([0], np.cumsum(counts))).astype(np.int64), keys % n_items)
-
-
-def compact_full_sort_users() -> None:
-    """Keep the full-sort evaluation loaders' per-user items in compressed rows, built with array
-    operations (:class:`PerUserRows`).
-
-    RecBole 1.2.1's ``FullSortEvalDataLoader`` (general models) keeps two object arrays with one tensor
-    per user, the evaluated positives and the history to mask, built by a Python loop over every
-    interaction, in each of the valid and test loaders: on 16x Amazon Sports (570k users, 4.7M
-    interactions) about 0.8 GB per loader (``bench/results/scaling_build_memory_16x.md``). Here the same
-    lists are two flat int64 arrays per loader; batches are assembled by indexing them. Users, batches and
-    the items of each user are RecBole's (only the order of items within a user's lists, which no metric
-    reads, becomes ascending); ``uid2history_item`` / ``uid2positive_item`` stay indexable as before
-    (``recbole.utils.case_study`` reads the first).
-    """
-    from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
-    from recbole.data.dataloader.general_dataloader import FullSortEvalDataLoader
-    from recbole.data.interaction import Interaction
-
-    if getattr(FullSortEvalDataLoader.__init__, "recbole_mamex_shim", False):
-        return
-    recbole_init, recbole_collate = FullSortEvalDataLoader.__init__, FullSortEvalDataLoader.collate_fn
-
-    def __init__(self, config, dataset, sampler, shuffle=False):
-        import torch
-        from recbole.utils import ModelType
-
-        if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
-            return recbole_init(self, config, dataset, sampler, shuffle)
-        from logging import getLogger
-
-        self.logger = getLogger()
-        self.uid_field, self.iid_field = dataset.uid_field, dataset.iid_field
-        self.is_sequential = False
-        dataset.sort(by=self.uid_field, ascending=True)  # as RecBole does (its callers may rely on it)
-        users = dataset.inter_feat[self.uid_field].numpy()
-        items = dataset.inter_feat[self.iid_field].numpy()
-        n_users, n_items = dataset.user_num, dataset.item_num
-        self.uid2positive_item = _rows_by_user(users, items, n_users, n_items)
-        used = sampler.used_ids  # per user, a set of the items of this phase and the ones before it
-        lengths = np.fromiter(map(len, used), dtype=np.int64, count=len(used))
-        used_items = np.fromiter((i for row in used for i in row), dtype=np.int64, count=int(lengths.sum()))
-        used_keys = np.repeat(np.arange(len(used), dtype=np.int64), lengths) * n_items + used_items
-        positive_keys = users.astype(np.int64) * n_items + items.astype(np.int64)
-        history = np.setdiff1d(used_keys, positive_keys)  # sorted, distinct
-        counts = np.bincount(history // n_items, minlength=n_users)
-        self.uid2history_item = PerUserRows(np.concatenate(([0], np.cumsum(counts))).astype(np.int64), history % n_items)
-        self.uid2items_num = self.uid2positive_item.lengths(np.arange(n_users))
-        self.uid_list = torch.as_tensor(np.unique(users), dtype=torch.int64)
-        self.user_df = dataset.join(Interaction({self.uid_field: self.uid_list}))
-        self.sample_size = len(self.user_df)
-        if shuffle:
-            self.logger.warning("FullSortEvalDataLoader can't shuffle")
-        AbstractDataLoader.__init__(self, config, dataset, sampler, shuffle=False)
-
-    def collate_fn(self, index):
-        if self.is_sequential:
-            return recbole_collate(self, index)
-        user_df = self.user_df[np.array(index)]
-        users = user_df[self.uid_field].numpy()
-        history = self.uid2history_item.flat(users)
-        positive_u, positive_i = self.uid2positive_item.flat(users)
-        return user_df, history, positive_u, positive_i
-
-    __init__.recbole_mamex_shim = True
-    FullSortEvalDataLoader.__init__ = __init__
-    FullSortEvalDataLoader.collate_fn = collate_fn
-
-
 # name -> shim, in the order they are applied (numpy before anything that imports RecBole).
 SHIMS = {
     "quiet_known_warnings": quiet_known_warnings,
@@ -427,9 +257,6 @@ SHIMS = {
     "scipy_dok_update": scipy_dok_update,
     "autograd_anomaly_off": autograd_anomaly_off,
     "ddp_on_cpu": ddp_on_cpu,
-    "full_sort_batches_by_memory": full_sort_batches_by_memory,
-    "random_ranking_per_user": random_ranking_per_user,
-    "compact_full_sort_users": compact_full_sort_users,
     "numpy_load_no_pickles": numpy_load_no_pickles,
     "torch_load_weights_only": torch_load_weights_only,
 }

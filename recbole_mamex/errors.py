@@ -29,6 +29,10 @@ class ConfigError(RecboleMamexError, ValueError):
     option a model does not have)."""
 
 
+class CompareError(RecboleMamexError, ValueError):
+    """A comparison that cannot run as asked (found before any training, or a stored record it cannot use)."""
+
+
 RECBOLE_INSTALL = 'pip install --no-deps "recbole==1.2.1"'
 
 

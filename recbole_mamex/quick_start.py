@@ -42,7 +42,7 @@ def run_recbole_mamex(
     Args mirror ``recbole.quick_start.run_recbole``; ``cmd_args`` are ``--key=value`` overrides
     (``None`` reads ``sys.argv`` as RecBole does, ``[]`` ignores it); ``callback_fn(epoch, valid_score)``
     is passed to RecBole's ``Trainer.fit`` (called after each validation); ``resume_from`` is a checkpoint
-    to go on from (the ``-last.pth`` one an interrupted run left, see :mod:`recbole_mamex.resume`).
+    to go on from (the ``-last.pth`` one an interrupted run left, see :mod:`recbole_mamex.trainer.resume`).
 
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,

@@ -16,13 +16,8 @@ import numpy as np
 import pandas as pd
 
 from recbole_mamex.config import is_int, is_number
-from recbole_mamex.data.features import InputFileError
-from recbole_mamex.errors import RecboleMamexError
+from recbole_mamex.errors import CompareError, InputFileError
 from recbole_mamex.files import atomic_write_text, pid_lock
-
-
-class CompareError(RecboleMamexError, ValueError):
-    """A comparison that cannot run as asked (found before any training)."""
 
 
 RERUN_HINT = "use --rerun to train it again (its record is replaced), or move the file away"

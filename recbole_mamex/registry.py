@@ -72,7 +72,9 @@ def available_model_names() -> list[str]:
 
 
 def get_model(model_name: str) -> type:
-    """The model class called ``model_name``: ours first, RecBole's after.
+    """The model class called ``model_name``: ours first, RecBole's after. A name both define is ours:
+    ``Random`` is :class:`recbole_mamex.model.random_ranking.Random` (a random ranking per user), not
+    RecBole's ``Random`` (one ranking shared by the users of an evaluation batch).
 
     Raises:
         UnknownModelError: listing the available names (and the closest ones) when neither has it.

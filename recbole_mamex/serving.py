@@ -35,7 +35,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_mamex.errors import RecboleMamexError, report_user_errors
-from recbole_mamex.compat import full_sort_users_per_batch
+from recbole_mamex.data.loaders import full_sort_users_per_batch
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
 from recbole_mamex.data.features import InputFileError
 from recbole_mamex.trainer.candidates import tie_break_order, top_with_tie_order
@@ -155,7 +155,7 @@ class Recommender:
     ) -> dict[str, list[Recommendation]]:
         """Top-``k`` candidate items for each user token, best first; see the module docstring.
         Users are scored ``batch_size`` at a time (default: as many as a full-sort evaluation batch
-        holds, :func:`recbole_mamex.compat.full_sort_users_per_batch`)."""
+        holds, :func:`recbole_mamex.data.loaders.full_sort_users_per_batch`)."""
         if split not in SPLITS:
             raise ServingError(self.checkpoint, f"split one of {list(SPLITS)}", repr(split))
         if not isinstance(k, int) or k < 1:

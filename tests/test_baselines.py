@@ -13,7 +13,8 @@ from recbole.utils import init_seed
 
 from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex.compare import main as compare_main
-from recbole_mamex.compare import planned_config, run_file, versions
+from recbole_mamex.compare import planned_config, run_file
+from recbole_mamex.records import versions
 from recbole_mamex.config import Config
 from recbole_mamex.model.clcrec import CLCRec, contrast_logits, info_nce, negative_groups
 from recbole_mamex.model.milk import MILK, environment_weights, mix_modalities, pairwise_alignment, variance_penalty
@@ -293,8 +294,23 @@ def test_buffered_feature_gather_gives_the_plain_numbers_and_reuses_its_buffers(
     first = batch([1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 7, 8])
     second = batch([2, 3, 5, 6], [5, 1, 9, 2], [3, 4, 1, 7])
 
+    def plain_feature_product(weight, bias, items=None, modalities=None):
+        """The same product, on this instance only: each modality's rows gathered into a fresh tensor, then
+        multiplied (no workspace)."""
+        out, start = None, 0
+        for name in (model.modality_names if modalities is None else modalities):
+            features = model.modality_features(name)
+            rows = features if items is None else torch.index_select(features, 0, items)
+            part = torch.nn.functional.linear(rows, weight[:, start : start + features.shape[1]], bias if out is None else None)
+            start += features.shape[1]
+            out = part if out is None else out + part
+        return out
+
     def step(buffered, interaction):
-        model.buffered_gather = buffered
+        if buffered:
+            model.__dict__.pop("feature_product", None)  # the class's feature_product, with its buffers
+        else:
+            model.feature_product = plain_feature_product
         model.zero_grad()
         torch.manual_seed(0)  # CLCRec and MILK draw inside the loss
         loss = model.calculate_loss(interaction)

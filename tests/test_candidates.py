@@ -140,7 +140,7 @@ def test_default_candidates_come_from_config_and_drive_validation(cold_dataset):
 
 def test_without_candidates_the_trainer_is_recbole_s(cold_dataset):
     config, dataset, (train, valid, test), model, trainer = setup(eval_candidates=None, test_candidates=None)
-    # RecBole's Trainer (with fused Adam and the last checkpoint of recbole_mamex.resume), no candidate evaluation
+    # RecBole's Trainer (with fused Adam and the last checkpoint of recbole_mamex.trainer.resume), no candidate evaluation
     mro = type(trainer).__mro__
     assert [c for c in mro if c.__module__.startswith("recbole.")][0] is Trainer
     assert isinstance(trainer, FusedOptimizerMixin) and isinstance(trainer, LastCheckpointMixin)

@@ -71,13 +71,15 @@ def test_a_subcommand_has_its_module_entry_points_parser(command, module, capsys
 
 
 def test_every_module_entry_point_is_a_subcommand():
-    """A command line added to the package (a module with a ``__main__`` block) is offered by the console."""
+    """A command line added to the package (a module with a ``__main__`` block, or a package with a
+    ``__main__.py``) is offered by the console."""
     entry_points = {
         ".".join(path.relative_to(REPO).with_suffix("").parts)
         for package in ("recbole_mamex", "dataset_prep")
         for path in (REPO / package).rglob("*.py")
         if re.search(r"^if __name__ == .__main__.:", path.read_text(encoding="utf-8"), flags=re.M)
-    }
+    } | {".".join(path.parent.relative_to(REPO).parts) for package in ("recbole_mamex", "dataset_prep")
+         for path in (REPO / package).rglob("__main__.py")}
     offered = {m for m in [*cli.COMMANDS.values(), *cli.IMPORTERS.values()] if m and m != cli.__name__}
     assert entry_points == offered
     assert (REPO / "run_recbole_mamex.py").read_text().count("from recbole_mamex.cli import main") == 1

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from recbole_mamex.compare import Split, main, planned_config, run_all, run_file
-from recbole_mamex.records import CompareError, versions
+from recbole_mamex.errors import CompareError
+from recbole_mamex.records import versions
 
 FAST = "epochs: 1\ntrain_batch_size: 256\nuse_gpu: False\n"
 
@@ -101,7 +102,7 @@ def test_runs_of_data_that_changed_are_refused_and_rerun(cold_tiny, workdir, cap
 
 
 def test_trials_of_data_that_changed_are_refused(workdir):
-    from recbole_mamex.compare_tuning import tune_rows
+    from recbole_mamex.compare.tuning import tune_rows
 
     (workdir / "properties" / "hyper").mkdir(parents=True)
     (workdir / "properties" / "hyper" / "BPR.hyper").write_text("learning_rate choice [0.001,0.01,0.1]\n")
@@ -138,7 +139,7 @@ def test_trials_of_data_that_changed_are_refused(workdir):
 
 
 def tune_fake(workdir, runner, rerun=False, n_trials=3):
-    from recbole_mamex.compare_tuning import tune_rows
+    from recbole_mamex.compare.tuning import tune_rows
 
     hyper = workdir / "properties" / "hyper" / "BPR.hyper"
     hyper.parent.mkdir(parents=True, exist_ok=True)
@@ -350,13 +351,15 @@ def test_a_full_disk_while_writing_is_one_error_line_naming_the_file(cold_tiny, 
 
 
 def test_a_diverging_run_is_one_error_line_and_the_finished_runs_are_kept(tmp_path):
+    from recbole_mamex.trainer.resume import TrainingDivergedError
+
     def runner(model, seed, dataset, protocol, config_files, extra, on_epoch):
-        if model == "B":
-            raise ValueError("Training loss is nan")  # RecBole's trainer
+        if model == "B":  # every trainer's loss check
+            raise TrainingDivergedError("training diverged: the loss became nan in epoch 3 (learning_rate 0.5). Lower learning_rate")
         return {"model": model, "seed": seed, "dataset": dataset, "protocol": protocol, "wall_s": 0.0,
                 "results": {"cold": {"recall@10": 0.1}}}
 
-    with pytest.raises(CompareError, match=r"B seed 1: training diverged \(RecBole: Training loss is nan\): lower learning_rate"):
+    with pytest.raises(CompareError, match=r"B seed 1: training diverged: the loss became nan in epoch 3 \(learning_rate 0.5\)"):
         run_all(["A", "B"], [1], "d", "cold", tmp_path, runner=runner, log=lambda *_: None)
     assert run_file(tmp_path, "A", 1).is_file()
 

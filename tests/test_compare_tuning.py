@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recbole_mamex.compare import Split, main, run_file
-from recbole_mamex.compare_tuning import tune_rows
+from recbole_mamex.compare.tuning import tune_rows
 
 
 def fake_runner(calls, interrupt_at=None):
@@ -85,7 +85,9 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(workdir):
     def runner(*args, **kwargs):
         if not calls:
             calls.append("nan")
-            raise ValueError("Training loss is nan")
+            from recbole_mamex.trainer.resume import TrainingDivergedError
+
+            raise TrainingDivergedError("training diverged: the loss became nan in epoch 0")
         return fine(*args, **kwargs)
 
     tuning = run_tuning(workdir, runner, 4)
@@ -208,7 +210,7 @@ def test_a_pruned_trial_is_recorded_with_its_epoch_and_never_selected(workdir):
     assert tuning.best["status"] == "ok" and tuning.best["trial"] not in {t["trial"] for t in pruned}
     stored = json.loads((workdir / "out" / "tuning" / "BPR" / f"trial-{pruned[0]['trial']:03d}.json").read_text())
     assert stored["status"] == "pruned" and stored["details"]["pruned_at"] == pruned[0]["details"]["pruned_at"]
-    from recbole_mamex.compare_tuning import tuning_markdown
+    from recbole_mamex.compare.tuning import tuning_markdown
 
     text = tuning_markdown({"BPR": tuning}, "t")
     assert f"pruned at epoch {pruned[0]['details']['pruned_at']}" in text and "with the median pruner" in text

@@ -21,6 +21,7 @@ import importlib
 import io
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -231,8 +232,9 @@ def _parse(module, prog: str, args: list[str], relax: bool):
     """(the parsed arguments, None) or (None, argparse's error line; "" for --help)."""
     err = io.StringIO()
     with contextlib.ExitStack() as stack:
-        if relax:
-            stack.enter_context(mock.patch.object(module, "build_parser", relaxed(module.build_parser)))
+        if relax:  # where the parser is built (a package's command line may live in a submodule)
+            home = sys.modules[getattr(module, "parse_command_line", module.build_parser).__module__]
+            stack.enter_context(mock.patch.object(home, "build_parser", relaxed(home.build_parser)))
         stack.enter_context(contextlib.redirect_stderr(err))
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         try:

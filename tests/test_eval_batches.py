@@ -1,24 +1,22 @@
 """Full-sort evaluation batches sized by a score budget, and top-k metrics collected without dense matrices:
 neither may change a metric."""
 
-import os
-import subprocess
-import sys
-import textwrap
+import hashlib
+import json
 
 import numpy as np
 import pytest
 import torch
-from recbole.data import data_preparation
+from recbole.data import data_preparation as recbole_data_preparation
 from recbole.evaluator import Collector
+from recbole.model.general_recommender.random import Random as RecBoleRandom
 from recbole.utils import init_seed
 
 from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
-from recbole_mamex import compat
-from recbole_mamex.compat import full_sort_users_per_batch
 from recbole_mamex.config import Config
 from recbole_mamex.trainer.candidates import TopkCollector, top_with_tie_order
-from recbole_mamex.data.loading import create_dataset
+from recbole_mamex.data.loaders import FullSortLoader, PerUserRows, full_sort_users_per_batch
+from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.registry import get_model
 from recbole_mamex.trainer import get_trainer
 
@@ -94,37 +92,13 @@ def test_users_per_batch_follow_the_budget():
     assert full_sort_users_per_batch({"full_sort_batch_mb": None, "eval_batch_size": 4096}, 1_426) == 2
 
 
-LOADER_STEP = """
-    import json, sys
-    sys.path.insert(0, {tests!r})
-    from recbole_mamex import compat as _shims; _shims.apply_all()
-    from recbole.data import data_preparation
-    from recbole_mamex.config import Config
-    from recbole_mamex.data.loading import create_dataset
-    from helpers import FAST
+def test_our_loader_sizes_batches_and_recboles_does_not(cold_dataset, workdir):
     config = Config(model="BPR", dataset="eb", config_dict=FAST, cmd_args=[])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    print(json.dumps([valid.step, test.step]))
-"""
-
-
-def last_line_with_and_without(shim: str, code_template: str, workdir) -> dict[str, str]:
-    """The last printed line of ``code_template`` run in a fresh process with every shim ("") and with
-    ``shim`` switched off."""
-    code = textwrap.dedent(code_template.format(tests=os.path.dirname(__file__)))
-    lines = {}
-    for disabled in ("", shim):
-        env = {**os.environ, compat.DISABLE_ENV: disabled}
-        done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        lines[disabled] = done.stdout.strip().splitlines()[-1]
-    return lines
-
-
-def test_loader_shim_sizes_batches_and_recbole_alone_does_not(cold_dataset, workdir):
-    steps = last_line_with_and_without("full_sort_batches_by_memory", LOADER_STEP, workdir)
-    assert steps[""] == "[67650, 67650]"  # 16 MiB of scores: every user in one batch
-    assert steps["full_sort_batches_by_memory"] == "[66, 66]"  # RecBole: 4096 // 62
+    _, valid, test = data_preparation(config, create_dataset(config))
+    assert type(valid) is type(test) is FullSortLoader
+    assert [valid.step, test.step] == [67650, 67650]  # 16 MiB of scores: every user in one batch
+    _, valid, test = recbole_data_preparation(config, create_dataset(config))
+    assert [valid.step, test.step] == [66, 66]  # RecBole's own loader: 4096 // 62
 
 
 def collect(collector_class, scores, positive_u, positive_i, metrics):
@@ -207,45 +181,27 @@ def test_top_with_tie_order_on_a_wide_catalogue_of_shared_vectors(k):
     assert np.array_equal(top.numpy(), brute_force_top(scores, order, k))
 
 
-RANDOM_ROWS = """
-    import sys
-    sys.path.insert(0, {tests!r})
-    import torch
-    from recbole.data import data_preparation
-    from recbole.model.general_recommender import Random
-    from recbole_mamex.config import Config
-    from recbole_mamex.data.loading import create_dataset
-    from helpers import FAST
-    config = Config(model="Random", dataset="eb", config_dict=FAST, cmd_args=[])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    model = Random(config, train._dataset)
-    users = next(iter(valid))[0]
-    scores = model.full_sort_predict(users).view(len(users), -1)
-    print(len(users), int((scores == scores[0]).all(dim=1).sum()))
-"""
-
-
 def test_random_model_ranks_each_user_on_its_own(cold_dataset, workdir):
-    rows = {k: v.split() for k, v in last_line_with_and_without("random_ranking_per_user", RANDOM_ROWS, workdir).items()}
-    users = rows[""][0]
-    assert int(users) > 10
-    assert rows["random_ranking_per_user"] == [users, users]  # RecBole: every user of the batch gets row 0's scores
-    assert rows[""] == [users, "1"]  # here: only row 0 itself
+    config = Config(model="Random", dataset="eb", config_dict=FAST, cmd_args=[])
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    users = next(iter(valid))[0]
+    assert len(users) > 10
+    rows = {}
+    for name, model_class in (("ours", get_model("Random")), ("RecBole's", RecBoleRandom)):
+        scores = model_class(config, train._dataset).full_sort_predict(users).view(len(users), -1)
+        rows[name] = int((scores == scores[0]).all(dim=1).sum())
+    assert get_model("Random") is not RecBoleRandom and issubclass(get_model("Random"), RecBoleRandom)
+    assert rows["RecBole's"] == len(users)  # RecBole: every user of the batch gets row 0's scores
+    assert rows["ours"] == 1  # ours: only row 0 itself
 
 
-LOADER_CONTENT = """
-    import hashlib, json, sys
-    sys.path.insert(0, {tests!r})
-    from recbole_mamex import compat as _shims; _shims.apply_all()
-    import torch
-    from recbole.data import data_preparation
+def loader_content(prepare, settings) -> list:
+    """What the valid and test loaders of ``prepare`` (ours or RecBole's data_preparation) give: the class of
+    their history lists, the number of history pairs, the number of parts and a digest of them all."""
     from recbole.utils.case_study import full_sort_scores
-    from recbole_mamex.config import Config
-    from recbole_mamex.data.loading import create_dataset
-    from helpers import FAST
-    # 5 users per batch: several batches
-    config = Config(model="BPR", dataset="eb", config_dict={{**FAST, "full_sort_batch_mb": 4 * 5 * 62 / 2**20}}, cmd_args=[])
-    train, valid, test = data_preparation(config, create_dataset(config))
+
+    config = Config(model="BPR", dataset="eb", config_dict={**FAST, **settings}, cmd_args=[])
+    train, valid, test = prepare(config, create_dataset(config))
     seen, histories = [], 0
     for loader in (valid, test):
         for users, (history_u, history_i), positive_u, positive_i in loader:
@@ -255,18 +211,19 @@ LOADER_CONTENT = """
                          sorted(zip(positive_u.tolist(), positive_i.tolist()))])
         seen.append([int(n) for n in loader.uid2items_num])
         seen.append(sorted(loader.uid2history_item[int(loader.uid_list[0])].tolist()))
-    masked = full_sort_scores([1, 2, 3], type("M", (), {{"eval": lambda s: None,
-        "full_sort_predict": lambda s, i: torch.zeros(len(i) * test.dataset.item_num)}})(), test)
+    model = type("M", (), {"eval": lambda s: None, "full_sort_predict": lambda s, i: torch.zeros(len(i) * test.dataset.item_num)})()
+    masked = full_sort_scores([1, 2, 3], model, test)
     seen.append(torch.isinf(masked).nonzero().tolist())
-    print(type(valid.uid2history_item).__name__, histories, len(seen), hashlib.sha256(json.dumps(seen).encode()).hexdigest())
-"""
+    return [type(valid.uid2history_item).__name__, histories, len(seen), hashlib.sha256(json.dumps(seen).encode()).hexdigest()]
 
 
 def test_compact_loaders_give_recboles_batches(cold_dataset, workdir):
     """With the user lists in compressed rows, every batch holds the same users, history pairs and positive
     pairs as RecBole's own loader (as sets), in the valid and the test loader, and RecBole's case_study
     masks the same history."""
-    lines = {k: v.split() for k, v in last_line_with_and_without("compact_full_sort_users", LOADER_CONTENT, workdir).items()}
-    assert lines[""][0] == "PerUserRows" and lines["compact_full_sort_users"][0] == "ndarray"
-    assert int(lines[""][1]) > 100 and int(lines[""][2]) > 4  # histories to mask, several batches
-    assert lines[""][1:] == lines["compact_full_sort_users"][1:]
+    five_users = 5 * 62  # 5 users per batch: several batches (RecBole adds the padding item 0)
+    ours = loader_content(data_preparation, {"full_sort_batch_mb": 4 * five_users / 2**20})
+    recboles = loader_content(recbole_data_preparation, {"eval_batch_size": five_users})
+    assert ours[0] == PerUserRows.__name__ and recboles[0] == "ndarray"
+    assert ours[1] > 100 and ours[2] > 4  # histories to mask, several batches
+    assert ours[1:] == recboles[1:]

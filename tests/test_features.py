@@ -1,5 +1,6 @@
 """Feature store: alignment to RecBole's internal ids, presence mask, and every bad-input error."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +118,12 @@ def test_truncated_and_non_npy_files(tmp_path):
     np.save(tmp_path / "t.npy", np.ones((50, 8), dtype=np.float32))
     data = (tmp_path / "t.npy").read_bytes()
     (tmp_path / "t.npy").write_bytes(data[: len(data) // 2])
-    _expect_error(tmp_path / "t.npy", "expected")
+    message = _expect_error(tmp_path / "t.npy", "expected a numeric .npy array, found a file numpy cannot read as one")
+    assert message.startswith(f"{tmp_path / 't.npy'}: ") and "\n" not in message
     (tmp_path / "text.npy").write_text("not numpy at all")
-    _expect_error(tmp_path / "text.npy", "expected")
+    message = _expect_error(tmp_path / "text.npy", "expected a .npy file (written by numpy.save), "
+                            "found a file that is not .npy (it starts with b'not nu')")
+    assert message.startswith(f"{tmp_path / 'text.npy'}: ") and "\n" not in message
 
 
 def test_empty_matrix(tmp_path):
@@ -154,9 +158,15 @@ def test_bad_ids_files(tmp_path):
         load_item_features([ModalitySpec("s", tmp_path / "s.npy", tmp_path / "absent.txt")], tokens)
 
 
-@pytest.mark.parametrize("value", [["text.npy"], {}, {"text": 3}, {"text": {"file": "x.npy"}}])
-def test_bad_modalities_entries(tmp_path, value):
-    with pytest.raises(FeatureFileError, match="expected"):
+@pytest.mark.parametrize("value,expected,found", [
+    (["text.npy"], "config key 'modalities' to map modality names to .npy files", "['text.npy']"),
+    ({}, "config key 'modalities' to map modality names to .npy files", "{}"),
+    ({"text": 3}, "modality 'text' to be a file name or {path: <file.npy>, ids: <ids.txt>, optional: True|False}", "3"),
+    ({"text": {"file": "x.npy"}}, "modality 'text' to be a file name or {path: <file.npy>", "{'file': 'x.npy'}"),
+])
+def test_bad_modalities_entries(tmp_path, value, expected, found):
+    """What was expected and what was found (the entry as written)."""
+    with pytest.raises(FeatureFileError, match=rf"^expected {re.escape(expected)}.*, found {re.escape(found)}$"):
         parse_modalities(value, tmp_path)
 
 

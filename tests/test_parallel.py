@@ -161,7 +161,7 @@ def test_compare_on_ray_writes_the_runs_here(local_ray, cold_tiny, workdir, caps
 
 def test_rows_tune_at_once_one_trial_of_each_while_both_have_trials_left(workdir):
     from recbole_mamex.compare import Split
-    from recbole_mamex.compare_tuning import tune_rows
+    from recbole_mamex.compare.tuning import tune_rows
 
     (workdir / "properties" / "hyper").mkdir(parents=True)
     for model in ("BPR", "LightGCN"):

@@ -112,9 +112,10 @@ def test_ctrl_c_of_compare_jobs_ends_the_workers_and_prints_one_line(cold_tiny, 
     proc = start(workdir, f"""
         import sys
         import recbole_mamex.compare as compare
+        import recbole_mamex.compare.running as running
         import slowjob
 
-        compare.run_one = slowjob.run_one  # the workers train this
+        running.run_one = slowjob.run_one  # the workers train this
         sys.exit(compare.main(["--dataset", "tiny-cold", "--models", "Pop", "--seeds", "1", "2", "3", "--jobs", "2",
                                "--out", {str(out)!r}]))
     """)

@@ -110,12 +110,25 @@ def test_defaults_are_mamex_on_the_bundled_cold_split():
 
 
 def test_log_lines_print_plain_numbers(tiny_dataset, workdir, caplog):
-    """numpy 2 writes a metric's repr as np.float64(0.4005); the run's log reads 0.4005."""
+    """numpy 2 writes a metric's repr as np.float64(0.4005) (and a result's as OrderedDict([...])); the run's
+    log reads ``recall@10 : 0.4005    ndcg@10 : ...``: each metric once, each value a plain number, the
+    value the run returns."""
     import logging
+    import re
 
     from recbole_mamex.quick_start import run_recbole_mamex
 
+    settings = {**FAST, "epochs": 1, "state": "INFO", "metrics": ["Recall", "NDCG"], "topk": [10, 20]}
     with caplog.at_level(logging.INFO):
-        run_recbole_mamex("BPR", "tiny", config_dict={**FAST, "epochs": 1, "state": "INFO"}, cmd_args=[])
-    assert "best valid" in caplog.text and "test result" in caplog.text
-    assert "np.float64" not in caplog.text
+        result = run_recbole_mamex("BPR", "tiny", config_dict=settings, cmd_args=[])
+    assert "np.float64" not in caplog.text and "OrderedDict" not in caplog.text
+    messages = [re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()) for record in caplog.records]  # colours off
+    for label, key in (("best valid", "best_valid_result"), ("test result", "test_result")):
+        lines = [m for m in messages if re.match(rf"{label}\s*:", m)]
+        assert len(lines) == 1, (label, lines)
+        metrics = lines[0].split(":", 1)[1].strip()
+        pair = r"[a-z]+@\d+ : -?\d+(\.\d+)?(e-?\d+)?"  # name : plain number
+        assert re.fullmatch(rf"{pair}(\s+{pair})*", metrics), metrics
+        logged = {name: float(value) for name, value in re.findall(r"(\S+) : (\S+)", metrics)}
+        assert logged == {name: float(value) for name, value in result[key].items()}
+        assert set(logged) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}

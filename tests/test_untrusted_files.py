@@ -199,7 +199,7 @@ def test_an_alias_bomb_in_a_value_is_refused(tiny_dataset, workdir, capsys):
     assert run_main(["--model=MAMEX", *ARGS, f"--use_modalities={bomb}"]) == 2  # a value read as yaml
     assert "use_modalities: expected a list of modality names" in capsys.readouterr().err
     from recbole_mamex.compare import parse_set, parse_variants
-    from recbole_mamex.records import CompareError
+    from recbole_mamex.errors import CompareError
 
     with pytest.raises(CompareError, match="aliases are not accepted"):
         parse_set([f"x={bomb}"])

@@ -128,12 +128,14 @@ def test_get_model_refuses_what_is_not_a_recommender_class(name):
 
 
 def test_get_model_still_finds_recbole_and_our_models():
-    from recbole.model.general_recommender import BPR, Random
+    from recbole.model.general_recommender import BPR, Pop, Random
 
     from recbole_mamex.registry import get_model, our_models
 
-    assert get_model("Random") is Random and get_model("BPR") is BPR
+    assert get_model("Pop") is Pop and get_model("BPR") is BPR
     assert get_model("MAMEX") is our_models()["MAMEX"]
+    # ours first: Random is the package's per-user ranking, a subclass of RecBole's
+    assert get_model("Random") is our_models()["Random"] and issubclass(get_model("Random"), Random)
 
 
 # ----------------------------------------------------------------------------------------------------

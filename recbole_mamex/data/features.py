@@ -44,7 +44,6 @@ import numpy as np
 
 from recbole_mamex.errors import InputFileError, RecboleMamexError  # noqa: F401 (InputFileError: imported from here too)
 
-PAD_TOKEN = "[PAD]"
 NPY_MAGIC = b"\x93NUMPY"
 
 

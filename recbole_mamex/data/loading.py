@@ -1,4 +1,5 @@
-"""Dataset and dataloaders of a run: RecBole's, with this package's dataset class and training negatives."""
+"""Dataset and dataloaders of a run: RecBole's, with this package's dataset class, training negatives and
+full-sort evaluation loader."""
 
 from __future__ import annotations
 
@@ -35,25 +36,32 @@ def create_dataset(config):
 
 
 def data_preparation(config, dataset):
-    """RecBole's train, valid and test loaders (built as RecBole's ``data_preparation`` builds them, never
-    read from a saved file), with the training negatives that ``train_neg_items`` asks for
-    (:mod:`recbole_mamex.data.negatives`)."""
+    """The train, valid and test loaders, built as RecBole's ``data_preparation`` builds them (never read from a
+    saved file), with two of this package's choices passed in where they are built:
+
+    - the training sampler that ``train_neg_items`` asks for (:func:`recbole_mamex.data.negatives.training_sampler`);
+    - for full-sort evaluation, :class:`recbole_mamex.data.loaders.FullSortLoader` (batches sized by
+      ``full_sort_batch_mb``, per-user lists in compressed rows) instead of RecBole's ``FullSortEvalDataLoader``.
+    """
     from recbole.data.utils import create_samplers, get_dataloader
     from recbole.sampler import KGSampler
     from recbole.utils import set_color
 
-    from recbole_mamex.data.negatives import restrict_training_negatives
+    from recbole_mamex.data.loaders import evaluation_loader
+    from recbole_mamex.data.negatives import training_sampler
 
     train_set, valid_set, test_set = built = dataset.build()
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        # RecBole's sampler: train_neg_items has never applied to the knowledge-graph loader
         neg = config["train_neg_sample_args"]
         kg_sampler = KGSampler(dataset, neg["distribution"], neg["alpha"])
         train_data = get_dataloader(config, "train")(config, train_set, train_sampler, kg_sampler, shuffle=True)
     else:
+        train_sampler = training_sampler(config, train_sampler, train_set)
         train_data = get_dataloader(config, "train")(config, train_set, train_sampler, shuffle=config["shuffle"])
-    valid_data = get_dataloader(config, "valid")(config, valid_set, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test_set, test_sampler, shuffle=False)
+    valid_data = evaluation_loader(config, "valid")(config, valid_set, valid_sampler, shuffle=False)
+    test_data = evaluation_loader(config, "test")(config, test_set, test_sampler, shuffle=False)
     getLogger().info(
         set_color("[Training]: ", "pink") + f"train_batch_size = [{config['train_batch_size']}] "
         f"train_neg_sample_args: [{config['train_neg_sample_args']}]"
@@ -62,5 +70,4 @@ def data_preparation(config, dataset):
         set_color("[Evaluation]: ", "pink") + f"eval_batch_size = [{config['eval_batch_size']}] "
         f"eval_args: [{config['eval_args']}]"
     )
-    restrict_training_negatives(config, train_data)
     return train_data, valid_data, test_data

@@ -3,10 +3,12 @@
 RecBole's training sampler draws negatives from every item id, so under the item cold-start protocol a
 model sees the cold items' features as negatives while it trains, items that in a strict protocol do not
 exist yet (CLCRec's authors exclude them). ``train_neg_items: warm`` restricts the training sampler of
-any model, ours or RecBole's, to the items with a training interaction; validation and test are not
-touched. ``all`` is RecBole's behaviour. ``~`` (the default) is ``warm`` on a cold-start dataset (one with
-a ``cold_items_file``) and ``all`` on any other: the strict protocol where there are cold items, RecBole's
-sampler where there are none (see :func:`resolved_train_neg_items`).
+any model, ours or RecBole's (knowledge-graph models aside: their loader keeps RecBole's sampler), to the
+items with a training interaction; validation and test are not touched. The sampler is passed to the
+training loader where :func:`recbole_mamex.data.loading.data_preparation` builds it
+(:func:`training_sampler`). ``all`` is RecBole's behaviour. ``~`` (the default) is ``warm`` on a
+cold-start dataset (one with a ``cold_items_file``) and ``all`` on any other: the strict protocol where
+there are cold items, RecBole's sampler where there are none (see :func:`resolved_train_neg_items`).
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ def resolved_train_neg_items(config) -> str:
     return choice
 
 
-def restrict_training_negatives(config, train_data) -> None:
-    """Apply ``train_neg_items`` to a RecBole training loader (its negative sampler, if it has one)."""
-    if resolved_train_neg_items(config) == "all" or getattr(train_data, "_sampler", None) is None:
-        return
-    train_data._sampler = WarmItemSampler.restricting(train_data._sampler, warm_item_ids(train_data._dataset))
+def training_sampler(config, sampler: Sampler | None, train_dataset) -> Sampler | None:
+    """The negative sampler to build a training loader with: RecBole's phase sampler ``sampler`` (``None``
+    when the model draws no negatives), or, under ``train_neg_items: warm``, a :class:`WarmItemSampler`
+    restricted to the items of ``train_dataset`` (the training split the loader reads)."""
+    if resolved_train_neg_items(config) == "all" or sampler is None:
+        return sampler
+    return WarmItemSampler.restricting(sampler, warm_item_ids(train_dataset))

@@ -17,6 +17,13 @@ PRECISIONS = ("none", "fp32", "bf16", None)
 STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, None: None}
 
 
+def _accepted(values) -> str:
+    """The accepted ``values`` as an error message lists them: ``None`` as yaml writes it (``~``), the last
+    one after "or"."""
+    names = ["~" if value is None else str(value) for value in values]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 class MultimodalRecommender(GeneralRecommender):
     """A RecBole general recommender whose items carry pre-computed modality features.
 
@@ -100,9 +107,6 @@ class MultimodalRecommender(GeneralRecommender):
             blocks = [torch.index_select(block, 0, items) for block in blocks]
         return torch.cat(blocks, dim=1)
 
-    #: False: feature_product gathers into a fresh tensor per step (for benchmarks that measure the buffers)
-    buffered_gather = True
-
     def feature_product(self, weight: torch.Tensor, bias: torch.Tensor | None, items: torch.Tensor | None = None,
                         modalities=None) -> torch.Tensor:
         """``concat(features of modalities)[items] @ weight.T + bias`` (``modalities``: default every one, in
@@ -117,8 +121,7 @@ class MultimodalRecommender(GeneralRecommender):
             block = weight[:, start : start + features.shape[1]]
             start += features.shape[1]
             part_bias = bias if out is None else None
-            workspace = self._workspaces.setdefault(name, new_workspace()) if self.buffered_gather else None
-            part = gathered_linear(features, items, block, part_bias, workspace)
+            part = gathered_linear(features, items, block, part_bias, self._workspaces.setdefault(name, new_workspace()))
             out = part if out is None else out + part
         if start != weight.shape[1]:
             raise ValueError(f"feature_product: weight has {weight.shape[1]} columns, the modalities {names} {start}")
@@ -148,9 +151,9 @@ class MultimodalRecommender(GeneralRecommender):
         if feature_norm not in FEATURE_NORMS:
             raise ConfigError(f"feature_norm: expected one of l2, center_l2, none, found {feature_norm!r}")
         if mixed_precision not in PRECISIONS:
-            raise ConfigError(f"mixed_precision: expected none or bf16, found {mixed_precision!r}")
+            raise ConfigError(f"mixed_precision: expected {_accepted(PRECISIONS)}, found {mixed_precision!r}")
         if feature_storage not in STORAGE_DTYPES:
-            raise ConfigError(f"feature_storage: expected fp32, bf16, fp16 or ~, found {feature_storage!r}")
+            raise ConfigError(f"feature_storage: expected {_accepted(STORAGE_DTYPES)}, found {feature_storage!r}")
         self.mixed_precision = mixed_precision
         if feature_storage is None:
             feature_storage = "bf16" if mixed_precision == "bf16" else "fp32"
@@ -187,24 +190,27 @@ class MultimodalRecommender(GeneralRecommender):
         return contextlib.nullcontext()
 
 
-def training_mean(blocks, reference: torch.Tensor, dim: int) -> torch.Tensor:
-    """float32 mean row of the rows ``reference`` marks (the training items that have the modality), over
-    ``(start, rows)`` blocks, summed in float64; zeros when there is none."""
-    total, count = torch.zeros(dim, dtype=torch.float64), 0
+def training_mean(blocks, reference: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The mean row of the rows ``reference`` marks (the training items that have the modality), over
+    ``(start, rows)`` blocks, summed in float64 (a float32 sum of large rows overflows), in ``dtype`` on the
+    blocks' device; zeros when there is none. The one computation of the centre that ``feature_norm:
+    center_l2`` subtracts (:meth:`MultimodalRecommender.prepare_features`, block by block) and
+    :func:`training_center` (a whole matrix) return."""
+    total, count, device = torch.zeros(dim, dtype=torch.float64), 0, None
     for start, block in blocks:
-        chosen = reference[start : start + len(block)]
-        total += block[chosen].double().sum(0)
+        device = block.device
+        chosen = reference[start : start + len(block)].to(device)
+        total = total.to(device) + block[chosen].double().sum(0)
         count += int(chosen.sum())
-    return (total / max(count, 1)).float() if count else torch.zeros(dim)
+    if not count:
+        return torch.zeros(dim, dtype=dtype, device=device)
+    return (total / count).to(dtype)
 
 
 def training_center(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
-    """The mean row of the items that have the modality and a training interaction, summed in float64 (a
-    float32 sum of large rows overflows), in ``features``' dtype; zeros when there is none."""
-    reference = has & trained
-    if not bool(reference.any()):
-        return torch.zeros(features.shape[1], dtype=features.dtype, device=features.device)
-    return features[reference].double().mean(dim=0).to(features.dtype)
+    """:func:`training_mean` of a whole ``[n_items, dim]`` matrix: the mean row of the items that have the
+    modality and a training interaction, in ``features``' dtype; zeros when there is none."""
+    return training_mean([(0, features)], has & trained, features.shape[1], features.dtype)
 
 
 def center_on_training_items(features: torch.Tensor, has: torch.Tensor, trained: torch.Tensor):

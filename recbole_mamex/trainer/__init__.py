@@ -4,7 +4,9 @@
   evaluation (cold / warm / all items, seeded ties);
 - :mod:`~recbole_mamex.trainer.optimizer`: fused Adam, lazy Adam on embedding tables (``learner: sparse_adam``);
 - :mod:`~recbole_mamex.trainer.resume`: the resumable last checkpoint;
-- :mod:`~recbole_mamex.trainer.distributed`: exact multi-process evaluation.
+- :mod:`~recbole_mamex.trainer.distributed`: exact multi-process evaluation;
+- :mod:`~recbole_mamex.trainer.compose`: :func:`~recbole_mamex.trainer.compose.derive_trainer`, which puts one
+  of these mixins in front of a trainer class.
 
 The mixins share one hook, ``checkpoint_config()`` (the config written into a checkpoint).
 """

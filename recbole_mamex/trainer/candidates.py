@@ -33,6 +33,7 @@ from recbole.utils import set_color
 
 from recbole_mamex.errors import RecboleMamexError
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
+from recbole_mamex.trainer.compose import derive_trainer
 
 _UNSET = object()
 
@@ -339,25 +340,6 @@ class CandidateEvaluationMixin(TopkCollectorMixin):
             # the collector's top-k, with equal scores in the fixed order
             self.eval_collector.give_topk(scores, top_with_tie_order(scores, active["tie_order"], max(self.config["topk"])))
         return interaction, scores, positive_u, positive_i
-
-
-_DERIVED: dict[tuple[type, type], type] = {}
-
-
-def derive_trainer(trainer_class: type, mixin: type, prefix: str, doc: str) -> type:
-    """``trainer_class`` with ``mixin`` in front: a subclass named ``<prefix><trainer_class>``, created once
-    per (mixin, trainer class) pair and cached; a class that already has ``mixin`` is returned as it is.
-    Every behaviour this package adds to RecBole's trainers is such a mixin."""
-    if issubclass(trainer_class, mixin):
-        return trainer_class
-    key = (mixin, trainer_class)
-    if key not in _DERIVED:
-        _DERIVED[key] = type(
-            f"{prefix}{trainer_class.__name__}",
-            (mixin, trainer_class),
-            {"__module__": mixin.__module__, "__doc__": f"{trainer_class.__name__} {doc}."},
-        )
-    return _DERIVED[key]
 
 
 def with_candidate_evaluation(trainer_class: type) -> type:

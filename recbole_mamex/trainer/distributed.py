@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from recbole.evaluator import Evaluator
 
-from recbole_mamex.trainer.candidates import derive_trainer
+from recbole_mamex.trainer.compose import derive_trainer
 
 
 class _RowCountingEvaluator(Evaluator):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.trainer.candidates import derive_trainer
+from recbole_mamex.trainer.compose import derive_trainer
 
 
 def fusable(params) -> bool:

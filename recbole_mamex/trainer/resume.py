@@ -40,6 +40,7 @@ from recbole_mamex.errors import RecboleMamexError
 from recbole_mamex.trainer.checkpoint import (
     CheckpointFileError, check_token_maps, read_checkpoint, write_checkpoint,
 )
+from recbole_mamex.trainer.compose import derive_trainer
 
 __all__ = ["CheckpointFileError", "LastCheckpointMixin", "MissingCheckpointError", "ResumeError",
            "TrainingDivergedError", "read_checkpoint", "with_last_checkpoint"]
@@ -277,8 +278,6 @@ class LastCheckpointMixin:
 def with_last_checkpoint(trainer_class: type) -> type:
     """``trainer_class`` with :class:`LastCheckpointMixin` in front, for RecBole's ``Trainer`` family (other
     trainers, e.g. the decision-tree ones, are returned unchanged)."""
-    from recbole_mamex.trainer.candidates import derive_trainer
-
     if not issubclass(trainer_class, Trainer):
         return trainer_class
     return derive_trainer(trainer_class, LastCheckpointMixin, "Resumable", "that keeps a last checkpoint")

@@ -28,12 +28,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recbole_mamex.compare.running import training_diverged
 from recbole_mamex.config import listed_differences
 from recbole_mamex.data.identity import data_identity, identity_differences
+from recbole_mamex.errors import CompareError
 from recbole_mamex.parallel import EpochLog
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.records import (
-    CompareError,
     RecordFileError,
     check_trial_record,
     read_record,
@@ -91,16 +92,6 @@ class RowTuning:
             "valid_score": self.best["score"] if self.best else None,
             "tuned_on": self.tuned_on,
         }
-
-
-def training_diverged(err: BaseException) -> bool:
-    """Whether ``err`` ended a training whose loss became NaN: this package's trainers raise
-    :class:`~recbole_mamex.trainer.resume.TrainingDivergedError`, RecBole's own ``ValueError("Training loss
-    is nan")``. The one test of it, for tuning trials (a failed trial) and comparison runs (an error naming
-    the run)."""
-    from recbole_mamex.trainer.resume import TrainingDivergedError
-
-    return isinstance(err, TrainingDivergedError) or (isinstance(err, ValueError) and "training loss is nan" in str(err).lower())
 
 
 RERUN_TRIALS = "use --rerun to run the trials again (their records are replaced), or move the file away"

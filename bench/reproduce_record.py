@@ -22,13 +22,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from recbole_mamex.compare import planned_config, run_one  # noqa: E402
+from recbole_mamex.compare import planned_config, run_one, run_settings  # noqa: E402
+from recbole_mamex.runspec import RunSpec  # noqa: E402
 from recbole_mamex.config import NEUTRAL_KEYS  # noqa: E402
 from recbole_mamex.records import row_settings  # noqa: E402
 
 # settings that only this check changes (the record trained longer), and those that never affect training
 CHANGED_HERE = {"epochs"}
 NOT_COMPARED = NEUTRAL_KEYS | CHANGED_HERE
+
+
+def spec_of(record: dict, model: str, settings: dict, saved: bool = True) -> RunSpec:
+    """The run of ``record`` (its dataset, seed and protocol) with ``settings``."""
+    return RunSpec(model, record["dataset"], (), run_settings(record["seed"], record["protocol"], settings), (), saved)
 
 
 def settings_of(record: dict, epochs: int) -> tuple[str, dict, dict, list[str]]:
@@ -39,7 +45,7 @@ def settings_of(record: dict, epochs: int) -> tuple[str, dict, dict, list[str]]:
     recorded = record["config"]
 
     def plan():
-        return planned_config(model, record["seed"], record["dataset"], record["protocol"], (), settings)
+        return planned_config(spec_of(record, model, settings))
 
     def differing(now):
         return [k for k in recorded if k not in NOT_COMPARED and k in now and now[k] != recorded[k]]
@@ -67,9 +73,8 @@ def main(argv=None) -> int:
         print(f"{path}: {record['model']} seed {record['seed']} on {record['dataset']} ({record['protocol']})")
         print("  keys added since the record, at today's defaults: "
               + (", ".join(f"{k} = {now[k]!r}" for k in added) if added else "none"))
-        fresh = run_one(model, record["seed"], record["dataset"], record["protocol"], (), settings,
-                        on_epoch=lambda epoch, score: print(f"    epoch {epoch}: valid {score:.4f}", flush=True),
-                        saved=False)
+        fresh = run_one(spec_of(record, model, settings, saved=False),
+                        on_epoch=lambda epoch, score: print(f"    epoch {epoch}: valid {score:.4f}", flush=True))
         old = {int(e): s for e, s in record["valid_curve"]}
         new = {int(e): s for e, s in fresh["valid_curve"]}
         shared = sorted(set(old) & set(new))

@@ -86,14 +86,13 @@ def main(argv=None, prog: str = RUN_PROG) -> int:
 
 def _train(args, config_files, cmd_args) -> int:
     from recbole_mamex.quick_start import cap_warning, run
+    from recbole_mamex.runspec import RunSpec
 
+    spec = RunSpec(args.model, args.dataset, config_files or (), {}, cmd_args)
     if args.hyper:
-        return run_hyper(args, config_files, cmd_args)
-    result = run(
-        model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=cmd_args,
-        nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset,
-        resume_from=args.resume,
-    )
+        return run_hyper(args, spec)
+    result = run(spec, nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
+                 group_offset=args.group_offset, resume_from=args.resume)
     kind = result["config"]["eval_candidates"]
     label = f" [{kind} candidates]" if kind else ""
     print(f"best valid{label}: {format_metrics(result['best_valid_result'])}")
@@ -108,25 +107,19 @@ def _train(args, config_files, cmd_args) -> int:
     return 0
 
 
-def run_hyper(args, config_files, cmd_args) -> int:
+def run_hyper(args, spec) -> int:
     """``--hyper FILE``: RecBole's HyperTuning over our run function; prints the best parameters."""
     import os
 
     from recbole_mamex.tuning import tune, tune_with_ray
 
     if args.hyper_tool == "ray":
-        found = tune_with_ray(
-            args.model, args.dataset, args.hyper, config_file_list=config_files, cmd_args=cmd_args,
-            num_samples=args.max_evals, local_mode="RAY_ADDRESS" not in os.environ,
-        )
+        found = tune_with_ray(spec, args.hyper, num_samples=args.max_evals, local_mode="RAY_ADDRESS" not in os.environ)
         best = found["best"]
         valid = {key[6:]: value for key, value in best.items() if key.startswith("valid_")}
         test = {key[5:]: value for key, value in best.items() if key.startswith("test_")}
     else:
-        found = tune(
-            args.model, args.dataset, args.hyper, config_file_list=config_files, cmd_args=cmd_args,
-            algo=args.hyper_algo, max_evals=args.max_evals, output_file=args.hyper_output,
-        )
+        found = tune(spec, args.hyper, algo=args.hyper_algo, max_evals=args.max_evals, output_file=args.hyper_output)
         best = found["best"]
         valid, test = best["best_valid_result"], best["test_result"]
     print(f"trials: {len(found['trials'])}")

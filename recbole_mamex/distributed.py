@@ -39,6 +39,7 @@ traceback from deep inside torch or Ray.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from logging import getLogger
@@ -147,15 +148,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(local_rank, train, model, dataset, config_file_list, config_dict, saved, cmd_args, queue):
-    result = train(
-        model=model,
-        dataset=dataset,
-        config_file_list=config_file_list,
-        config_dict={**config_dict, "local_rank": local_rank},
-        saved=saved,
-        cmd_args=cmd_args,
-    )
+def _worker(local_rank, train, spec, queue):
+    result = train(spec.with_settings(local_rank=local_rank))
     dist.destroy_process_group()
     if local_rank == 0:
         queue.put(result)
@@ -163,12 +157,7 @@ def _worker(local_rank, train, model, dataset, config_file_list, config_dict, sa
 
 def run_distributed(
     train,
-    model=None,
-    dataset=None,
-    config_file_list=None,
-    config_dict=None,
-    saved: bool = True,
-    cmd_args=None,
+    spec,
     nproc: int = 1,
     world_size: int = -1,
     ip: str = "localhost",
@@ -178,15 +167,14 @@ def run_distributed(
     """Train and test with ``nproc`` processes on this machine, as RecBole's ``run`` does.
 
     Args:
-        train: what each process runs, with the arguments of
-            :func:`recbole_mamex.quick_start.run_recbole_mamex` (that function; it is passed, not imported,
-            because the launcher sits below the assembly that calls it).
+        train: what each process runs with its copy of ``spec`` (:func:`recbole_mamex.quick_start.run_spec`;
+            it is passed, not imported, because the launcher sits below the assembly that calls it).
+        spec: the run (:class:`~recbole_mamex.runspec.RunSpec`); each process adds its ``local_rank``.
         nproc: processes started here (one per GPU; on CPU, each gets ``torch`` threads of its own).
         world_size: processes over all machines (``-1``: ``nproc``, a one-machine run).
         ip, port: address of the machine whose processes have the first ranks (``group_offset`` 0).
         group_offset: rank of this machine's first process (the number of processes on the machines
             before it).
-        The other arguments are those of :func:`recbole_mamex.quick_start.run_recbole_mamex`.
 
     Returns:
         the result dict of the process with local rank 0 (its ``config`` is that process's config).
@@ -203,12 +191,12 @@ def run_distributed(
             f"group_offset={group_offset}, world_size={world_size}"
         )
     port = check_rendezvous(ip, port, group_offset)
-    cmd_args = [] if cmd_args is None else list(cmd_args)
-    config_dict = dict(config_dict or {})
-    config_dict.update({"world_size": world_size, "ip": ip, "port": str(port), "nproc": nproc, "offset": group_offset})
+    if spec.cmd_args is None:  # the processes do not read this command line again
+        spec = dataclasses.replace(spec, cmd_args=())
+    spec = spec.with_settings(world_size=world_size, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
     # Done once here rather than by every process at the same time: preparing a bundled dataset, and the
     # directories RecBole's processes would each create (its exists-then-makedirs races: "File exists").
-    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    config = Config(**spec.config_arguments())
     ensure_dataset_files(config)
     make_log_dir(config["model"])
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
@@ -216,7 +204,7 @@ def run_distributed(
     queue = mp.get_context("spawn").SimpleQueue()
     mp.spawn(
         _worker,
-        args=(train, model, dataset, config_file_list, config_dict, saved, cmd_args, queue),
+        args=(train, spec, queue),
         nprocs=nproc,
         join=True,
     )

@@ -7,7 +7,8 @@
   (``ray.init(address=...)``; none: a local instance). A task whose worker dies (a lost node, a killed
   process) is run again by Ray, up to ``max_retries`` times; an error raised by the run itself is not retried.
 
-Every backend trains with the function it is given (:func:`recbole_mamex.compare.run_one`) and hands the run record back to this
+Every backend trains a :class:`~recbole_mamex.runspec.RunSpec` with the function it is given
+(:func:`recbole_mamex.compare.run_one`) and hands the run record back to this
 process, which writes it (atomically, as each finishes): what a comparison stores, its resumption and its
 stale-run checks are the same whichever backend trained the runs. A run elsewhere prints its epochs to its
 own standard output (a worker process: this terminal; a Ray task: Ray's worker logs, which Ray forwards to
@@ -84,15 +85,15 @@ def _exit_when_ended(lifeline) -> None:
     os._exit(1)
 
 
-def _run_elsewhere(run_one, cwd: str, threads: int, args: tuple, kwargs: dict, label: str, monitor=None) -> dict:
-    """``run_one(*args, on_epoch=..., **kwargs)`` in a worker process or Ray task (``monitor``: the caller's
+def _run_elsewhere(run_one, cwd: str, threads: int, spec, label: str, monitor=None) -> dict:
+    """``run_one(spec, on_epoch)`` in a worker process or Ray task (``monitor``: the caller's
     ``on_epoch.monitor``, sent along)."""
     import torch
 
     os.chdir(cwd)
     torch.set_num_threads(threads)
     print(f"    {label}: training in process {os.getpid()} with {threads} thread(s)", flush=True)
-    record = run_one(*args, on_epoch=EpochLog(label, monitor=monitor), **kwargs)
+    record = run_one(spec, EpochLog(label, monitor=monitor))
     record["torch_threads"] = threads
     return record
 
@@ -106,10 +107,10 @@ class InProcess:
     def __init__(self, run_one):
         self._run = run_one
 
-    def run_one(self, model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
+    def run_one(self, spec, on_epoch) -> dict:
         import torch
 
-        record = self._run(model, seed, dataset, protocol, config_files, extra, on_epoch, saved=saved)
+        record = self._run(spec, on_epoch)
         record["torch_threads"] = torch.get_num_threads()
         return record
 
@@ -117,8 +118,8 @@ class InProcess:
         pass
 
 
-def _label(on_epoch, model, seed) -> str:
-    return getattr(on_epoch, "label", None) or f"{model} seed {seed}"
+def _label(on_epoch, spec) -> str:
+    return getattr(on_epoch, "label", None) or f"{spec.model} seed {spec.settings.get('seed')}"
 
 
 class LocalProcesses:
@@ -140,10 +141,9 @@ class LocalProcesses:
                                          initargs=(reader,))
         self._closed = False
 
-    def run_one(self, model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
-        future = self._pool.submit(_run_elsewhere, self._run, os.getcwd(), self.threads,
-                                   (model, seed, dataset, protocol, list(config_files), extra), {"saved": saved},
-                                   _label(on_epoch, model, seed), getattr(on_epoch, "monitor", None))
+    def run_one(self, spec, on_epoch) -> dict:
+        future = self._pool.submit(_run_elsewhere, self._run, os.getcwd(), self.threads, spec, _label(on_epoch, spec),
+                                   getattr(on_epoch, "monitor", None))
         return future.result()
 
     def close(self, cancel: bool = False) -> None:
@@ -189,9 +189,9 @@ class RayTasks:
         self.name = f"Ray tasks ({total} CPUs in the cluster, {cpus} per run, up to {self.jobs} at once)"
         self._remote = ray.remote(num_cpus=cpus, max_retries=max_retries, retry_exceptions=False)(_run_elsewhere)
 
-    def run_one(self, model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
-        ref = self._remote.remote(self._run, os.getcwd(), self.cpus, (model, seed, dataset, protocol, list(config_files), extra),
-                                  {"saved": saved}, _label(on_epoch, model, seed), getattr(on_epoch, "monitor", None))
+    def run_one(self, spec, on_epoch) -> dict:
+        ref = self._remote.remote(self._run, os.getcwd(), self.cpus, spec, _label(on_epoch, spec),
+                                  getattr(on_epoch, "monitor", None))
         try:
             return self._ray.get(ref)
         except self._ray.exceptions.RayTaskError as err:  # the run's own error, as it would be raised here

@@ -23,6 +23,7 @@ from recbole_mamex.trainer.checkpoint import (
 from recbole_mamex.trainer.candidates import candidate_kinds_for_test
 from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.registry import get_model
+from recbole_mamex.runspec import RunSpec
 from recbole_mamex.trainer import get_trainer
 
 
@@ -37,24 +38,31 @@ def run_recbole_mamex(
     callback_fn=None,
     resume_from=None,
 ):
-    """Train ``model`` on ``dataset`` with early stopping on validation, then evaluate on test.
+    """Train ``model`` on ``dataset`` with early stopping on validation, then evaluate on test: RecBole's
+    ``run_recbole`` with this package's config, data and models, the same arguments (``cmd_args``:
+    ``--key=value`` overrides; ``None`` reads ``sys.argv`` as RecBole does, ``[]`` ignores it). The run as
+    a :class:`~recbole_mamex.runspec.RunSpec`: :func:`run_spec`, which says what is returned."""
+    spec = RunSpec(model, dataset, config_file_list or (), config_dict or {}, cmd_args, saved=saved)
+    return run_spec(spec, callback_fn=callback_fn, resume_from=resume_from)
 
-    Args mirror ``recbole.quick_start.run_recbole``; ``cmd_args`` are ``--key=value`` overrides
-    (``None`` reads ``sys.argv`` as RecBole does, ``[]`` ignores it); ``callback_fn(epoch, valid_score)``
-    is passed to RecBole's ``Trainer.fit`` (called after each validation); ``resume_from`` is a checkpoint
-    to go on from (the ``-last.pth`` one an interrupted run left, see :mod:`recbole_mamex.trainer.resume`).
+
+def run_spec(spec: RunSpec, callback_fn=None, resume_from=None) -> dict:
+    """Train and test the run ``spec`` describes (early stopping on validation, then test).
+
+    ``callback_fn(epoch, valid_score)`` is passed to RecBole's ``Trainer.fit`` (called after each
+    validation); ``resume_from`` is a checkpoint to go on from (the ``-last.pth`` one an interrupted run
+    left, see :mod:`recbole_mamex.trainer.resume`).
 
     Returns:
         dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
         ``test_result_by_candidates`` (candidate set -> test metrics, for each of ``test_candidates``),
-        ``model_file`` (the checkpoint, or ``None`` when ``saved`` is False), ``config``, ``valid_curve``
+        ``model_file`` (the checkpoint, or ``None`` when ``spec.saved`` is False), ``config``, ``valid_curve``
         ((epoch, valid score) of each validation), ``best_epoch`` (the kept one), ``epochs_trained`` and
         ``capped_improving`` (:func:`capped_improving`: the epoch cap ended a run still improving; then a
         warning is logged).
     """
-    config = Config(
-        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
-    )
+    saved = spec.saved
+    config = Config(**spec.config_arguments())
     ensure_dataset_files(config)  # a missing dataset is reported before the config is logged
     # RecBole's trainer makes checkpoint_dir, and the first checkpoint is written after epoch 0: refused now
     check_writable(config["checkpoint_dir"])
@@ -182,22 +190,18 @@ def build_run(config) -> BuiltRun:
     return BuiltRun(config, data, train_data, valid_data, test_data, model)
 
 
-def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
-        nproc=1, world_size=-1, ip="localhost", port=5678, group_offset=0, resume_from=None):
-    """One process (:func:`run_recbole_mamex`) or several (:func:`recbole_mamex.distributed.run_distributed`,
+def run(spec: RunSpec, nproc=1, world_size=-1, ip="localhost", port=5678, group_offset=0, resume_from=None):
+    """One process (:func:`run_spec`) or several (:func:`recbole_mamex.distributed.run_distributed`,
     RecBole's DDP path), as ``recbole.quick_start.run`` chooses: several when ``nproc > 1`` or
     ``world_size > 0``."""
     if nproc == 1 and world_size <= 0:
-        return run_recbole_mamex(model, dataset, config_file_list, config_dict, saved, cmd_args, resume_from=resume_from)
+        return run_spec(spec, resume_from=resume_from)
     from recbole_mamex.distributed import DistributedConfigError, run_distributed
 
     if resume_from is not None:
         raise DistributedConfigError("resume_from: resuming is supported for one-process runs only")
 
-    return run_distributed(
-        run_recbole_mamex, model, dataset, config_file_list, config_dict, saved, cmd_args,
-        nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset,
-    )
+    return run_distributed(run_spec, spec, nproc=nproc, world_size=world_size, ip=ip, port=port, group_offset=group_offset)
 
 
 def load_data_and_model(model_file, allow_changed_features: bool = False):

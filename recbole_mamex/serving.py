@@ -37,7 +37,6 @@ from recbole.data.interaction import Interaction
 from recbole_mamex.errors import RecboleMamexError, report_user_errors
 from recbole_mamex.data.loaders import full_sort_users_per_batch
 from recbole_mamex.data.dataset import CANDIDATE_KINDS
-from recbole_mamex.data.features import InputFileError
 from recbole_mamex.trainer.candidates import tie_break_order, top_with_tie_order
 
 SPLITS = ("valid", "test")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -113,24 +114,20 @@ def read_params_file(path) -> dict[str, tuple[str, str]]:
     return params
 
 
-def objective(params, config_file_list, model, dataset, config_dict=None, cmd_args=None, saved=True) -> dict:
-    """One trial: train with ``params`` over ``config_dict`` and return what ``HyperTuning`` reads
-    (``best_valid_score`` selects; ``test_result`` is only reported)."""
-    from recbole_mamex.quick_start import run_recbole_mamex
+def objective(params, config_file_list, spec) -> dict:
+    """One trial (the function RecBole's ``HyperTuning`` calls with a trial's parameters and its fixed config
+    files): train the run ``spec`` (a :class:`~recbole_mamex.runspec.RunSpec`) with ``params`` on top of its
+    settings and return what ``HyperTuning`` reads (``best_valid_score`` selects; ``test_result`` is only
+    reported)."""
+    from recbole_mamex.quick_start import run_spec
 
     root = logging.getLogger()
     for handler in root.handlers[:]:  # as RecBole's objective_function: each trial logs to its own file
         root.removeHandler(handler)
-    result = run_recbole_mamex(
-        model=model,
-        dataset=dataset,
-        config_file_list=config_file_list,
-        config_dict={**(config_dict or {}), **params},
-        saved=saved,
-        cmd_args=cmd_args if cmd_args is not None else [],
-    )
+    trial = replace(spec, config_files=tuple(config_file_list or ()), cmd_args=spec.cmd_args or ()).with_settings(**params)
+    result = run_spec(trial)
     return {
-        "model": model,
+        "model": spec.model,
         "best_valid_score": result["best_valid_score"],
         "valid_score_bigger": result["valid_score_bigger"],
         "best_valid_result": result["best_valid_result"],
@@ -153,24 +150,20 @@ def _search_seed(seed: int):
 
 
 def tune(
-    model,
-    dataset,
+    spec,
     params_file,
-    config_file_list=None,
-    config_dict=None,
-    cmd_args=None,
     algo: str = "exhaustive",
     max_evals: int = 100,
     early_stop: int = 10,
     output_file=None,
     search_seed: int = 2020,
 ) -> dict:
-    """Search ``params_file``'s space for ``model`` on ``dataset`` with RecBole's ``HyperTuning``.
+    """Search ``params_file``'s space for the run ``spec`` (a :class:`~recbole_mamex.runspec.RunSpec`: model,
+    dataset and the config every trial keeps) with RecBole's ``HyperTuning``.
 
-    ``config_file_list``, ``config_dict`` and ``cmd_args`` are fixed for every trial (a tuned parameter
-    may not also be fixed on the command line, which would override it). ``early_stop``: stop after that
-    many trials without improvement. ``output_file``: RecBole's export of every trial's valid and test
-    metrics.
+    A tuned parameter may not also be set by ``spec.cmd_args`` (the command line), which would override
+    it. ``early_stop``: stop after that many trials without improvement. ``output_file``: RecBole's export
+    of every trial's valid and test metrics.
 
     Returns:
         dict with ``best_params``, ``best_valid_score``, ``best`` (the best trial's objective result) and
@@ -186,14 +179,14 @@ def tune(
         raise ValueError(f"algo: expected one of {ALGOS}, found {algo!r}")
     params_file = resolve_params_file(params_file)
     tuned = read_params_file(params_file)
-    fixed_on_command_line = {arg[2:].split("=", 1)[0] for arg in cmd_args or []}
+    fixed_on_command_line = {arg[2:].split("=", 1)[0] for arg in spec.cmd_args or []}
     clash = sorted(fixed_on_command_line & set(tuned))
     if clash:
         raise HyperFileError(f"{params_file} tunes {clash}, which the command line also sets: remove them from one")
     hyper = HyperTuning(
-        partial(objective, model=model, dataset=dataset, config_dict=config_dict, cmd_args=cmd_args),
+        partial(objective, spec=spec),
         space=hyperopt_space(tuned),  # read here: RecBole's reading of a params_file eval()s its choice lists
-        fixed_config_file_list=config_file_list,
+        fixed_config_file_list=list(spec.config_files) or None,
         algo=algo,
         max_evals=max_evals,
         early_stop=early_stop,
@@ -251,11 +244,11 @@ def ray_search_space(params_file) -> dict:
     return space
 
 
-def _ray_trial(params, model, dataset, config_file_list, config_dict, cmd_args, workdir):
+def _ray_trial(params, spec, workdir):
     from ray.air import session
 
     os.chdir(workdir)  # Ray Tune 2.6 starts each trial in its own directory, whatever chdir_to_trial_dir says
-    result = objective(params, config_file_list, model, dataset, config_dict, cmd_args)
+    result = objective(params, spec.config_files, spec)
     session.report(
         {
             "best_valid_score": float(result["best_valid_score"]),
@@ -267,19 +260,16 @@ def _ray_trial(params, model, dataset, config_file_list, config_dict, cmd_args, 
 
 
 def tune_with_ray(
-    model,
-    dataset,
+    spec,
     params_file,
-    config_file_list=None,
-    config_dict=None,
-    cmd_args=None,
     num_samples: int = 4,
     local_mode: bool = True,
     storage_dir=None,
     cpus_per_trial: float = 1,
 ) -> dict:
-    """Random search of ``params_file``'s space with Ray Tune (``ray[tune]``), one trial per sample,
-    selecting on the best validation score; the cluster route (RecBole's ``run_hyper.py --tool Ray``).
+    """Random search of ``params_file``'s space for the run ``spec`` with Ray Tune (``ray[tune]``), one trial
+    per sample, selecting on the best validation score; the cluster route (RecBole's ``run_hyper.py --tool
+    Ray``).
 
     ``local_mode=True`` runs the trials one after another in this process (``ray.init(local_mode=True)``);
     ``local_mode=False`` connects to a running cluster when ``RAY_ADDRESS`` is set (``ray start --head``,
@@ -309,22 +299,17 @@ def tune_with_ray(
         except ConnectionError as err:
             raise AddressError(f"RAY_ADDRESS: expected a running Ray cluster, found none ({err})") from None
     try:
-        return _run_ray(params_file, model, dataset, config_file_list, config_dict, cmd_args, num_samples,
-                        storage_dir, cpus_per_trial, workdir)
+        return _run_ray(params_file, spec, num_samples, storage_dir, cpus_per_trial, workdir)
     finally:
         os.chdir(workdir)
         if started:
             ray.shutdown()
 
 
-def _run_ray(params_file, model, dataset, config_file_list, config_dict, cmd_args, num_samples, storage_dir,
-             cpus_per_trial, workdir) -> dict:
+def _run_ray(params_file, spec, num_samples, storage_dir, cpus_per_trial, workdir) -> dict:
     from ray import tune as ray_tune
 
-    trainable = ray_tune.with_parameters(
-        _ray_trial, model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict,
-        cmd_args=cmd_args if cmd_args is not None else [], workdir=workdir,
-    )
+    trainable = ray_tune.with_parameters(_ray_trial, spec=replace(spec, cmd_args=spec.cmd_args or ()), workdir=workdir)
     analysis = ray_tune.run(
         ray_tune.with_resources(trainable, {"cpu": cpus_per_trial}),
         config=ray_search_space(params_file),

@@ -128,3 +128,16 @@ def write_milk_split(src: Path, text: bool = False) -> Path:
     if text:
         np.save(src / "text_feat.npy", rng.normal(size=(10, 4)).astype(np.float32))
     return src
+
+
+def settings_config(spec) -> dict:
+    """A stand-in for a run's final config in tests that drive fake runs: its model and settings (so a changed
+    setting is a changed config, as with the real one)."""
+    return {"model": spec.model, **spec.settings}
+
+
+def fake_plan(rows, seeds, dataset="d", protocol="cold", configure=settings_config, **kwargs):
+    """A comparison plan of fake rows (no real model or dataset behind them)."""
+    from recbole_mamex.compare import Plan
+
+    return Plan(dataset, protocol, list(rows), list(seeds), configure=configure, **kwargs)

@@ -13,7 +13,7 @@ from recbole.utils import init_seed
 
 from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex.compare import main as compare_main
-from recbole_mamex.compare import planned_config, run_file
+from recbole_mamex.compare import Plan, planned_config, run_file
 from recbole_mamex.records import versions
 from recbole_mamex.config import Config
 from recbole_mamex.model.clcrec import CLCRec, contrast_logits, info_nce, negative_groups
@@ -92,7 +92,7 @@ def test_comparison_counts_them_as_baselines(workdir, capsys):
             path = run_file(out, model, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             results = {"cold": {"recall@10": value, "ndcg@10": value / 2}}
-            made_with = {"config": planned_config(model, seed, "tiny-cold", "cold", [], {}), "versions": versions()}
+            made_with = {"config": planned_config(Plan("tiny-cold", "cold", [model], [seed]).spec(model, seed)), "versions": versions()}
             path.write_text(json.dumps({"model": model, "seed": seed, "dataset": "tiny-cold", "protocol": "cold",
                                         "results": results, "wall_s": 1.0, **made_with}))
     args = ["--dataset", "tiny-cold", "--models", *recalls, "--seeds", "1", "2", "--metrics", "recall@10", "ndcg@10",

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 
+from helpers import fake_plan
 from recbole_mamex.compare import aggregate, main, run_all, run_file, to_latex
 
 
@@ -39,7 +40,8 @@ def test_aggregation_matches_hand_computed_numbers():
 def test_runs_are_saved_as_they_finish_and_skipped_when_rerun(tmp_path):
     calls, crashed = [], set()
 
-    def runner(model, seed, dataset, protocol, config_files, extra, on_epoch):
+    def runner(spec, on_epoch):
+        model, seed = spec.model, spec.settings["seed"]
         calls.append((model, seed))
         if model == "Crash" and seed not in crashed:
             crashed.add(seed)
@@ -48,18 +50,18 @@ def test_runs_are_saved_as_they_finish_and_skipped_when_rerun(tmp_path):
         return record(model, seed, 0.1 * seed, 0.2)
 
     with pytest.raises(KeyboardInterrupt):
-        run_all(["A", "Crash"], [1, 2], "d", "cold", tmp_path, runner=runner, log=lambda *_: None)
+        run_all(fake_plan(["A", "Crash"], [1, 2], configure=None), tmp_path, runner=runner, log=lambda *_: None)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["A-seed1.json", "A-seed2.json"]
     calls.clear()
     with pytest.raises(KeyboardInterrupt):  # interrupted again, in the next run
-        run_all(["A", "Crash"], [1, 2], "d", "cold", tmp_path, runner=runner, log=lambda *_: None)
+        run_all(fake_plan(["A", "Crash"], [1, 2], configure=None), tmp_path, runner=runner, log=lambda *_: None)
     assert calls == [("Crash", 1), ("Crash", 2)]
     calls.clear()
-    records = run_all(["A", "Crash"], [1, 2], "d", "cold", tmp_path, runner=runner, log=lambda *_: None)
+    records = run_all(fake_plan(["A", "Crash"], [1, 2], configure=None), tmp_path, runner=runner, log=lambda *_: None)
     assert calls == [("Crash", 2)]  # only the run that never finished
     assert len(records) == 4 and [r["model"] for r in records] == ["A", "A", "Crash", "Crash"]
     with pytest.raises(ValueError, match="use another --out"):
-        run_all(["A"], [1], "other", "cold", tmp_path, runner=runner, log=lambda *_: None)
+        run_all(fake_plan(["A"], [1], dataset="other", configure=None), tmp_path, runner=runner, log=lambda *_: None)
 
 
 def test_end_to_end_outputs_parse(cold_tiny, workdir, capsys):
@@ -79,6 +81,15 @@ def test_end_to_end_outputs_parse(cold_tiny, workdir, capsys):
     assert saved["config"]["epochs"] == 2 and saved["versions"]["recbole"] == "1.2.1"
     assert set(saved["results"]) == {"cold", "warm", "all"}
     assert saved["peak_rss_gb"] > 0.05 and "peak RSS GB, max" in (out / "summary.md").read_text()
+    # the record holds the run as it was described (the RunSpec every entry point passes), and it trains again
+    assert saved["run"]["model"] == "BPR" and saved["run"]["dataset"] == "tiny-cold"
+    assert saved["run"]["config_files"] == ["fast.yaml"] and saved["run"]["settings"]["seed"] == 1
+    assert saved["run"]["settings"]["eval_candidates"] == "cold" and saved["cpu_s"] > 0
+    from recbole_mamex.quick_start import run_spec
+    from recbole_mamex.runspec import RunSpec
+
+    again = run_spec(RunSpec(**{**saved["run"], "saved": False}))
+    assert {k: round(float(v), 4) for k, v in again["test_result_by_candidates"]["cold"].items()} == saved["results"]["cold"]
     assert main(args) == 0
     assert "done before, skipped" in capsys.readouterr().out
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbole_mamex.compare import Split, main, planned_config, run_all, run_file
+from helpers import fake_plan
+from recbole_mamex.compare import Plan, Split, main, planned_config, run_all, run_file
 from recbole_mamex.errors import CompareError
 from recbole_mamex.records import versions
 
@@ -111,16 +112,16 @@ def test_trials_of_data_that_changed_are_refused(workdir):
     (data / "d.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
     calls = []
 
-    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
-        calls.append(settings["learning_rate"])
-        return {"best_valid_score": settings["learning_rate"], "valid_metric": "NDCG@20", "best_valid": {},
+    def runner(spec, on_epoch):
+        calls.append(spec.settings["learning_rate"])
+        return {"best_valid_score": spec.settings["learning_rate"], "valid_metric": "NDCG@20", "best_valid": {},
                 "best_epoch": 1, "epochs_trained": 2, "wall_s": 0.1}
 
     def tune(rerun=False):
-        def plan(row, seed, dataset, params=None):
-            return {"model": "BPR", "seed": seed, "data_path": str(data), "dataset": dataset, **(params or {})}
+        def configure(spec):
+            return {"model": spec.model, "data_path": str(data), "dataset": spec.dataset, **spec.settings}
 
-        return tune_rows(["BPR"], lambda row: ("BPR", {}), 3, Split(None, "d"), 5, "cold", [], workdir / "out", plan, runner,
+        return tune_rows(fake_plan(["BPR"], [5], configure=configure), 3, Split(None, "d"), 5, workdir / "out", runner,
                          rerun=rerun, log=lambda *_: None)["BPR"]
 
     tune()
@@ -144,15 +145,14 @@ def tune_fake(workdir, runner, rerun=False, n_trials=3):
     hyper = workdir / "properties" / "hyper" / "BPR.hyper"
     hyper.parent.mkdir(parents=True, exist_ok=True)
     hyper.write_text("learning_rate loguniform -7,-1\n")
-    return tune_rows(["BPR"], lambda row: ("BPR", {}), n_trials, Split(None, "d"), 5, "cold", [], workdir / "out",
-                     lambda row, seed, dataset, params=None: {"model": "BPR", "seed": seed, **(params or {})}, runner,
-                     rerun=rerun, log=lambda *_: None)["BPR"]
+    return tune_rows(fake_plan(["BPR"], [5]), n_trials, Split(None, "d"), 5, workdir / "out", runner, rerun=rerun,
+                     log=lambda *_: None)["BPR"]
 
 
 def scored(calls, first_score=None):
-    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
-        calls.append(settings["learning_rate"])
-        value = first_score if first_score is not None and len(calls) == 1 else settings["learning_rate"]
+    def runner(spec, on_epoch):
+        calls.append(spec.settings["learning_rate"])
+        value = first_score if first_score is not None and len(calls) == 1 else spec.settings["learning_rate"]
         return {"best_valid_score": value, "valid_metric": "NDCG@20", "best_valid": {}, "best_epoch": 1, "epochs_trained": 2,
                 "wall_s": 0.1}
 
@@ -218,7 +218,7 @@ def write_records(out, results_of, models=("BPR", "Pop"), seeds=(1, 2)):
             path.parent.mkdir(parents=True, exist_ok=True)
             record = {"model": model, "seed": seed, "dataset": "tiny-cold", "protocol": "cold", "results": results_of(model, seed),
                       "wall_s": 1.0, "best_epoch": 0, "epochs_trained": 1,
-                      "config": planned_config(model, seed, "tiny-cold", "cold", [], {}), "versions": versions()}
+                      "config": planned_config(Plan("tiny-cold", "cold", [model], [seed]).spec(model, seed)), "versions": versions()}
             path.write_text(json.dumps(record))
             paths[(model, seed)] = path
     return paths
@@ -353,21 +353,21 @@ def test_a_full_disk_while_writing_is_one_error_line_naming_the_file(cold_tiny, 
 def test_a_diverging_run_is_one_error_line_and_the_finished_runs_are_kept(tmp_path):
     from recbole_mamex.trainer.resume import TrainingDivergedError
 
-    def runner(model, seed, dataset, protocol, config_files, extra, on_epoch):
+    def runner(spec, on_epoch):
+        model, seed, dataset = spec.model, spec.settings["seed"], spec.dataset
         if model == "B":  # every trainer's loss check
             raise TrainingDivergedError("training diverged: the loss became nan in epoch 3 (learning_rate 0.5). Lower learning_rate")
-        return {"model": model, "seed": seed, "dataset": dataset, "protocol": protocol, "wall_s": 0.0,
-                "results": {"cold": {"recall@10": 0.1}}}
+        return {"model": model, "seed": seed, "dataset": dataset, "wall_s": 0.0, "results": {"cold": {"recall@10": 0.1}}}
 
     with pytest.raises(CompareError, match=r"B seed 1: training diverged: the loss became nan in epoch 3 \(learning_rate 0.5\)"):
-        run_all(["A", "B"], [1], "d", "cold", tmp_path, runner=runner, log=lambda *_: None)
+        run_all(fake_plan(["A", "B"], [1], configure=None), tmp_path, runner=runner, log=lambda *_: None)
     assert run_file(tmp_path, "A", 1).is_file()
 
-    def other(*args):
+    def other(spec, on_epoch):
         raise ValueError("a bug, not a divergence")
 
     with pytest.raises(ValueError, match="a bug") as raised:
-        run_all(["C"], [1], "d", "cold", tmp_path, runner=other, log=lambda *_: None)
+        run_all(fake_plan(["C"], [1], configure=None), tmp_path, runner=other, log=lambda *_: None)
     assert not isinstance(raised.value, CompareError)
 
 

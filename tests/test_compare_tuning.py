@@ -9,11 +9,14 @@ import pytest
 from recbole_mamex.compare import Split, main, run_file
 from recbole_mamex.compare.tuning import tune_rows
 
+from helpers import fake_plan
+
 
 def fake_runner(calls, interrupt_at=None):
     """A run whose validation score rises with the learning rate while its test recall falls."""
 
-    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
+    def runner(spec, on_epoch):
+        settings = spec.settings
         calls.append(settings["learning_rate"])
         if interrupt_at is not None and len(calls) == interrupt_at:
             raise KeyboardInterrupt
@@ -25,11 +28,8 @@ def fake_runner(calls, interrupt_at=None):
 
 
 def run_tuning(workdir, runner, n_trials, rerun=False):
-    def plan(row, seed, dataset, params=None):
-        return {"model": "BPR", "seed": seed, **(params or {})}
-
-    tunings = tune_rows(["BPR"], lambda row: ("BPR", {}), n_trials, Split(None, "d"), 5, "cold", [], workdir / "out",
-                        plan, runner, rerun=rerun, log=lambda *_: None)
+    tunings = tune_rows(fake_plan(["BPR"], [5]), n_trials, Split(None, "d"), 5, workdir / "out", runner, rerun=rerun,
+                        log=lambda *_: None)
     return tunings["BPR"]
 
 
@@ -167,10 +167,10 @@ def curve_runner(calls, interrupt_at=None, delay=0.0):
     """A run that validates every epoch: the score climbs to its final value in a number of epochs that
     grows as the learning rate falls (a slow trial), then stays; it early-stops 10 epochs after its best."""
 
-    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
+    def runner(spec, on_epoch):
         import time as _time
 
-        lr = settings["learning_rate"]
+        lr = spec.settings["learning_rate"]
         calls.append(lr)
         if interrupt_at is not None and len(calls) == interrupt_at:
             raise KeyboardInterrupt
@@ -223,8 +223,7 @@ def test_a_pruned_trial_is_recorded_with_its_epoch_and_never_selected(workdir):
 
 def test_without_the_pruner_every_trial_trains_to_its_end(workdir):
     lr_space(workdir)
-    tunings = tune_rows(["BPR"], lambda row: ("BPR", {}), 8, Split(None, "d"), 5, "cold", [], workdir / "out",
-                        lambda row, seed, dataset, params=None: {"model": "BPR", **(params or {})}, curve_runner([]),
+    tunings = tune_rows(fake_plan(["BPR"], [5]), 8, Split(None, "d"), 5, workdir / "out", curve_runner([]),
                         log=lambda *_: None, pruner="none")
     assert {t["status"] for t in tunings["BPR"].trials} <= {"ok", "repeat"}
 
@@ -263,9 +262,8 @@ def test_parallel_trials_leave_records_the_serial_search_goes_on_from(workdir):
             with lock:
                 running[0] -= 1
 
-    plan = lambda row, seed, dataset, params=None: {"model": "BPR", "seed": seed, **(params or {})}  # noqa: E731
-    together = tune_rows(["BPR"], lambda row: ("BPR", {}), 8, Split(None, "d"), 5, "cold", [], workdir / "out", plan,
-                         runner, log=lambda *_: None, jobs=2)["BPR"]
+    together = tune_rows(fake_plan(["BPR"], [5]), 8, Split(None, "d"), 5, workdir / "out", runner, log=lambda *_: None,
+                         jobs=2)["BPR"]
     assert most[0] == 2  # one row's trials ran two at once
     # two trials out at once were not handed the same parameters (TPE's running trials count as poor ones)
     assert len({t["params"]["learning_rate"] for t in together.trials}) == 8

@@ -13,6 +13,7 @@ from recbole_mamex.cli import main
 from recbole_mamex.distributed import free_port
 from recbole_mamex.trainer.distributed import own_rows
 from recbole_mamex.quick_start import load_data_and_model, run
+from recbole_mamex.runspec import RunSpec
 from recbole_mamex.trainer.resume import last_checkpoint_path
 from recbole_mamex.trainer import get_trainer
 
@@ -38,7 +39,7 @@ def odd_cold(workdir):
 
 @pytest.mark.parametrize("model_name", ["MAMEX", "RLMultimodalRec", "LightGCN"])
 def test_two_cpu_processes_train_and_evaluate_like_one(odd_cold, workdir, model_name):
-    result = run(model_name, odd_cold, config_dict=DDP, cmd_args=[], nproc=2, port=free_port())
+    result = run(RunSpec(model_name, odd_cold, settings=DDP), nproc=2, port=free_port())
     assert result["config"]["world_size"] == 2 and not result["config"]["single_spec"]
     assert str(result["config"]["device"]) == "cpu"
     by_candidates = result["test_result_by_candidates"]
@@ -81,9 +82,10 @@ def test_padding_rows_are_counted_once():
 DDP_RUN = """
     from recbole_mamex import compat as _shims; _shims.apply_all()
     from recbole_mamex.distributed import free_port, run_distributed
-    from recbole_mamex.quick_start import run_recbole_mamex
+    from recbole_mamex.quick_start import run_spec
+    from recbole_mamex.runspec import RunSpec
     if __name__ == "__main__":
-        run_distributed(run_recbole_mamex, "BPR", "odd-cold", config_dict={config}, cmd_args=[], nproc=2, port=free_port())
+        run_distributed(run_spec, RunSpec("BPR", "odd-cold", settings={config}), nproc=2, port=free_port())
         print("two processes: ok")
 """
 

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from helpers import fake_plan
 from recbole_mamex.compare import main, run_all, run_file
 from recbole_mamex.parallel import LocalProcesses, ParallelError, RayTasks, run_concurrently
 
@@ -22,7 +23,8 @@ def test_runs_at_once_are_written_as_they_finish_and_returned_in_job_order(tmp_p
     running, most = set(), [0]
     lock = threading.Lock()
 
-    def runner(model, seed, dataset, protocol, config_files, extra, on_epoch):
+    def runner(spec, on_epoch):
+        model, seed = spec.model, spec.settings["seed"]
         with lock:
             running.add((model, seed))
             most[0] = max(most[0], len(running))
@@ -33,7 +35,7 @@ def test_runs_at_once_are_written_as_they_finish_and_returned_in_job_order(tmp_p
         return fake_record(model, seed)
 
     lines = []
-    records = run_all(["A", "B"], [1, 2], "d", "cold", tmp_path, runner=runner, log=lines.append, jobs_at_once=2)
+    records = run_all(fake_plan(["A", "B"], [1, 2], configure=None), tmp_path, runner=runner, log=lines.append, jobs_at_once=2)
     assert most[0] == 2  # two at once, never more
     assert [(r["model"], r["seed"]) for r in records] == [("A", 1), ("A", 2), ("B", 1), ("B", 2)]
     assert all(run_file(tmp_path, m, s).is_file() for m in "AB" for s in (1, 2))
@@ -45,7 +47,8 @@ def test_runs_at_once_are_written_as_they_finish_and_returned_in_job_order(tmp_p
 def test_an_error_keeps_the_runs_in_progress_and_skips_the_rest(tmp_path):
     started = []
 
-    def runner(model, seed, dataset, protocol, config_files, extra, on_epoch):
+    def runner(spec, on_epoch):
+        model, seed = spec.model, spec.settings["seed"]
         started.append((model, seed))
         if model == "Bad":
             raise ValueError("this run's own error")
@@ -53,7 +56,8 @@ def test_an_error_keeps_the_runs_in_progress_and_skips_the_rest(tmp_path):
         return fake_record(model, seed)
 
     with pytest.raises(ValueError, match="this run's own error"):
-        run_all(["Bad", "A", "C"], [1], "d", "cold", tmp_path, runner=runner, log=lambda *_: None, jobs_at_once=2)
+        run_all(fake_plan(["Bad", "A", "C"], [1], configure=None), tmp_path, runner=runner, log=lambda *_: None,
+                jobs_at_once=2)
     assert run_file(tmp_path, "A", 1).is_file()  # running when Bad failed: finished and kept
     assert ("C", 1) not in started and not run_file(tmp_path, "C", 1).exists()  # not started: skipped
 
@@ -122,18 +126,19 @@ def local_ray():
 def test_ray_reruns_a_task_whose_worker_died(local_ray, tmp_path):
     marker = tmp_path / "first-attempt"
 
-    def dies_once(model, seed, dataset, protocol, config_files, extra, on_epoch, saved=True):
+    def dies_once(spec, on_epoch):
         # sent to Ray's workers by value: no name of this test module in here
         import os
 
+        model, seed, dataset = spec.model, spec.settings["seed"], spec.dataset
         if not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(1)  # the worker process dies mid-run, as on a lost node
-        return {"model": model, "seed": seed, "dataset": dataset, "protocol": protocol, "wall_s": 0.01,
+        return {"model": model, "seed": seed, "dataset": dataset, "wall_s": 0.01,
                 "results": {"cold": {"recall@10": 0.1 * seed}}, "pid": os.getpid()}
 
     backend = RayTasks(dies_once, cpus=1, max_retries=2)
-    records = run_all(["A"], [1, 2], "d", "cold", tmp_path, runner=backend.run_one, log=lambda *_: None,
+    records = run_all(fake_plan(["A"], [1, 2], configure=None), tmp_path, runner=backend.run_one, log=lambda *_: None,
                       jobs_at_once=backend.jobs)
     assert [(r["model"], r["seed"]) for r in records] == [("A", 1), ("A", 2)]
     assert marker.exists() and all(r["pid"] != int(marker.read_text()) for r in records)
@@ -143,7 +148,7 @@ def test_ray_reruns_a_task_whose_worker_died(local_ray, tmp_path):
         raise ValueError("the run's own error")
 
     with pytest.raises(ValueError, match="the run's own error"):  # not retried, raised as itself
-        RayTasks(fails).run_one("A", 1, "d", "cold", [], {}, None)
+        RayTasks(fails).run_one(fake_plan(["A"], [1]).spec("A", 1), None)
 
 
 def test_compare_on_ray_writes_the_runs_here(local_ray, cold_tiny, workdir, capsys):
@@ -169,7 +174,8 @@ def test_rows_tune_at_once_one_trial_of_each_while_both_have_trials_left(workdir
     running, started = [], []
     lock = threading.Lock()
 
-    def runner(model, seed, dataset, protocol, config_files, settings, on_epoch, saved=True):
+    def runner(spec, on_epoch):
+        model, settings = spec.model, spec.settings
         with lock:
             running.append(model)
             started.append(sorted(running))
@@ -182,8 +188,7 @@ def test_rows_tune_at_once_one_trial_of_each_while_both_have_trials_left(workdir
                 "best_epoch": 1, "epochs_trained": 2, "wall_s": 0.02}
 
     def tune(out, jobs, n_trials):
-        return tune_rows(["BPR", "LightGCN"], lambda row: (row, {}), n_trials, Split(None, "d"), 5, "cold", [], out,
-                         lambda row, seed, dataset, params=None: {"model": row, **(params or {})}, runner,
+        return tune_rows(fake_plan(["BPR", "LightGCN"], [5]), n_trials, Split(None, "d"), 5, out, runner,
                          log=lambda *_: None, jobs=jobs)
 
     together = tune(workdir / "two", 2, 6)
@@ -197,11 +202,11 @@ def test_rows_tune_at_once_one_trial_of_each_while_both_have_trials_left(workdir
         assert len(together[row].trials) == 6 and alone[row].params == together[row].params
 
 
-def validates_poorly(model, seed, dataset, protocol, config_files, extra, on_epoch, saved=True):
+def validates_poorly(spec, on_epoch):
     """A run (module-level: sent to a worker process by reference) that validates 0.1 at every epoch."""
     for epoch in range(20):
         on_epoch(epoch, 0.1)
-    return {"model": model, "seed": seed, "best_valid_score": 0.1}
+    return {"model": spec.model, "seed": spec.settings["seed"], "best_valid_score": 0.1}
 
 
 def strong_references():
@@ -216,25 +221,25 @@ def test_a_trial_is_pruned_inside_a_worker_process_and_the_signal_comes_back():
     try:
         monitor = PruningMonitor(strong_references(), horizon=20, warmup=4)
         with pytest.raises(TrialPruned) as caught:
-            backend.run_one("A", 1, "d", "cold", [], {}, EpochLog("A trial 4", monitor=monitor), saved=False)
+            backend.run_one(fake_plan(["A"], [1]).spec("A", 1, saved=False), EpochLog("A trial 4", monitor=monitor))
         assert caught.value.info["epoch"] == 4 and caught.value.info["score"] == 0.1
         assert caught.value.info["curve"] == [(e, 0.1) for e in range(5)]
         # without a monitor the same run goes to its end
-        assert backend.run_one("A", 1, "d", "cold", [], {}, EpochLog("A run"))["best_valid_score"] == 0.1
+        assert backend.run_one(fake_plan(["A"], [1]).spec("A", 1), EpochLog("A run"))["best_valid_score"] == 0.1
     finally:
         backend.close()
 
 
 def test_a_real_training_stops_when_pruned_and_leaves_no_file(cold_tiny, workdir):
-    from recbole_mamex.compare import run_one
+    from recbole_mamex.compare import Plan, run_one
     from recbole_mamex.parallel import EpochLog
     from recbole_mamex.search import PruningMonitor, TrialPruned
 
     (workdir / "fast.yaml").write_text("epochs: 30\ntrain_batch_size: 256\nuse_gpu: False\n")
     monitor = PruningMonitor(strong_references(), horizon=30, warmup=1)
     with pytest.raises(TrialPruned) as caught:
-        run_one("BPR", 1, "tiny-cold", "cold", ["fast.yaml"], {}, EpochLog("BPR trial 4", log=lambda *_: None, monitor=monitor),
-                saved=False)
+        run_one(Plan("tiny-cold", "cold", ["BPR"], [1], ("fast.yaml",)).spec("BPR", 1, saved=False),
+                EpochLog("BPR trial 4", log=lambda *_: None, monitor=monitor))
     info = caught.value.info
     assert info["epoch"] == 1 and len(info["curve"]) == 2 and info["wall_s"] > 0 and info["cpu_s"] > 0
     assert not list(workdir.glob("saved/*.pth"))  # a trial writes no checkpoint, and a pruned one no -last file

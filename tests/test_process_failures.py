@@ -26,15 +26,16 @@ PACKAGE_ROOT = Path(recbole_mamex.__file__).resolve().parents[1]  # the checkout
 SLOW_JOB = '''
 import os, time
 
-def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved=True):
+def run_one(spec, on_epoch):
+    seed = spec.settings["seed"]
     open(f"started-{seed}-{os.getpid()}", "w").close()
     if seed != 1:
         time.sleep(60)
-    return {"model": model, "seed": seed, "dataset": dataset, "protocol": protocol, "wall_s": 0.01,
+    return {"model": spec.model, "seed": seed, "dataset": spec.dataset, "wall_s": 0.01,
             "results": {"cold": {"recall@10": 0.5}}}
 
-def train(**kwargs):  # a process of run_distributed
-    open(f"started-rank{kwargs['config_dict']['local_rank']}-{os.getpid()}", "w").close()
+def train(spec):  # a process of run_distributed
+    open(f"started-rank{spec.settings['local_rank']}-{os.getpid()}", "w").close()
     time.sleep(60)
 '''
 
@@ -88,11 +89,12 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="re
 WORKER_POOL = """
     from concurrent.futures import ThreadPoolExecutor
     from recbole_mamex.parallel import LocalProcesses
+    from recbole_mamex.runspec import RunSpec
     import slowjob
 
     backend = LocalProcesses(slowjob.run_one, 2)
     with ThreadPoolExecutor(2) as threads:  # as a comparison: the runs are handed to the pool from threads
-        list(threads.map(lambda seed: backend.run_one("A", seed, "d", "cold", [], {}, None), [2, 3]))
+        list(threads.map(lambda seed: backend.run_one(RunSpec("A", "d", settings={"seed": seed}), None), [2, 3]))
 """
 
 
@@ -136,10 +138,11 @@ def test_the_processes_of_a_distributed_run_end_with_their_launcher(cold_tiny, w
     proc = start(workdir, f"""
         from recbole_mamex import compat; compat.apply_all()
         from recbole_mamex.distributed import free_port, run_distributed
+        from recbole_mamex.runspec import RunSpec
         import slowjob
 
         if __name__ == "__main__":
-            run_distributed(slowjob.train, "Pop", "tiny-cold", config_dict={{"use_gpu": False}}, cmd_args=[], nproc=2,
+            run_distributed(slowjob.train, RunSpec("Pop", "tiny-cold", settings={{"use_gpu": False}}), nproc=2,
                             port=free_port())
     """)
     workers = started_workers(workdir, proc, 2)  # ranks 0 and 1
@@ -234,11 +237,12 @@ def test_compare_refuses_process_group_settings_its_runs_would_ignore(workdir, c
 def test_ray_tune_refuses_a_ray_address_nothing_answers_at(tiny_dataset, workdir, monkeypatch):
     pytest.importorskip("ray", reason="ray is not installed (the [ray] extra)")
     pytest.importorskip("pyarrow", reason="Ray Tune's results need pyarrow (the [ray] extra)")
+    from recbole_mamex.runspec import RunSpec
     from recbole_mamex.tuning import tune_with_ray
 
     (workdir / "space.hyper").write_text("learning_rate choice [0.01,0.001]\n")
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
     started = time.time()
     with pytest.raises(AddressError, match="RAY_ADDRESS: expected the address of a running Ray cluster"):
-        tune_with_ray("BPR", "tiny", workdir / "space.hyper", num_samples=1, local_mode=False)
+        tune_with_ray(RunSpec("BPR", "tiny"), workdir / "space.hyper", num_samples=1, local_mode=False)
     assert time.time() - started < 30

@@ -9,6 +9,7 @@ import torch
 from recbole_mamex.trainer.checkpoint import read_checkpoint
 from recbole_mamex.cli import main
 from recbole_mamex.paths import properties_dir
+from recbole_mamex.runspec import RunSpec
 from recbole_mamex.tuning import HyperFileError, read_params_file, resolve_params_file, tune, tune_with_ray
 
 from helpers import FAST
@@ -19,7 +20,7 @@ FIXED = {**FAST, "epochs": 1}
 def test_tuning_selects_the_best_validation_trial(tiny_dataset, workdir):
     space = workdir / "space.hyper"
     space.write_text("learning_rate choice [0.0001,0.05]\nn_experts choice [2]\n")
-    found = tune("MAMEX", "tiny", space, config_dict=FIXED, algo="exhaustive")
+    found = tune(RunSpec("MAMEX", "tiny", settings=FIXED), space, algo="exhaustive")
     trials = found["trials"]
     assert len(trials) == 2  # every combination once
     for params, trial in trials.items():
@@ -82,7 +83,7 @@ def test_ray_tune_local_mode(tiny_dataset, workdir):
     pytest.importorskip("ray", reason="the ray extra (not in the test extra on Python 3.12+)")
     space = workdir / "space.hyper"
     space.write_text("learning_rate choice [0.0001,0.05]\nreg_weight loguniform -14,-6\n")
-    found = tune_with_ray("MAMEX", "tiny", space, config_dict=FIXED, num_samples=2, local_mode=True)
+    found = tune_with_ray(RunSpec("MAMEX", "tiny", settings=FIXED), space, num_samples=2, local_mode=True)
     assert os.getcwd() == str(workdir)  # Ray's trial directories do not leak into the caller
     trials = found["trials"]
     assert len(trials) == 2

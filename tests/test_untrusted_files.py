@@ -170,7 +170,9 @@ def test_the_hyper_search_hands_recbole_a_space_not_the_file(tiny_dataset, workd
     monkeypatch.setattr(hyper_tuning.HyperTuning, "_build_space_from_file", staticmethod(refuse_file))
     space = workdir / "lr.hyper"
     space.write_text("learning_rate choice [0.01]\n")
-    found = tuning.tune("BPR", "tiny", space, config_dict=ONE_EPOCH, cmd_args=[], max_evals=1)
+    from recbole_mamex.runspec import RunSpec
+
+    found = tuning.tune(RunSpec("BPR", "tiny", settings=ONE_EPOCH), space, max_evals=1)
     assert found["best_params"] == {"learning_rate": 0.01} and "file" not in seen
 
 

@@ -28,12 +28,12 @@ splits, checks before training), :mod:`~recbole_mamex.compare.tuning` (``--tune`
 """
 
 from recbole_mamex.compare.cli import build_parser, main, parse_command_line, parse_set, parse_variants
-from recbole_mamex.compare.plan import DEFAULT_METRICS, PROTOCOLS, Split, cold_splits, planned_config, run_settings
+from recbole_mamex.compare.plan import DEFAULT_METRICS, PROTOCOLS, Plan, Split, cold_splits, planned_config, run_settings
 from recbole_mamex.compare.report import to_csv, to_latex, to_markdown, training_summary, write_outputs
 from recbole_mamex.compare.running import peak_rss_gb, reset_peak_rss, run_all, run_file, run_one
 from recbole_mamex.compare.stats import CAP_MARK, Comparison, aggregate, capped_run, pair_key
 
-__all__ = ["CAP_MARK", "DEFAULT_METRICS", "PROTOCOLS", "Comparison", "Split", "aggregate", "build_parser", "capped_run",
+__all__ = ["CAP_MARK", "DEFAULT_METRICS", "PROTOCOLS", "Comparison", "Plan", "Split", "aggregate", "build_parser", "capped_run",
            "cold_splits", "main", "pair_key", "parse_command_line", "parse_set", "parse_variants", "peak_rss_gb",
            "planned_config", "reset_peak_rss", "run_all", "run_file", "run_one", "run_settings", "to_csv", "to_latex",
            "to_markdown", "training_summary", "write_outputs"]

@@ -5,15 +5,14 @@ and report.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
 from pathlib import Path
 
 from recbole_mamex.errors import CompareError
-from recbole_mamex.records import jsonable, locked_output, write_output
-from recbole_mamex.compare.plan import DEFAULT_METRICS, PROTOCOLS, Split, check_plan, check_rows_data, cold_splits, planned_config, run_settings
+from recbole_mamex.records import locked_output, write_output
+from recbole_mamex.compare.plan import DEFAULT_METRICS, PROTOCOLS, Plan, check_plan, check_rows_data, cold_splits
 from recbole_mamex.compare.report import comparison_title, to_markdown, write_outputs
 from recbole_mamex.compare.running import check_backend_args, run_all, start_backend
 
@@ -149,62 +148,31 @@ def _main(args) -> int:
         raise CompareError(f"--variant: expected names other than the --models, found {clash}")
     rows = list(args.models) + list(variants)
     metrics = [m.lower() for m in args.metrics]
-    cache, tunings = {}, {}
-
-    def resolve(row, tuned=True):
-        """(model, settings) of a row: a model with --set, or a variant with its own settings on top; then,
-        once tuned, the parameters its tuning selected."""
-        model, own = variants.get(row, (row, {}))
-        selected = tunings[row].params if tuned and row in tunings else {}
-        return model, {**extra, **own, **selected}
-
-    def plan(row, seed, dataset, params=None):
-        model, settings = resolve(row, tuned=params is None)
-        settings = {**settings, **(params or {})}
-        key = (row, seed, dataset, json.dumps(jsonable(settings), sort_keys=True))
-        if key not in cache:
-            cache[key] = planned_config(model, seed, dataset, args.protocol, args.config_files, settings)
-        return cache[key]
-
-    def runner(row, seed, dataset, protocol, config_files, _extra, on_epoch):
-        model, settings = resolve(row)
-        record = backend.run_one(model, seed, dataset, protocol, config_files, settings, on_epoch)
-        if row in variants:
-            record.update({"model": row, "model_class": model, "variant": jsonable(variants[row][1])})
-        if row in tunings:
-            record["tuning"] = tunings[row].record()
-        return record
-
-    check_plan(rows, args.seeds, metrics, lambda row, seed: plan(row, seed, args.dataset),
-               model_of=lambda row: resolve(row)[0])  # unknown model names fail here
+    plan = Plan(args.dataset, args.protocol, rows, list(args.seeds), tuple(args.config_files), extra, variants)
+    check_plan(plan, metrics)  # unknown model names fail here
 
     def dataset_config(dataset):
         from recbole_mamex.config import Config
 
-        return Config(model=resolve(rows[0])[0], dataset=dataset, config_file_list=list(args.config_files) or None,
-                      config_dict=run_settings(args.seeds[0], args.protocol, extra), cmd_args=[])
+        return Config(**plan.spec(rows[0], args.seeds[0], dataset, params={}).config_arguments())
 
     def dataset_is_there():  # a missing dataset is one error line, not a traceback in the first run
         ensure_dataset_files(dataset_config(args.dataset))
 
-    splits = None
-
     def data_ready():  # before the first training: the data there, and every row's settings possible with it
         dataset_is_there()
-        datasets = [split.dataset for split in splits] if splits else [args.dataset]
-        check_rows_data(rows, datasets, lambda row, dataset: plan(row, args.seeds[0], dataset))
+        check_rows_data(plan)
 
     out = args.out or Path("results") / f"{args.dataset}-{args.protocol}"
     with locked_output(out):  # one comparison at a time in a folder, which this process can write
         if args.split_seeds is not None:
             dataset_is_there()
-            splits = cold_splits(args.dataset, args.split_seeds, dataset_config(args.dataset))
-        title = comparison_title(args, splits)
+            plan.splits = cold_splits(args.dataset, args.split_seeds, dataset_config(args.dataset))
+        title = comparison_title(args, plan.splits)
         start = time.time()
         backend = start_backend(args)
         try:
-            code = _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, data_ready,
-                             extra, backend)
+            code = _run_rows(args, plan, metrics, out, title, start, data_ready, backend)
         except KeyboardInterrupt:  # Ctrl-C: the runs in progress ended, the finished ones kept, one line
             backend.close(cancel=True)
             kept = len(list((out / "runs").glob("*.json")))
@@ -217,28 +185,25 @@ def _main(args) -> int:
     return code
 
 
-def _run_rows(args, rows, metrics, tunings, resolve, plan, runner, out, splits, title, start, data_ready, extra,
-              backend) -> int:
+def _run_rows(args, plan, metrics, out, title, start, data_ready, backend) -> int:
     from recbole_mamex.registry import proposed_models
 
     if args.tune:
         from recbole_mamex.compare.tuning import tune_rows, tuning_markdown
 
-        first = splits[0] if splits else Split(None, args.dataset)
         data_ready()
-        tunings.update(tune_rows(rows, lambda row: resolve(row, tuned=False), args.tune, first, args.seeds[0], args.protocol,
-                                 args.config_files, out, plan, backend.run_one, rerun=args.rerun, jobs=backend.jobs, pruner=args.prune,
-                                 on_interrupt=lambda: backend.close(cancel=True)))
-        write_output(out / "tuning.md", tuning_markdown(tunings, title))
-    records = run_all(rows, args.seeds, args.dataset, args.protocol, out, args.config_files, extra, runner=runner,
-                      plan=plan, rerun=args.rerun, before_training=data_ready, splits=splits, jobs_at_once=backend.jobs,
-                      on_interrupt=lambda: backend.close(cancel=True), metrics=metrics)
-    ours = {row for row in rows if resolve(row)[0] in proposed_models()}  # a variant of MAMEX is ours
-    labels = {row: tuning.label() for row, tuning in tunings.items()}
+        plan.tunings.update(tune_rows(plan, args.tune, plan.all_splits()[0], args.seeds[0], out, backend.run_one,
+                                      rerun=args.rerun, jobs=backend.jobs, pruner=args.prune,
+                                      on_interrupt=lambda: backend.close(cancel=True)))
+        write_output(out / "tuning.md", tuning_markdown(plan.tunings, title))
+    records = run_all(plan, out, runner=backend.run_one, rerun=args.rerun, before_training=data_ready,
+                      jobs_at_once=backend.jobs, on_interrupt=lambda: backend.close(cancel=True), metrics=metrics)
+    ours = {row for row in plan.rows if plan.model_of(row) in proposed_models()}  # a variant of MAMEX is ours
+    labels = {row: tuning.label() for row, tuning in plan.tunings.items()}
     comparisons = write_outputs(records, metrics, out, ours, title, labels=labels)
     for comparison in comparisons:
         print(to_markdown(comparison, metrics))
-    print(f"wrote {out}/summary.md, table_*.md/.csv/.tex, main_metric.png{', tuning.md' if tunings else ''} "
+    print(f"wrote {out}/summary.md, table_*.md/.csv/.tex, main_metric.png{', tuning.md' if plan.tunings else ''} "
           f"({time.time() - start:.0f} s)")
     return 0
 

@@ -12,7 +12,8 @@ import numpy as np
 from recbole_mamex.parallel import EpochLog
 from recbole_mamex.errors import CompareError
 from recbole_mamex.records import RecordFileError, check_run_record, jsonable, read_record, setting_differences, versions, write_json_atomic
-from recbole_mamex.compare.plan import Split, run_settings
+from recbole_mamex.compare.plan import Plan
+from recbole_mamex.runspec import RunSpec
 
 
 def run_file(out: Path, model: str, seed: int, split_seed: int | None = None) -> Path:
@@ -20,29 +21,26 @@ def run_file(out: Path, model: str, seed: int, split_seed: int | None = None) ->
     return out / "runs" / f"{model}{split}-seed{seed}.json"
 
 
-def run_one(model, seed, dataset, protocol, config_files, extra, on_epoch, saved: bool = True) -> dict:
-    """Train and test one (model, seed); returns the record saved for it."""
-    from recbole_mamex.quick_start import run_recbole_mamex
-
+def run_one(spec: RunSpec, on_epoch) -> dict:
+    """Train and test the run ``spec`` (a :class:`~recbole_mamex.runspec.RunSpec`); returns its record
+    (the comparison adds its row's name and protocol, :meth:`~recbole_mamex.compare.plan.Plan.labelled`).
+    ``on_epoch(epoch, valid_score)`` is called after each validation."""
+    from recbole_mamex.quick_start import run_spec
     from recbole_mamex.search import TrialPruned
 
-    settings = run_settings(seed, protocol, extra)
     measured = reset_peak_rss()
     start, cpu_start = time.time(), time.process_time()
     try:
-        result = run_recbole_mamex(
-            model=model, dataset=dataset, config_file_list=config_files or None, config_dict=settings,
-            saved=saved, cmd_args=[], callback_fn=on_epoch,
-        )
+        result = run_spec(spec, callback_fn=on_epoch)
     except TrialPruned as pruned:  # a tuning trial the pruner stopped: what it cost goes with it
         pruned.info.update(wall_s=time.time() - start, cpu_s=time.process_time() - cpu_start)
         raise
     results = result["test_result_by_candidates"] or {"full": result["test_result"]}
     return {
-        "model": model,
-        "seed": seed,
-        "dataset": dataset,
-        "protocol": protocol,
+        "model": spec.model,
+        "seed": result["config"]["seed"],
+        "dataset": spec.dataset,
+        "run": jsonable(spec.to_record()),
         "results": {kind: {k: float(v) for k, v in metrics.items()} for kind, metrics in results.items()},
         "best_valid": {k: float(v) for k, v in result["best_valid_result"].items()},
         "best_valid_score": float(result["best_valid_score"]),
@@ -90,25 +88,24 @@ def training_diverged(err: BaseException) -> bool:
     return isinstance(err, TrainingDivergedError)
 
 
-def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=None, runner=run_one, log=print,
-            plan=None, rerun: bool = False, before_training=None, splits=None, jobs_at_once: int = 1,
-            on_interrupt=None, metrics=()) -> list[dict]:
-    """Run every missing (model, split, seed), saving each as it finishes; returns all records.
+def run_all(plan: Plan, out: Path, runner=run_one, log=print, rerun: bool = False, before_training=None,
+            jobs_at_once: int = 1, on_interrupt=None, metrics=()) -> list[dict]:
+    """Run every missing (row, split, seed) of ``plan`` (:class:`~recbole_mamex.compare.plan.Plan`), saving
+    each as it finishes; returns all records.
 
-    ``splits``: the :class:`Split` datasets to run on (default: ``dataset`` alone); a run on a split
-    records its ``split_seed``. A stored record is read with every field checked
+    ``runner(spec, on_epoch)`` trains one run (:func:`run_one`, or a backend's ``run_one``). A run on a
+    split records its ``split_seed``. A stored record is read with every field checked
     (:func:`check_run_record`: the run its file name says, metric types and ranges, ``metrics`` present);
     one that cannot be used is a :class:`RecordFileError` naming it (with ``rerun``: trained again). A
-    finished run is reused only when it was made on its split's dataset and this protocol and, given
-    ``plan`` (``plan(model, seed, dataset)`` -> the final config the run would use, see
-    :func:`planned_config`), with the same settings and versions (:func:`setting_differences`) and on the
-    same data (:func:`data_identity` of the planned config, which every new record stores). Otherwise: a
-    :class:`CompareError` naming the differences, checked for every job before the first one trains; with
-    ``rerun``, those runs are trained again and their records replaced. A record without a data identity
-    (written before records stored one) is reused and listed as unchecked. ``before_training()`` is
-    called once, before the stored records are checked against the data when some run has no record
-    (so that the data is there), else before the first run that has to be trained (none when every run
-    is on disk). A run whose training diverges (its loss became NaN) is a
+    finished run is reused only when it was made on its split's dataset and this protocol and (when the
+    plan checks configs, :meth:`Plan.config`) with the same settings and versions
+    (:func:`setting_differences`) and on the same data (:func:`data_identity` of the planned config, which
+    every new record stores). Otherwise: a :class:`CompareError` naming the differences, checked for every
+    job before the first one trains; with ``rerun``, those runs are trained again and their records
+    replaced. A record without a data identity (written before records stored one) is reused and listed as
+    unchecked. ``before_training()`` is called once, before the stored records are checked against the
+    data when some run has no record (so that the data is there), else before the first run that has to be
+    trained (none when every run is on disk). A run whose training diverges (its loss became NaN) is a
     :class:`CompareError` naming it; the records of the runs that finished are kept. ``jobs_at_once`` >
     1: that many ``runner`` calls at once, from threads (the runner hands each run to a backend of
     :mod:`recbole_mamex.parallel`); records are written as runs finish, in any order, and returned in job
@@ -118,9 +115,8 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
     from recbole_mamex.data.identity import data_identity, identity_differences
     from recbole_mamex.trainer.candidates import candidate_kinds_for_test
 
-    extra = extra or {}
-    splits = list(splits) if splits else [Split(None, dataset)]
-    jobs = [(m, split, s) for m in models for split in splits for s in seeds]
+    protocol = plan.protocol
+    jobs = plan.jobs()
     prepared = []
 
     def prepare():
@@ -128,9 +124,13 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
             before_training()
             prepared.append(True)
 
+    def planned(job):
+        row, split, seed = job
+        return plan.config(plan.spec(row, seed, split.dataset))
+
     def identity_of(job):
-        model, split, seed = job
-        return data_identity(plan(model, seed, split.dataset)) if plan is not None else None
+        config = planned(job)
+        return data_identity(config) if config is not None else None
 
     if any(not run_file(out, m, s, split.seed).exists() for m, split, s in jobs):
         prepare()
@@ -141,10 +141,10 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
         path = run_file(out, model, seed, split.seed)
         if not path.exists():
             continue
-        planned = plan(model, seed, split.dataset) if plan is not None else None
+        config = planned(job)
         kinds = None
-        if planned is not None:
-            kinds = candidate_kinds_for_test({"test_candidates": planned.get("test_candidates")}) or ["full"]
+        if config is not None:
+            kinds = candidate_kinds_for_test({"test_candidates": config.get("test_candidates")}) or ["full"]
         try:
             record = check_run_record(path, read_record(path), model, seed, split.seed, kinds, metrics)
         except RecordFileError as err:
@@ -157,7 +157,7 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
                 f"{path}: expected a run on dataset '{split.dataset}' with protocol '{protocol}', found "
                 f"'{record.get('dataset')}' / '{record.get('protocol')}'; use another --out"
             )
-        diffs = setting_differences(record, planned) if planned is not None else []
+        diffs = setting_differences(record, config) if config is not None else []
         if diffs and not rerun:
             raise CompareError(
                 f"{path}: a finished run made with other settings than this command: {listed_differences(diffs)}"
@@ -165,7 +165,7 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
             )
         if diffs:
             continue
-        if planned is not None:
+        if config is not None:
             now = identity_of(job)
             if "data_identity" not in record:
                 undated.append(path.name)
@@ -217,7 +217,7 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
         eta = f", ETA {np.mean(durations) * remaining / max(1, jobs_at_once) / 60:.1f} min" if durations else ""
         log(f"[{index}/{len(jobs)}] {name}: training{eta}")
         try:
-            record = runner(model, seed, split.dataset, protocol, list(config_files), extra, EpochLog(name, log))
+            record = runner(plan.spec(model, seed, split.dataset), EpochLog(name, log))
         except ValueError as err:
             if not training_diverged(err):
                 raise
@@ -225,6 +225,7 @@ def run_all(models, seeds, dataset, protocol, out: Path, config_files=(), extra=
                 f"{name}: {str(err).splitlines()[0]}; then run the same command again (the runs that finished are kept in "
                 f"{out / 'runs'})"
             ) from None
+        record = plan.labelled(model, record)
         if split.seed is not None:
             record["split_seed"] = split.seed
         return record

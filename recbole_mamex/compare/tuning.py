@@ -105,24 +105,30 @@ def _trial_file(out: Path, row: str, number: int) -> Path:
     return _trial_dir(out, row) / f"trial-{number:03d}.json"
 
 
-def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, config_files, out: Path, plan,
-              runner, rerun: bool = False, log=print, jobs: int = 1, on_interrupt=None,
-              pruner: str = "median") -> dict[str, RowTuning]:
-    """Tune every row (see the module docstring); returns row -> :class:`RowTuning`.
+def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: bool = False, log=print, jobs: int = 1,
+              on_interrupt=None, pruner: str = "median") -> dict[str, RowTuning]:
+    """Tune every row of ``plan`` (a :class:`~recbole_mamex.compare.plan.Plan`; see the module docstring);
+    returns row -> :class:`RowTuning`.
 
-    ``resolve(row)`` -> (model, fixed settings); ``split``: the :class:`recbole_mamex.compare.Split` to
-    tune on; ``plan(row, seed, dataset, params)`` -> the final config of a trial; ``runner``: as
-    :func:`recbole_mamex.compare.run_one`. Stored trials are checked for every row before any trial trains.
-    ``jobs`` > 1: that many trials at once, from threads calling ``runner`` (which hands them to a backend of
-    :mod:`recbole_mamex.parallel`): the rows' trials interleave, a row with fewer trials running first, so
-    one row's trials also run at once when the other rows are done; ``on_interrupt()`` ends the trials in
-    progress on an interrupt. ``pruner``: ``median`` or ``none`` (:mod:`recbole_mamex.search`).
+    ``split``: the :class:`~recbole_mamex.compare.plan.Split` to tune on, with ``seed``; a trial is the
+    row's untuned run with the trial's parameters (:meth:`Plan.spec`, not saved), its final config
+    :meth:`Plan.config`; ``runner(spec, on_epoch)``: as :func:`recbole_mamex.compare.running.run_one`.
+    Stored trials are checked for every row before any trial trains. ``jobs`` > 1: that many trials at
+    once, from threads calling ``runner`` (which hands them to a backend of :mod:`recbole_mamex.parallel`):
+    the rows' trials interleave, a row with fewer trials running first, so one row's trials also run at
+    once when the other rows are done; ``on_interrupt()`` ends the trials in progress on an interrupt.
+    ``pruner``: ``median`` or ``none`` (:mod:`recbole_mamex.search`).
     """
     from recbole_mamex.search import Search, StoredTrialError, score_text
 
     tunings, searches = {}, {}
-    for row in rows:
-        model, settings = resolve(row)
+    protocol = plan.protocol
+
+    def trial_config(row, params):
+        return plan.config(plan.spec(row, seed, split.dataset, params=params, saved=False)) or {}
+
+    for row in plan.rows:
+        model, settings = plan.model_of(row), plan.settings_of(row, tuned=False)
         tuning = RowTuning(row, model, n_trials, hyper_file_for(model),
                            tuned_on={"dataset": split.dataset, "split_seed": split.seed, "seed": seed})
         tunings[row] = tuning
@@ -134,9 +140,9 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
         tuning.space = {name: value for name, value in space.items() if name not in settings}
         if not tuning.space:
             raise CompareError(f"{row}: every parameter of {tuning.space_file} is fixed by --set or the variant: nothing to tune")
-        horizon = plan(row, seed, split.dataset, {}).get("epochs")  # the config's epoch cap
+        horizon = trial_config(row, {}).get("epochs")  # the config's epoch cap
         tuning.search = search_settings(tuning.space, seed, split, protocol, pruner)
-        stored = _stored_trials(row, tuning.search, n_trials, seed, split, out, plan, rerun, log)
+        stored = _stored_trials(row, tuning.search, n_trials, out, lambda params, r=row: trial_config(r, params), rerun, log)
         try:
             searches[row] = Search(tuning.space, n_trials, seed, stored, pruner=pruner, horizon=horizon)
         except StoredTrialError as err:
@@ -154,14 +160,13 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
                 f"{split.dataset}, seed {seed}")
 
     def train(row, asked) -> dict:
-        model, settings = resolve(row)
         number = asked.number
         log(f"  {row} trial {number}/{n_trials}: {asked.params}")
         trial = {"trial": number, "params": asked.params}
         start = time.time()
         try:
-            record = runner(model, seed, split.dataset, protocol, list(config_files), {**settings, **asked.params},
-                            EpochLog(f"{row} trial {number}", log, monitor=asked.monitor), saved=False)
+            record = runner(plan.spec(row, seed, split.dataset, params=asked.params, saved=False),
+                            EpochLog(f"{row} trial {number}", log, monitor=asked.monitor))
         except TrialPruned as pruned:
             info = pruned.info
             return {**trial, "status": "pruned", "score": info["score"],
@@ -191,7 +196,7 @@ def tune_rows(rows, resolve, n_trials: int, split, seed: int, protocol: str, con
             return row, searches[row].ask()
 
     def finish(row, asked, trial):
-        planned = plan(row, seed, split.dataset, trial["params"])
+        planned = trial_config(row, trial["params"])
         trial = {**trial, "config": planned, "versions": versions(), "data_identity": data_identity(planned)}
         with lock:
             write_json_atomic(_trial_file(out, row, trial["trial"]), trial)
@@ -249,9 +254,10 @@ def search_settings(space: dict, seed: int, split, protocol: str, pruner: str) -
             "seed": seed, "protocol": protocol}
 
 
-def _stored_trials(row, search, n_trials, seed, split, out, plan, rerun, log) -> dict[int, dict]:
+def _stored_trials(row, search, n_trials, out, config_of, rerun, log) -> dict[int, dict]:
     """The row's stored trials that this search replays (number -> record), each checked; those made with
-    other settings or on data changed since refused (or left to train again with ``rerun``)."""
+    other settings (``config_of(params)``: a trial's final config) or on data changed since refused (or
+    left to train again with ``rerun``)."""
     search_file = _trial_dir(out, row) / "search.json"
     before = search
     if search_file.exists():
@@ -279,7 +285,7 @@ def _stored_trials(row, search, n_trials, seed, split, out, plan, rerun, log) ->
             if not rerun:
                 raise
             continue  # trained again
-        planned = plan(row, seed, split.dataset, trial["params"])
+        planned = config_of(trial["params"])
         diffs = setting_differences(trial, planned)
         if diffs and not rerun:
             raise CompareError(

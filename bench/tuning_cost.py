@@ -62,7 +62,7 @@ def read_folder(out: Path) -> dict:
 
 def trial_costs(trials) -> tuple[float, float, float, bool]:
     """(CPU s, wall x threads s, wall s, every CPU figure measured) of the trials that trained (not repeats)."""
-    own = [t.get("details") or {} for t in trials if "repeat_of" not in t and t.get("details")]
+    own = [t["details"] for t in trials if "repeat_of" not in t and t.get("details")]  # failed ones too
     cpus = [_cpu(d) for d in own]
     return (sum(c for c, _ in cpus), sum(_wall_threads(d) for d in own), sum(float(d.get("wall_s") or 0) for d in own),
             all(m for _, m in cpus))
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
             scored = [t["score"] for t in trials if t["status"] in ("ok", "repeat") and t["score"] is not None]
             return f"{max(scored):.4f}" if scored else "-"
 
-        pruned = sum(t["status"] == "pruned" for t in a)
+        pruned = sum(t["status"] == "pruned" and "repeat_of" not in t for t in a)
         print(f"| {row} | {len(b)} | {pruned} of {len(a)} | {epochs(b)} | {epochs(a)} | {best(b)} | {best(a)} |")
 
     print(f"\n## Runs, {al} minus {bl}, paired over (split, seed)\n")

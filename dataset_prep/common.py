@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from recbole_mamex.errors import RecboleMamexError, report_user_errors
-from recbole_mamex.data.features import InputFileError
+from recbole_mamex.errors import InputFileError
 from recbole_mamex.files import check_writable, read_yaml_mapping, temporary_text, umask, writing
 
 

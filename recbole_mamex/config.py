@@ -27,7 +27,7 @@ from recbole_mamex.errors import ConfigError
 from recbole_mamex.files import read_yaml_mapping, yaml_loader
 from recbole_mamex.data.dataset import COLD_CANDIDATE_RULES
 from recbole_mamex.data.negatives import TRAIN_NEG_ITEMS
-from recbole_mamex.data.features import InputFileError
+from recbole_mamex.errors import InputFileError
 from recbole_mamex.paths import properties_dir
 from recbole_mamex.registry import get_model
 

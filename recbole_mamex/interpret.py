@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recbole_mamex.data.features import InputFileError
+from recbole_mamex.errors import InputFileError
 from recbole_mamex.errors import report_user_errors
 
 

@@ -27,7 +27,10 @@ class RunSpec:
     cmd_args: tuple[str, ...] | None = ()
     saved: bool = True
 
-    def __post_init__(self):  # lists given for the tuples are kept as tuples (hashable, unchanged)
+    def __post_init__(self):  # lists given for the tuples are kept as tuples (they cannot change afterwards)
+        for name in ("config_files", "cmd_args"):
+            if isinstance(getattr(self, name), (str, bytes)):
+                raise TypeError(f"RunSpec.{name}: expected a list of strings, found one string {getattr(self, name)!r}")
         object.__setattr__(self, "config_files", tuple(str(f) for f in self.config_files or ()))
         if self.cmd_args is not None:
             object.__setattr__(self, "cmd_args", tuple(self.cmd_args))

@@ -264,6 +264,9 @@ class Search:
     def running(self) -> int:
         return len(self._running)
 
+    def running_numbers(self) -> set[int]:
+        return set(self._running)
+
     def _sampler(self, number: int):
         import numpy as np
 

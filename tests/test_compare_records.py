@@ -386,3 +386,23 @@ def test_a_row_the_data_cannot_give_is_refused_before_any_training(cold_tiny, wo
     assert err.startswith("error: MAMEX-video: ") and "use_modalities" in err and "['video']" in err
     assert not (workdir / "res" / "runs").exists()  # Pop, the row before it, did not train
     assert time.time() - started < 60
+
+
+@pytest.mark.parametrize("given, where", [
+    (["--seed=7"], "a config entry"),
+    (["--variant", "Pop-7=seed:7"], "--variant Pop-7"),
+])
+def test_a_seed_set_for_every_run_is_refused(cold_tiny, workdir, capsys, given, where):
+    # it would give every run of --seeds the same seed, and records whose seed is not their file's
+    assert compare(workdir, "--models", "Pop", "--seeds", "1", "2", *given) == 2
+    err = one_error_line(capsys)
+    assert "seed: expected the seeds in --seeds" in err and where in err
+    assert not (workdir / "res" / "runs").exists()
+
+
+def test_a_runspec_refuses_one_string_for_a_list():
+    from recbole_mamex.runspec import RunSpec
+
+    with pytest.raises(TypeError, match="config_files: expected a list of strings, found one string 'my.yaml'"):
+        RunSpec("BPR", "d", "my.yaml")
+    assert RunSpec("BPR", "d", ["my.yaml"]).config_files == ("my.yaml",)

@@ -274,3 +274,47 @@ def test_parallel_trials_leave_records_the_serial_search_goes_on_from(workdir):
     calls.clear()
     more = run_tuning(workdir, curve_runner(calls), 10)  # a larger budget goes on from them
     assert len(calls) == 2 and [t["params"] for t in more.trials[:8]] == [t["params"] for t in together.trials]
+
+
+def test_rerun_of_another_search_removes_its_trials(workdir):
+    lr_space(workdir)
+    run_tuning(workdir, curve_runner([]), 6)  # median pruner
+    trial_dir = workdir / "out" / "tuning" / "BPR"
+    assert len(list(trial_dir.glob("trial-*.json"))) == 6
+
+    def without_pruner(n_trials, rerun=False, calls=None):
+        return tune_rows(fake_plan(["BPR"], [5]), n_trials, Split(None, "d"), 5, workdir / "out",
+                         curve_runner([] if calls is None else calls), rerun=rerun, log=lambda *_: None, pruner="none")
+
+    with pytest.raises(ValueError, match="trials of another search"):
+        without_pruner(3)
+    without_pruner(3, rerun=True)
+    # the median-pruned search's trials 4-6 are gone: a later search without --rerun does not take them in
+    assert sorted(p.name for p in trial_dir.glob("trial-*.json")) == ["trial-001.json", "trial-002.json", "trial-003.json"]
+    calls = []
+    more = without_pruner(6, calls=calls)
+    assert len(calls) == 3 and {t["status"] for t in more["BPR"].trials} <= {"ok", "repeat"}
+
+
+def test_an_error_in_parallel_trials_stops_the_search_at_once(workdir):
+    import threading
+
+    lr_space(workdir)
+    started, lock = [], threading.Lock()
+    inner = curve_runner([])
+
+    def runner(spec, on_epoch):
+        with lock:
+            started.append(spec.settings["learning_rate"])
+            number = len(started)
+        if number == 3:
+            raise RuntimeError("out of memory")  # not a divergence: the comparison's own error
+        return inner(spec, on_epoch)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tune_rows(fake_plan(["BPR"], [5]), 10, Split(None, "d"), 5, workdir / "out", runner, log=lambda *_: None, jobs=2)
+    assert len(started) <= 4  # the trial running beside it finishes; no new one starts
+    # what finished is kept, and the search goes on from it
+    kept = len(list((workdir / "out" / "tuning" / "BPR").glob("trial-*.json")))
+    calls = []
+    assert len(run_tuning(workdir, curve_runner(calls), 10).trials) == 10 and len(calls) == 10 - kept

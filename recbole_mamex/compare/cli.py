@@ -146,6 +146,11 @@ def _main(args) -> int:
     clash = [name for name in variants if name in args.models]
     if clash:
         raise CompareError(f"--variant: expected names other than the --models, found {clash}")
+    seeded = [f"--variant {name}" for name, (_, own) in variants.items() if "seed" in own]
+    if "seed" in extra or seeded:
+        where = "a config entry (--seed=, --set seed=)" if "seed" in extra else ", ".join(seeded)
+        raise CompareError(f"seed: expected the seeds in --seeds (each run has one of them), found a seed set by {where}, "
+                           "which would give every run the same seed")
     rows = list(args.models) + list(variants)
     metrics = [m.lower() for m in args.metrics]
     plan = Plan(args.dataset, args.protocol, rows, list(args.seeds), tuple(args.config_files), extra, variants)

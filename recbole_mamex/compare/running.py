@@ -33,7 +33,10 @@ def run_one(spec: RunSpec, on_epoch) -> dict:
     try:
         result = run_spec(spec, callback_fn=on_epoch)
     except TrialPruned as pruned:  # a tuning trial the pruner stopped: what it cost goes with it
-        pruned.info.update(wall_s=time.time() - start, cpu_s=time.process_time() - cpu_start)
+        import torch
+
+        pruned.info.update(wall_s=time.time() - start, cpu_s=time.process_time() - cpu_start,
+                           torch_threads=torch.get_num_threads())
         raise
     results = result["test_result_by_candidates"] or {"full": result["test_result"]}
     return {

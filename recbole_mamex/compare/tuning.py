@@ -123,6 +123,7 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
 
     tunings, searches = {}, {}
     protocol = plan.protocol
+    discarded = []  # rows whose stored trials belong to another search, which --rerun replaces
 
     def trial_config(row, params):
         return plan.config(plan.spec(row, seed, split.dataset, params=params, saved=False)) or {}
@@ -144,15 +145,22 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
         tuning.search = search_settings(tuning.space, seed, split, protocol, pruner)
         stored = _stored_trials(row, tuning.search, n_trials, out, lambda params, r=row: trial_config(r, params), rerun, log)
         try:
-            searches[row] = Search(tuning.space, n_trials, seed, stored, pruner=pruner, horizon=horizon)
+            searches[row] = Search(tuning.space, n_trials, seed, stored or {}, pruner=pruner, horizon=horizon)
         except StoredTrialError as err:
             if not rerun:
                 raise CompareError(f"{_trial_dir(out, row)}: {err}; {RERUN_TRIALS}") from None
+            stored = None
             searches[row] = Search(tuning.space, n_trials, seed, {}, pruner=pruner, horizon=horizon)
+        if stored is None:  # --rerun of another search: its trials go, none is taken into this one later
+            discarded.append(row)
         for record in searches[row].trials():
             log(f"  {row} trial {record['trial']}/{n_trials}: done before ({score_text(record)})")
 
     for row, search in searches.items():
+        if row in discarded:
+            for path in sorted(_trial_dir(out, row).glob("trial-*.json")):
+                path.unlink()
+            log(f"{row}: the trials of the earlier search are removed (--rerun)")
         write_json_atomic(_trial_dir(out, row) / "search.json", tunings[row].search)
         if not search.done():
             log(f"{row}: tuning, {n_trials - len(search.records)} of {n_trials} trials of TPE "
@@ -172,23 +180,28 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
             return {**trial, "status": "pruned", "score": info["score"],
                     "details": {"pruned_at": info["epoch"], "epochs_trained": info["epoch"] + 1,
                                 "wall_s": info.get("wall_s", time.time() - start), "cpu_s": info.get("cpu_s"),
-                                "valid_curve": _plain_curve(info["curve"])}}
+                                "torch_threads": info.get("torch_threads"), "valid_curve": _plain_curve(info["curve"])}}
         except ValueError as err:
             if not training_diverged(err):
                 raise
-            return {**trial, "status": "failed", "score": None, "error": str(err), "details": None}
+            return {**trial, "status": "failed", "score": None, "error": str(err), "details": {"wall_s": time.time() - start}}
         if math.isnan(record["best_valid_score"]):
             return {**trial, "status": "failed", "score": None, "error": "no user evaluated in validation (score NaN)",
-                    "details": None}
+                    "details": {"wall_s": record.get("wall_s"), "cpu_s": record.get("cpu_s"),
+                                "torch_threads": record.get("torch_threads")}}
         details = {k: record[k] for k in ("valid_metric", "best_valid", "best_epoch", "epochs_trained", "wall_s")}
-        details.update(cpu_s=record.get("cpu_s"), valid_curve=_plain_curve(record.get("valid_curve") or []))
+        details.update(cpu_s=record.get("cpu_s"), torch_threads=record.get("torch_threads"),
+                       valid_curve=_plain_curve(record.get("valid_curve") or []))
         return {**trial, "status": "ok", "score": float(record["best_valid_score"]), "details": details}
 
     lock = threading.Lock()
     order = list(searches)
+    stop = threading.Event()  # an error or an interrupt: no trial starts after it
 
     def next_trial():
         with lock:
+            if stop.is_set():
+                return None
             open_rows = [row for row in order if searches[row].can_ask()]
             if not open_rows:
                 return None
@@ -209,12 +222,18 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
         while (job := next_trial()) is not None:
             row, asked = job
             try:
-                trial = asked.record if asked.record is not None else train(row, asked)
+                finish(row, asked, asked.record if asked.record is not None else train(row, asked))
             except BaseException:
+                stop.set()
                 with lock:
-                    searches[row].abandon(asked)
+                    if asked.number in searches[row].running_numbers():
+                        searches[row].abandon(asked)
                 raise
-            finish(row, asked, trial)
+
+    def interrupted():
+        stop.set()
+        if on_interrupt is not None:
+            on_interrupt()
 
     for row, search in searches.items():
         if search.done():
@@ -225,7 +244,7 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
         from recbole_mamex.parallel import locked_log, run_concurrently
 
         log = locked_log(log)
-        for _ in run_concurrently([work] * jobs, jobs, on_interrupt=on_interrupt):
+        for _ in run_concurrently([work] * jobs, jobs, on_interrupt=interrupted):
             pass
     return tunings
 
@@ -254,10 +273,11 @@ def search_settings(space: dict, seed: int, split, protocol: str, pruner: str) -
             "seed": seed, "protocol": protocol}
 
 
-def _stored_trials(row, search, n_trials, out, config_of, rerun, log) -> dict[int, dict]:
+def _stored_trials(row, search, n_trials, out, config_of, rerun, log) -> dict[int, dict] | None:
     """The row's stored trials that this search replays (number -> record), each checked; those made with
     other settings (``config_of(params)``: a trial's final config) or on data changed since refused (or
-    left to train again with ``rerun``)."""
+    left to train again with ``rerun``). ``None``: the stored trials are another search's (another space,
+    seed, sampler or pruner) and ``rerun`` replaces them all."""
     search_file = _trial_dir(out, row) / "search.json"
     before = search
     if search_file.exists():
@@ -273,7 +293,7 @@ def _stored_trials(row, search, n_trials, out, config_of, rerun, log) -> dict[in
                 f"{search_file}: trials of another search ({_search_differences(before, search)}). "
                 "Use another --out to keep both, or --rerun to run the trials again (their records are replaced)"
             )
-        return {}
+        return None
     stored, stale, undated = {}, [], []
     for number in range(1, n_trials + 1):
         path = _trial_file(out, row, number)

@@ -209,7 +209,7 @@ class Search:
     ``pruner``: ``median`` or ``none``; ``horizon``: the epochs a trial may train (see :class:`PruningMonitor`)."""
 
     def __init__(self, params: dict[str, tuple[str, str]], n_trials: int, seed: int, stored: dict | None = None,
-                 pruner: str = "median", horizon: int | None = None):
+                 pruner: str = "none", horizon: int | None = None):
         if pruner not in PRUNERS:
             raise ValueError(f"pruner: expected one of {PRUNERS}, found {pruner!r}")
         optuna = _optuna()

@@ -1,7 +1,8 @@
 """Equal-budget tuning inside a comparison (``python -m recbole_mamex.compare ... --tune N``).
 
-Every row (a model, or a ``--variant`` of one) gets the same ``N`` trials of TPE with a median pruner
-(:mod:`recbole_mamex.search`, seeded with the first ``--seeds`` value; ``--prune none``: no pruner) over
+Every row (a model, or a ``--variant`` of one) gets the same ``N`` trials of TPE
+(:mod:`recbole_mamex.search`, seeded with the first ``--seeds`` value; ``--prune median``: with a median
+pruner, off by default) over
 its model's search space, ``properties/hyper/<Model>.hyper`` (the working directory's
 ``properties/hyper/`` first, then the one shipped with the package). A trial trains on the first split
 with the first seed, early stopping on validation, and scores by its best validation ``valid_metric``;
@@ -106,7 +107,7 @@ def _trial_file(out: Path, row: str, number: int) -> Path:
 
 
 def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: bool = False, log=print, jobs: int = 1,
-              on_interrupt=None, pruner: str = "median") -> dict[str, RowTuning]:
+              on_interrupt=None, pruner: str = "none") -> dict[str, RowTuning]:
     """Tune every row of ``plan`` (a :class:`~recbole_mamex.compare.plan.Plan`; see the module docstring);
     returns row -> :class:`RowTuning`.
 
@@ -117,7 +118,7 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
     once, from threads calling ``runner`` (which hands them to a backend of :mod:`recbole_mamex.parallel`):
     the rows' trials interleave, a row with fewer trials running first, so one row's trials also run at
     once when the other rows are done; ``on_interrupt()`` ends the trials in progress on an interrupt.
-    ``pruner``: ``median`` or ``none`` (:mod:`recbole_mamex.search`).
+    ``pruner``: ``none`` or ``median`` (:mod:`recbole_mamex.search`; ``compare --prune``).
     """
     from recbole_mamex.search import Search, StoredTrialError, score_text
 

@@ -28,9 +28,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_tests import paired_records  # noqa: E402  (the paired test every bench script uses)
 from recbole_mamex.compare import pair_key  # noqa: E402
 
 
@@ -72,17 +73,6 @@ def run_costs(runs) -> tuple[float, float, float, bool]:
     cpus = [_cpu(r) for r in runs.values()]
     return (sum(c for c, _ in cpus), sum(_wall_threads(r) for r in runs.values()), sum(float(r.get("wall_s") or 0) for r in runs.values()),
             all(m for _, m in cpus))
-
-
-def paired(before: dict, after: dict, value) -> tuple[float, float, float, int]:
-    keys = sorted(set(before) & set(after))
-    x = np.array([value(after[k]) for k in keys], dtype=float)
-    y = np.array([value(before[k]) for k in keys], dtype=float)
-    if not keys:
-        return math.nan, math.nan, math.nan, 0
-    diff = x - y
-    p = float(stats.ttest_rel(x, y).pvalue) if len(keys) >= 2 and not np.allclose(diff, 0) else math.nan
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(keys) > 1 else math.nan, p, len(keys)
 
 
 def _h(seconds: float) -> str:
@@ -153,13 +143,14 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         b, a = before.get(row, {"runs": {}})["runs"], after.get(row, {"runs": {}})["runs"]
+        if not set(a) & set(b):
+            continue
         cells, n = [], 0
         for value in (lambda r: r["best_valid_score"], lambda r: r["results"][args.candidates]["ndcg@20"],
                       lambda r: r["results"][args.candidates]["recall@20"]):
-            mean, sd, p, n = paired(b, a, value)
+            mean, sd, p, n = paired_records(a, b, value)  # after minus before
             cells.append(f"{mean:+.4f} ± {sd:.4f} | {p:.2g}")
-        if n:
-            print(f"| {row} | {n} | " + " | ".join(cells) + " |")
+        print(f"| {row} | {n} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -27,6 +27,7 @@ records it leaves are the same kind and a later search (serial or parallel) goes
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -142,21 +143,23 @@ class PruningMonitor:
     startup: int = MEDIAN_STARTUP_TRIALS
     warmup: int = MEDIAN_WARMUP_EPOCHS
     _curve: list = field(default_factory=list, repr=False)
+    _best: float = field(default=-math.inf, repr=False)
     _trial: object = field(default=None, repr=False)
 
     def __call__(self, epoch, valid_score) -> None:
         epoch, valid_score = int(epoch), float(valid_score)
         self._curve.append((epoch, valid_score))
-        best = running_best(self._curve)
-        if not best or best[-1][0] != epoch:
+        if not math.isnan(valid_score):  # the running best, as running_best() gives it
+            self._best = max(self._best, valid_score)
+        if self._best == -math.inf:
             return  # no score yet
         if self._trial is None:
             self._trial = self._start()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._trial.report(best[-1][1], epoch)
+            self._trial.report(self._best, epoch)
         if self._trial.should_prune():
-            raise TrialPruned({"epoch": epoch, "score": best[-1][1], "curve": list(self._curve)})
+            raise TrialPruned({"epoch": epoch, "score": self._best, "curve": list(self._curve)})
 
     def _start(self):
         optuna = _optuna()
@@ -264,9 +267,6 @@ class Search:
     def running(self) -> int:
         return len(self._running)
 
-    def running_numbers(self) -> set[int]:
-        return set(self._running)
-
     def _sampler(self, number: int):
         import numpy as np
 
@@ -277,8 +277,7 @@ class Search:
 
     def ask(self) -> Asked:
         """The next trial: the lowest number not yet stored or running."""
-        number = next(n for n in range(1, self.n_trials + len(self.records) + len(self._running) + 2)
-                      if n not in self.records and n not in self._running)
+        number = next(n for n in itertools.count(1) if n not in self.records and n not in self._running)
         self._study.sampler = self._sampler(number)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -316,7 +315,10 @@ class Search:
         self.records[asked.number] = record
 
     def abandon(self, asked: Asked) -> None:
-        """``asked`` will not be told (its training ended with an error): it leaves the running set."""
+        """``asked`` will not be told (its training, or keeping its record, ended with an error): it leaves
+        the running set; one already told stays as it was."""
+        if asked.number not in self._running:
+            return
         self._running.discard(asked.number)
         self._study.tell(asked._trial, None, state=self._optuna.trial.TrialState.FAIL)
 

@@ -227,8 +227,7 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
             except BaseException:
                 stop.set()
                 with lock:
-                    if asked.number in searches[row].running_numbers():
-                        searches[row].abandon(asked)
+                    searches[row].abandon(asked)
                 raise
 
     def interrupted():

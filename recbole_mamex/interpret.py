@@ -21,9 +21,9 @@ from recbole_mamex.errors import report_user_errors
 
 
 def modality_report_from_checkpoint(model_file) -> pd.DataFrame:
-    from recbole_mamex.quick_start import load_data_and_model
+    from recbole_mamex.bundle import load_model
 
-    config, model, dataset, *_ = load_data_and_model(model_file)
+    config, model, dataset, *_ = load_model(model_file)
     if not hasattr(model, "modality_report"):
         raise InputFileError(model_file, "a checkpoint of a model with modality weights (MAMEX, RLMultimodalRec)", f"one of {config['model']}")
     return model.modality_report(dataset.field2id_token[dataset.iid_field])
@@ -44,7 +44,7 @@ def summarize(report: pd.DataFrame) -> str:
 
 def build_parser(prog: str = "python -m recbole_mamex.interpret") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_file", type=Path, help="a checkpoint saved by run_recbole_mamex (saved/<Model>-<date>.pth)")
+    parser.add_argument("model_file", type=Path, help="a checkpoint saved by run_recbole_mamex (saved/<Model>-<date>.pth), or a bundle folder")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser

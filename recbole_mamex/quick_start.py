@@ -217,34 +217,68 @@ def load_data_and_model(model_file, allow_changed_features: bool = False):
     each modality, see ``ItemFeatures.fingerprints``): other features of the same shape are a
     :class:`CheckpointMismatchError` naming the files, unless ``allow_changed_features``.
 
+    A model bundle (:mod:`recbole_mamex.bundle`) is loaded, with the same checks, by
+    :func:`recbole_mamex.bundle.load_bundle`; :func:`recbole_mamex.bundle.load_model` takes either.
+
     Returns:
         (config, model, dataset, train_data, valid_data, test_data), as RecBole's function does.
     """
+    _, built = load_checkpoint(model_file, allow_changed_features)
+    return built.config, built.model, built.dataset, built.train_data, built.valid_data, built.test_data
+
+
+def load_checkpoint(model_file, allow_changed_features: bool = False):
+    """``(checkpoint, built)``: the checkpoint as :func:`~recbole_mamex.trainer.checkpoint.read_checkpoint`
+    reads it and the :class:`BuiltRun` :func:`load_data_and_model` returns, its model holding the checkpoint's
+    weights (after the same checks)."""
     checkpoint = read_checkpoint(model_file)
-    config = checkpoint["config"]
+    built = rebuild_run(checkpoint["config"])
+    load_checked_weights(
+        model_file, built, checkpoint["state_dict"], checkpoint.get("other_parameter"), checkpoint.get("token_maps"),
+        allow_changed_features,
+    )
+    return checkpoint, built
+
+
+def rebuild_run(config) -> BuiltRun:
+    """The run of a saved model's ``config`` (a checkpoint's, a bundle's), built (:func:`build_run`) on this
+    process's device (:func:`~recbole_mamex.config.run_device`, whatever device trained it), seeded and
+    logged as :func:`load_data_and_model` does."""
     config.final_config_dict["device"] = run_device(config)  # this process's device, whatever trained it
     init_seed(config["seed"], config["reproducibility"])
     make_log_dir(config["model"])
     init_logger(config)
     logger = getLogger()
     logger.info(config)
-
     built = build_run(config)
-    data, train_data, valid_data, test_data, model = built.dataset, built.train_data, built.valid_data, built.test_data, built.model
-    logger.info(data)
-    check_token_maps(model_file, checkpoint.get("token_maps"), token_maps(data), config)
-    other = dict(checkpoint.get("other_parameter") or {})
-    check_feature_modalities(model_file, other.get("feature_fingerprints"), model)
-    check_checkpoint_shapes(model_file, checkpoint["state_dict"], model.state_dict())
+    logger.info(built.dataset)
+    return built
+
+
+def load_checked_weights(source, built: BuiltRun, state_dict, other_parameter, saved_token_maps,
+                         allow_changed_features: bool = False) -> None:
+    """The checks of a saved model against the run rebuilt from today's files (``built``), then its weights
+    loaded into ``built.model``: the one loading step of a checkpoint (:func:`load_data_and_model`) and of a
+    bundle (:func:`recbole_mamex.bundle.load_bundle`). ``source`` is the file or folder errors name.
+
+    Checked, in order: the token maps (:func:`~recbole_mamex.trainer.checkpoint.check_token_maps`), the
+    modalities (:func:`check_feature_modalities`), the parameter shapes and dtypes
+    (:func:`check_checkpoint_shapes`) and, unless ``allow_changed_features``, the feature fingerprints and
+    ``center_l2`` centres (:func:`check_feature_fingerprints`, :func:`check_feature_centers`). The model keeps
+    the fingerprints and centres of the features it now holds; the rest of ``other_parameter`` is loaded."""
+    config, model = built.config, built.model
+    check_token_maps(source, saved_token_maps, token_maps(built.dataset), config)
+    other = dict(other_parameter or {})
+    check_feature_modalities(source, other.get("feature_fingerprints"), model)
+    check_checkpoint_shapes(source, state_dict, model.state_dict())
     if not allow_changed_features:
-        check_feature_fingerprints(model_file, other.get("feature_fingerprints"), model)
-        check_feature_centers(model_file, other.get("feature_centers"), model)
+        check_feature_fingerprints(source, other.get("feature_fingerprints"), model)
+        check_feature_centers(source, other.get("feature_centers"), model)
     # the model keeps the fingerprints and centres of the features it now holds
     other.pop("feature_fingerprints", None)
     other.pop("feature_centers", None)
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(state_dict)
     model.load_other_parameter(other)
-    return config, model, data, train_data, valid_data, test_data
 
 
 def check_feature_modalities(model_file, saved, model) -> None:

@@ -42,6 +42,11 @@ class MultimodalRecommender(GeneralRecommender):
     prepares_features = False
     #: True for re-implemented baselines: a comparison counts them as baselines, not as our models.
     is_baseline = False
+    #: True: an item that arrives after training is scored from its features alone (:meth:`add_items`);
+    #: False: the model's scores rest on something a new item cannot have (:attr:`new_items_refusal` says what)
+    serves_new_items = False
+    #: why a model that does not serve new items cannot (completes "<Model> cannot score new items: ...")
+    new_items_refusal = "it scores items by what it learned from their training interactions, which a new item has none of"
     #: saved in checkpoints by RecBole's other_parameter mechanism; checked when a checkpoint is loaded
     other_parameter_name = ["feature_fingerprints", "feature_centers"]
 
@@ -155,6 +160,7 @@ class MultimodalRecommender(GeneralRecommender):
         if feature_storage not in STORAGE_DTYPES:
             raise ConfigError(f"feature_storage: expected {_accepted(STORAGE_DTYPES)}, found {feature_storage!r}")
         self.mixed_precision = mixed_precision
+        self.feature_norm = feature_norm
         if feature_storage is None:
             feature_storage = "bf16" if mixed_precision == "bf16" else "fp32"
         dtype = STORAGE_DTYPES[feature_storage]
@@ -183,11 +189,71 @@ class MultimodalRecommender(GeneralRecommender):
         for start, block in self._item_features.blocks(name):
             yield start, torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
 
+    @torch.no_grad()
+    def add_items(self, features: dict, mask) -> None:
+        """Append ``m`` items that arrived after training to the catalogue, as items without a training
+        interaction: ``features``: modality -> float32 ``[m, dim]`` rows as a feature file holds them (zero
+        rows where ``mask`` is False), ``mask``: bool ``[m, n_modalities]``. Their internal ids follow the
+        catalogue's (``n_items``, ``n_items + 1``, ...). Each row goes through the training's normalisation
+        (``feature_norm``, with the centre of the *training* items for ``center_l2``) and storage dtype, so a
+        dataset item passed again this way gets its dataset score; :meth:`extend_item_state` then gives the
+        model's item-indexed state rows for them. Raises ``ValueError`` for a model that does not
+        :attr:`serve_new_items <serves_new_items>`; the request checks are the caller's
+        (:mod:`recbole_mamex.serving`)."""
+        if not self.serves_new_items:
+            raise ValueError(f"{type(self).__name__} cannot score new items: {self.new_items_refusal}")
+        mask = torch.as_tensor(np.asarray(mask, dtype=bool))
+        m = len(mask)
+        if mask.dim() != 2 or mask.shape[1] != len(self.modality_names):
+            raise ValueError(f"add_items: mask of shape [m, {len(self.modality_names)}] expected, found {tuple(mask.shape)}")
+        for name in self.modality_names:
+            shape = tuple(np.shape(features[name])) if name in features else None
+            if shape != (m, self.modality_dims[name]):
+                raise ValueError(f"add_items: {name} rows of shape {(m, self.modality_dims[name])} expected, found {shape}")
+        # every new tensor first, then all assigned: a failure leaves the model as it was
+        device = self.modality_mask.device
+        buffers = {}
+        for j, name in enumerate(self.modality_names):
+            stored = self.modality_features(name)
+            rows = torch.from_numpy(np.ascontiguousarray(features[name], dtype=np.float32))
+            if self.prepares_features and getattr(self, "feature_norm", None) in ("l2", "center_l2"):
+                rows = l2_normalize_rows(rows, self.feature_centers.get(name), mask[:, j])
+            buffers[self._buffer_name(name)] = torch.cat([stored, rows.to(stored.dtype).to(device)])
+        buffers["modality_mask"] = torch.cat([self.modality_mask, mask.to(device)])
+        buffers["item_has_training"] = torch.cat([self.item_has_training, torch.zeros(m, dtype=torch.bool, device=device)])
+        before = {name: getattr(self, name) for name in buffers}
+        for name, value in buffers.items():
+            self.register_buffer(name, value, persistent=False)
+        self.n_items += m
+        try:
+            self.extend_item_state(m)
+        except BaseException:
+            for name, value in before.items():
+                self.register_buffer(name, value, persistent=False)
+            self.n_items -= m
+            raise
+        finally:
+            self._eval_cache = None
+            self._workspaces = {}
+
+    def extend_item_state(self, m: int) -> None:
+        """Give the model's item-indexed state (ID embeddings, biases, graph) rows for ``m`` new items, which
+        :meth:`add_items` has already appended to the features; ``n_items`` already counts them. Nothing by
+        default (a model whose item vectors come from content alone)."""
+
     def content_autocast(self):
         """bfloat16 autocast on the features' device when ``mixed_precision: bf16``, else nothing."""
         if getattr(self, "mixed_precision", None) == "bf16":
             return torch.autocast(device_type=self.modality_mask.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def append_zero_rows(embedding: torch.nn.Embedding, m: int) -> None:
+    """Give ``embedding`` ``m`` more rows of zeros (the ID part of items that have none: new items)."""
+    weight = embedding.weight
+    embedding.weight = torch.nn.Parameter(torch.cat([weight.detach(), weight.new_zeros(m, weight.shape[1])]),
+                                          requires_grad=weight.requires_grad)
+    embedding.num_embeddings += m
 
 
 def training_mean(blocks, reference: torch.Tensor, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -48,7 +48,7 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.utils import InputType
 
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender
+from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender, append_zero_rows
 
 
 def info_nce(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -81,6 +81,7 @@ class CLCRec(DotProductScoring, MultimodalRecommender):
     r"""Contrastive learning for cold-start recommendation; see the module docstring. A baseline."""
 
     prepares_features = True
+    serves_new_items = True  # by the content encoder, as the dataset's cold items
 
     input_type = InputType.PAIRWISE
     is_baseline = True
@@ -146,6 +147,10 @@ class CLCRec(DotProductScoring, MultimodalRecommender):
             + (1 - self.contrast_weight) * terms["ui"]
             + self.reg_weight * terms["reg"]
         )
+
+    def extend_item_state(self, m: int) -> None:
+        """New items get (unused) zero ID rows: without a training interaction they are scored by ``c_i``."""
+        append_zero_rows(self.item_embedding, m)
 
     def item_vectors(self) -> torch.Tensor:
         """``[n_items, d]``: the ID embedding of items with a training interaction, the content vector of

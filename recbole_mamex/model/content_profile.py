@@ -45,6 +45,7 @@ class ContentProfile(MultimodalRecommender):
     input_type = InputType.POINTWISE
     type = ModelType.TRADITIONAL
     is_baseline = True
+    serves_new_items = True  # an item's unit content vector against the user's profile
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -55,16 +56,25 @@ class ContentProfile(MultimodalRecommender):
         self.register_buffer("item_unit", torch.where(norms > 0, items / norms.clamp_min(1e-12), items), persistent=False)
         self.register_buffer("user_profile", self.profiles(dataset, items), persistent=False)
 
-    def content_vectors(self) -> torch.Tensor:
-        """``[n_items, sum of dims]``: every item's concatenated, normalised modality blocks."""
+    def content_vectors(self, rows: slice = slice(None)) -> torch.Tensor:
+        """``[n, sum of dims]``: the concatenated, normalised modality blocks of the items ``rows`` (default:
+        every item); the centre is that of all training items whatever ``rows``."""
         blocks = []
         scale = 1.0 / math.sqrt(len(self.modality_names))
         for j, name in enumerate(self.modality_names):
             features = self.modality_features(name).float()
             has = self.modality_mask[:, j]
             center = training_center(features, has, self.item_has_training) if self.center else None
-            blocks.append(l2_normalize_rows(features, center, has) * scale)
+            blocks.append(l2_normalize_rows(features[rows], center, has[rows]) * scale)
         return torch.cat(blocks, dim=1)
+
+    def extend_item_state(self, m: int) -> None:
+        """The unit content vectors of the new items, appended (the profiles and the training centre are
+        those of the training items: unchanged)."""
+        items = self.content_vectors(slice(self.n_items - m, None))
+        norms = items.norm(dim=1, keepdim=True)
+        unit = torch.where(norms > 0, items / norms.clamp_min(1e-12), items)
+        self.register_buffer("item_unit", torch.cat([self.item_unit, unit.to(self.item_unit.dtype)]), persistent=False)
 
     def profiles(self, dataset, items: torch.Tensor) -> torch.Tensor:
         """``[n_users, sum of dims]``: mean content vector of each user's training items (0 without any)."""

@@ -67,6 +67,7 @@ class MAMEX(DotProductScoring, MultimodalRecommender):
     r"""Multi-modal adaptive mixture of experts; see the module docstring."""
 
     prepares_features = True
+    serves_new_items = True  # item vectors from content alone
 
     input_type = InputType.PAIRWISE
 

@@ -101,6 +101,7 @@ class MILK(DotProductScoring, MultimodalRecommender):
     r"""Multimodality invariant learning for new items; see the module docstring. A baseline."""
 
     prepares_features = True
+    serves_new_items = True  # item vectors from content alone
 
     input_type = InputType.PAIRWISE
     is_baseline = True

@@ -46,7 +46,7 @@ from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import InputType
 
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.abstract import MultimodalRecommender, append_zero_rows
 from recbole_mamex.model.graph import csr_adjacency, dataset_adjacency, propagate
 from recbole_mamex.model.layers import gathered_linear, masked_modality_softmax
 
@@ -58,6 +58,7 @@ class RLMultimodalRec(MultimodalRecommender):
     r"""Gated multimodal fusion + LightGCN; see the module docstring (our design, stated there)."""
 
     prepares_features = True
+    new_items_refusal = "with use_content: False it is LightGCN, which scores items by ID embeddings only"
 
     input_type = InputType.PAIRWISE
 
@@ -75,6 +76,7 @@ class RLMultimodalRec(MultimodalRecommender):
         if self.content_position not in CONTENT_POSITIONS:
             raise ConfigError(f"content_position: expected one of {CONTENT_POSITIONS}, found {self.content_position!r}")
         self.projection_reg_weight = config["projection_reg_weight"] or 0.0
+        self.serves_new_items = bool(self.use_content)  # without content it is LightGCN: ID embeddings only
         self.prepare_features(config["feature_norm"], config["mixed_precision"], config["feature_storage"])
 
         # Same creation order as RecBole's LightGCN, so that with use_content False the same seed gives
@@ -153,6 +155,14 @@ class RLMultimodalRec(MultimodalRecommender):
 
     def forward(self):
         return self._embeddings()[2:]
+
+    def extend_item_state(self, m: int) -> None:
+        """New items: no ID part (zero rows, whatever ``cold_item_id``: a new item has no ID vector, trained
+        or not) and no edges (``m`` empty rows of the graph, which the item nodes end; layers 1.. of an
+        isolated node are zero, as for the dataset's cold items)."""
+        append_zero_rows(self.item_embedding, m)
+        crow = self.adjacency_crow
+        self.register_buffer("adjacency_crow", torch.cat([crow, crow[-1:].expand(m)]), persistent=False)
 
     # ----------------------------------------------------------------- RecBole interface
     def calculate_loss(self, interaction):

@@ -37,13 +37,14 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import InputType
 
-from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.abstract import MultimodalRecommender, append_zero_rows
 
 
 class VBPR(MultimodalRecommender):
     r"""Visual (here: multimodal) BPR; see the module docstring. A baseline (``is_baseline``)."""
 
     prepares_features = True
+    serves_new_items = True  # by the content part, as the dataset's cold items
 
     input_type = InputType.PAIRWISE
     is_baseline = True
@@ -95,6 +96,12 @@ class VBPR(MultimodalRecommender):
         beta = self.item_bias.weight if items is None else self.item_bias(items)
         biases = (beta * keep).squeeze(1) + content[:, d]
         return vectors, biases
+
+    def extend_item_state(self, m: int) -> None:
+        """New items have no ID part (``gamma_i``, ``beta_i``: zero rows), as the dataset's cold items."""
+        append_zero_rows(self.item_id_embedding, m)
+        if self.use_bias:
+            append_zero_rows(self.item_bias, m)
 
     def calculate_loss(self, interaction):
         users = interaction[self.USER_ID]

@@ -22,6 +22,7 @@ from recbole_mamex.trainer.checkpoint import (
 )
 from recbole_mamex.trainer.candidates import candidate_kinds_for_test
 from recbole_mamex.data.loading import create_dataset, data_preparation
+from recbole_mamex.model.teacher import restoring_saved_weights
 from recbole_mamex.registry import get_model
 from recbole_mamex.runspec import RunSpec
 from recbole_mamex.trainer import get_trainer
@@ -250,7 +251,8 @@ def rebuild_run(config) -> BuiltRun:
     init_logger(config)
     logger = getLogger()
     logger.info(config)
-    built = build_run(config)
+    with restoring_saved_weights():  # a teacher (ALDI, DropoutNet) is not trained again: its saved vectors are loaded
+        built = build_run(config)
     logger.info(built.dataset)
     return built
 

@@ -109,7 +109,7 @@ class Recommender:
                 "it scores items by ID embeddings learned from their interactions, which a new item has none of")
             raise ServingError(
                 self.checkpoint, "a model that scores items from their content (MAMEX, MILK, VBPR, CLCRec, ContentProfile, "
-                "RLMultimodalRec with use_content) to score new items", f"{self.config['model']}, which cannot: {reason}",
+                "RLMultimodalRec with use_content, FREEDOM, ALDI, DropoutNet) to score new items", f"{self.config['model']}, which cannot: {reason}",
             )
         items = new_items_from(tokens, features, model.modality_dims, self.item_ids)
         before = model.n_items

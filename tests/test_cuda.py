@@ -45,6 +45,9 @@ TRAINED = [
     ("MAMEX", {"learner": "sparse_adam"}),
     ("MILK", {}),
     ("CLCRec", {}),
+    ("FREEDOM", {}),
+    ("ALDI", {"teacher_epochs": 2}),
+    ("DropoutNet", {"teacher_epochs": 2}),
     ("LightGCN", {}),
     ("BPR", {}),
 ]

@@ -26,6 +26,8 @@ CONTENT_MODELS = [
     ("VBPR", {"use_bias": False}),
     ("MAMEX", {"feature_storage": "bf16"}),  # new rows stored as the training's rows are
     ("CLCRec", {"feature_norm": "none"}),
+    ("ALDI", {}),
+    ("DropoutNet", {}),
 ]
 
 

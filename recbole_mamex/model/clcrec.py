@@ -4,10 +4,10 @@ r"""CLCRec
 Reference:
     Yinwei Wei et al. "Contrastive Learning for Cold-Start Recommendation." ACM Multimedia 2021.
 
-A baseline: a classic cold-start method that learns to map content into the collaborative space. It is
-chosen over DropoutNet because it trains end to end in one stage inside RecBole's trainer, while
-DropoutNet takes pre-trained collaborative vectors as its input (a second model to train and store
-first), and because it handles any number of modalities through one content encoder.
+A baseline: a classic cold-start method that learns to map content into the collaborative space, end to
+end in one stage (DropoutNet and ALDI, :mod:`~recbole_mamex.model.dropoutnet` and
+:mod:`~recbole_mamex.model.aldi`, start from a pre-trained teacher), for any number of modalities through
+one content encoder.
 
 - Users and items have free ID embeddings ``p_u``, ``q_i``; a content encoder
   ``c_i = W_2 LeakyReLU(W_1 f_i + b_1) + b_2`` maps the item's content ``f_i`` to the same space.

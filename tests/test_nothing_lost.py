@@ -269,13 +269,13 @@ def test_cli_config_errors_are_one_line_before_training(cold_tiny, workdir, caps
     assert main(["--model=MAMEX", "--dataset=tiny-cold", *argv]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and message in captured.err and captured.err.count("\n") == 1, captured.err
-    assert "Did you mean learning_rate?" in captured.err if "learning_rat " in message else True
+    assert "Did you mean learning_rate" in captured.err if "learning_rat " in message else True
     assert not (workdir / "saved").exists()
 
 
 def test_compare_set_with_a_misspelt_key(cold_tiny, workdir, capsys):
     assert compare(workdir, "--models", "BPR", "--set", "learning_rat=0.01") == 2
-    assert "Did you mean learning_rate?" in capsys.readouterr().err
+    assert "Did you mean learning_rate" in capsys.readouterr().err
 
 
 def test_own_keys_pass_when_listed(cold_tiny, workdir):

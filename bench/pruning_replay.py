@@ -1,0 +1,77 @@
+"""Replay pruning rules over a search that ran without a pruner: which trials each rule would stop, when,
+the epochs it saves, and whether it would keep the trial the search selected.
+
+Input: the trial records of ``compare --tune N --prune none`` (``<out>/tuning/<row>/trial-*.json``, each
+with its whole validation curve). For every rule, trial k is judged by the shipped pruner
+(:class:`recbole_mamex.search.PruningMonitor`, Optuna's MedianPruner) against the trials before it that the
+rule did not stop, fed its stored curve epoch by epoch, exactly as during a search. What a replay cannot
+give: a search under the rule would have proposed other points after its first pruned trial (TPE sees a
+pruned trial's last score), so the selected score under a rule is "the best of the trials it keeps",
+not a new search's result. Rules: the median pruner with warm-up W epochs (``--warmups``, the shipped
+default being 10) and the shipped start-up count.
+
+    python bench/pruning_replay.py bench/results/vbpr_noprune_lastfm_2k_cold --warmups 10 25 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def trials_of(folder: Path) -> list[dict]:
+    records = [json.loads(path.read_text()) for path in sorted(folder.glob("trial-*.json"))]
+    return sorted((r for r in records if r.get("status") in ("ok", "repeat")), key=lambda r: r["trial"])
+
+
+def replay(trials: list[dict], warmup: int, horizon: int | None) -> list[dict]:
+    """Per trial: ``trial``, ``score`` (its stored best), ``pruned_at`` (epoch or None), ``epochs`` (trained
+    under the rule)."""
+    from recbole_mamex.search import MEDIAN_STARTUP_TRIALS, PruningMonitor, TrialPruned, running_best
+
+    kept_curves, out = [], []
+    for record in trials:
+        curve = record["details"]["valid_curve"]
+        monitor = PruningMonitor(tuple(tuple(c) for c in kept_curves), horizon, startup=MEDIAN_STARTUP_TRIALS, warmup=warmup)
+        pruned_at = None
+        try:
+            for epoch, score in curve:
+                monitor(epoch, score)
+        except TrialPruned as pruned:
+            pruned_at = pruned.info["epoch"]
+        epochs = (pruned_at + 1) if pruned_at is not None else record["details"].get("epochs_trained", len(curve))
+        out.append({"trial": record["trial"], "score": record["score"], "pruned_at": pruned_at, "epochs": epochs})
+        if pruned_at is None:
+            kept_curves.append(running_best(curve))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="folders of trial-*.json (one row's search each)")
+    parser.add_argument("--warmups", nargs="+", type=int, default=[10, 25, 50])
+    parser.add_argument("--horizon", type=int, default=1000, help="the epochs a trial may train (the config's epochs)")
+    args = parser.parse_args()
+    print("| search | rule | trials pruned (epoch) | epochs trained | of no-pruner | best kept | selected without pruner |")
+    print("|---|---|---|---|---|---|---|")
+    for folder in args.folders:
+        trials = trials_of(folder)
+        if not trials:
+            print(f"{folder}: no finished trials", file=sys.stderr)
+            return 2
+        total = sum(t["details"].get("epochs_trained", len(t["details"]["valid_curve"])) for t in trials)
+        best = max(t["score"] for t in trials)
+        for warmup in args.warmups:
+            rows = replay(trials, warmup, args.horizon)
+            pruned = [f"{r['trial']} ({r['pruned_at']})" for r in rows if r["pruned_at"] is not None]
+            epochs = sum(r["epochs"] for r in rows)
+            kept = max(r["score"] for r in rows if r["pruned_at"] is None)
+            print(f"| {folder.name} ({len(trials)} trials) | median, warm-up {warmup} | {', '.join(pruned) or 'none'} | "
+                  f"{epochs} | {epochs / total:.2f} | {kept:.4f} | {best:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -361,14 +361,46 @@ def test_every_default_is_documented(model):
     assert {key: config[key] for key in values} == values
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_teachers():
+    """Each test trains its teachers: none kept from another test."""
+    from recbole_mamex.model import teacher
+
+    teacher._TRAINED.clear()
+    yield
+    teacher._TRAINED.clear()
+
+
+def test_a_process_reuses_a_teacher_it_trained_with_the_same_data_and_settings(cold_tiny, monkeypatch):
+    from recbole_mamex.model import teacher
+
+    first = build("ALDI", teacher_epochs=3)[-1]
+    calls = []
+    real = teacher.train_bpr_teacher
+    monkeypatch.setattr(teacher, "train_bpr_teacher", lambda *a, **k: calls.append(k) or real(*a, **k))
+    again = build("DropoutNet", teacher_epochs=3)[-1]  # the same pairs, settings and seed: reused
+    assert calls == [] and torch.equal(again.teacher_user, first.teacher_user)
+    assert torch.equal(again.teacher_item, first.teacher_item)
+    other = build("ALDI", teacher_epochs=4)[-1]  # another setting: trained
+    assert len(calls) == 1 and not torch.equal(other.teacher_user, first.teacher_user)
+    again.teacher_user.add_(1.0)  # a model's teacher is its own copy
+    assert not torch.equal(build("ALDI", teacher_epochs=3)[-1].teacher_user, again.teacher_user)
+
+
 @pytest.mark.parametrize("model_name", ["ALDI", "DropoutNet"])
 def test_a_saved_model_loads_its_teacher_without_training_one(cold_tiny, monkeypatch, model_name):
+    import contextlib
+
+    from recbole_mamex import quick_start
     from recbole_mamex.model import teacher
     from recbole_mamex.serving import Recommender
 
     checkpoint = run_recbole_mamex(model=model_name, dataset="tiny-cold", config_dict={**FAST, "epochs": 1, "teacher_epochs": 3},
                                    cmd_args=[])["model_file"]
-    before = Recommender(checkpoint)
+    with monkeypatch.context() as patch:  # built with a trained teacher, then the checkpoint loaded over it
+        patch.setattr(quick_start, "restoring_saved_weights", contextlib.nullcontext)
+        before = Recommender(checkpoint)
+    teacher._TRAINED.clear()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a teacher was trained while a saved model was loaded")

@@ -37,7 +37,7 @@ A baseline: a content-to-embedding student distilled from a warm teacher.
   items). So warm-item rankings are the teacher's, and the student decides where cold items stand.
 
 The teacher is trained inside ``__init__`` (``teacher_*`` keys): its time is part of the run's and of every
-tuning trial (each trial trains its own). A cold item's teacher row is zero and is never used.
+tuning trial (each trial builds its own; a process reuses a teacher it trained with the same data, settings and seed). A cold item's teacher row is zero and is never used.
 
 Where this version departs from the authors' code:
 

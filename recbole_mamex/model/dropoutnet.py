@@ -24,7 +24,7 @@ dropped, so that an item without one (a cold item) is scored from its content.
   a cold item (or a new one served after training) with ``[0 ; c_i]``; every user through the user tower.
 
 The teacher is trained inside ``__init__`` (``teacher_*`` keys): its time is part of the run's and of every
-tuning trial (each trial trains its own). A cold item's teacher row is zero: its preference input is the
+tuning trial (each trial builds its own; a process reuses a teacher it trained with the same data, settings and seed). A cold item's teacher row is zero: its preference input is the
 zero the dropout trained for.
 
 Where this version departs from the paper and the authors' code:

@@ -62,7 +62,8 @@ Where this version departs from the paper and the authors' code, and why:
   from the raw rows it arrives with (:meth:`FREEDOM.add_items` keeps them for that), against the same
   candidates (training items only, so no existing row changes: the graph stays frozen). A dataset cold
   item passed again as new therefore gets exactly its dataset score.
-- **Sampling.** The kept edges are drawn with exponential keys (Efraimidis-Spirakis: the ``n`` smallest
+- **Sampling.** Drawn from torch's global generator, which RecBole seeds with ``seed + local_rank``: in a
+  multi-process run each process prunes its own graph (seeded, not the same one). The kept edges are drawn with exponential keys (Efraimidis-Spirakis: the ``n`` smallest
   ``Exp(1) / w_e``), the same distribution as the authors' ``torch.multinomial`` without replacement,
   which refuses more than 2^24 edges. Each user-item pair counts once.
 - **Features.** The authors' features are trainable (``nn.Embedding.from_pretrained(..., freeze=False)``)
@@ -70,6 +71,11 @@ Where this version departs from the paper and the authors' code, and why:
   every modality's rows, initialised from ``feature_norm``'s rows; ``feature_norm: none`` gives the
   authors' raw rows), ``False`` keeps them frozen (the rows ``feature_norm`` and ``feature_storage``
   prepared, gathered per batch). The kNN graph always comes from the raw features.
+- **Feature scale.** ``feature_norm: l2`` (the default, as every model of this package) gives the
+  projections and the trainable copy unit rows; the authors feed their raw features (``feature_norm:
+  none``). Unit rows keep modalities of very different scales (Last.fm-2K's VGGish against its text
+  embeddings) from weighing by their norms in the modality BPR terms; the kNN graph is built from the
+  raw features either way.
 - The projection width is ``embedding_size`` (the authors' ``feat_embed_dim`` must equal it for the dot
   product with ``u``); the keys their code reads but never uses (``lambda_coeff``, ``cf_model``,
   ``degree_ratio``, ``weight_size``) are left out. The authors cache the kNN graph in a file beside the
@@ -80,7 +86,8 @@ run's device: the unit rows of the candidate items (one float32 copy of that mod
 query rows' similarities of about :data:`KNN_BLOCK_BYTES` (twice that while its top k is taken) are held at
 a time, never an ``n_items x n_items`` matrix; time ``O(n_items * n_candidates * dim)``. ``S`` keeps at most ``k`` entries per item
 and modality, stored twice (``S`` and its transpose, for the backward). ``feature_finetune: True`` adds a
-float32 copy of every modality's features and Adam's two moments of it (three times their size).
+float32 copy of every modality's features, its gradient and Adam's two moments of it (four times their
+size; the authors' trainable features cost the same), saved in checkpoints and bundles too.
 
 Results: the paper reports Recall@20 0.1089 on MMRec's Amazon Sports (warm items, every item a
 candidate); this project has not run FREEDOM on Sports. On Last.fm-2K's cold split (mostly a different
@@ -446,6 +453,6 @@ class FREEDOM(MultimodalRecommender):
                     queries.append((ids + old, unit_rows, torch.ones(len(ids), dtype=torch.bool, device=device)))
             edges[name] = knn_edges(queries, unit, candidate_ids, self.knn_k)
         added = combine_modalities(edges, self.alpha, self.modality_mask, self.n_items)
-        graph = self.item_graph.to_sparse_coo()
+        graph = self._csr("item_graph", old).to_sparse_coo()  # the graph as it was, at its own size
         existing = torch.sparse_coo_tensor(graph.indices(), graph.values(), (self.n_items, self.n_items), check_invariants=False)
         self._set_item_graph((existing + added).coalesce())

@@ -20,10 +20,12 @@ the global random state the student's initialisation draws from is left untouche
 pass over the training interactions in a fresh order, in batches of the run's ``train_batch_size``,
 with Adam. A line goes to RecBole's logger every tenth of the epochs.
 
-Its training is part of the run: it counts in the run's wall time and in every tuning trial (a trial
-builds its model, so it trains its own teacher: the same one when the ``teacher_*`` keys, the batch size
-and the seed are unchanged, another when they change). A checkpoint stores the teacher's vectors; loading
-one rebuilds the model, which trains a teacher again before the saved vectors replace it.
+Its training is part of the run: it counts in the run's wall time and in the tuning's. A trial builds its
+model, so it gets its own teacher: the same one when the training pairs, the ``teacher_*`` keys, the batch
+size and the seed are unchanged, which a process then reuses instead of training it again (the last
+:data:`TEACHERS_KEPT`; the teacher has its own generator, so a reused one changes nothing else in the
+run). A checkpoint stores the teacher's vectors; loading one (inside :func:`restoring_saved_weights`)
+trains none.
 
 Items without a training interaction (the cold items) get no gradient: their rows are returned as zeros,
 and the models never score them with it.
@@ -38,6 +40,7 @@ student's), is fixed: see the model yamls.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import contextvars
 import math
 import time
@@ -175,6 +178,8 @@ def bpr_loss(user: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
 
 
 _RESTORING = contextvars.ContextVar("restoring_saved_weights", default=False)
+TEACHERS_KEPT = 2  # trained teachers a process keeps for reuse (a comparison worker: one per split, in turn)
+_TRAINED: dict = {}
 
 
 @contextlib.contextmanager
@@ -198,20 +203,39 @@ def teacher_for(model, config, dataset) -> Teacher:
         d = settings["embedding_size"]
         return Teacher(torch.zeros(model.n_users, d, device=model.device), torch.zeros(model.n_items, d, device=model.device))
     users, items = training_pairs(dataset)
-    return train_bpr_teacher(users, items, model.n_users, model.n_items, device=model.device,
-                             label=f"{type(model).__name__} teacher", **settings)
+    # the same training pairs, sizes, settings and seed train the same teacher: a process keeps the last few
+    # (tuning trials and the runs of one comparison worker train it once)
+    key = (hashlib.sha256(np.ascontiguousarray(users, dtype=np.int64).tobytes()
+                          + np.ascontiguousarray(items, dtype=np.int64).tobytes()).hexdigest(),
+           model.n_users, model.n_items, str(model.device), tuple(sorted(settings.items())))
+    if key in _TRAINED:
+        kept = _TRAINED[key]
+        getLogger().info(f"{type(model).__name__} teacher: the one this process trained with these settings and data")
+        return Teacher(kept.user.clone(), kept.item.clone(), list(kept.losses), 0.0)
+    teacher = train_bpr_teacher(users, items, model.n_users, model.n_items, device=model.device,
+                                label=f"{type(model).__name__} teacher", **settings)
+    _TRAINED[key] = teacher
+    while len(_TRAINED) > TEACHERS_KEPT:
+        _TRAINED.pop(next(iter(_TRAINED)))
+    return Teacher(teacher.user.clone(), teacher.item.clone(), list(teacher.losses), teacher.seconds)
 
 
 # ----------------------------------------------------------------------------- the students' towers
+BATCH_NORM_MOMENTUM = 0.1  # torch's momentum of the towers' running statistics (see TanhBlock)
+
 class TanhBlock(nn.Module):
-    """``tanh(BatchNorm(W x + b))``, the hidden layer of both authors' towers (batch norm as TensorFlow's
-    defaults, which both used: momentum 0.99, i.e. torch's 0.01, and epsilon 1e-3). A training batch of
-    one row uses the running statistics (batch statistics of one row are undefined)."""
+    """``tanh(BatchNorm(W x + b))``, the hidden layer of both authors' towers, batch norm with epsilon 1e-3
+    (TensorFlow's) and running statistics updated with momentum :data:`BATCH_NORM_MOMENTUM` = 0.1 (the
+    original DropoutNet's decay 0.9; ALDI's code and DropoutNet's later code keep TensorFlow's 0.99, i.e.
+    torch's 0.01, under which the statistics evaluation uses lag for tens of epochs on a catalogue of about
+    20 batches an epoch such as Last.fm-2K's: a tower's eval-mode outputs were 80% off its training-mode
+    outputs after 10 epochs on such a toy, 1% from epoch 5 with 0.1). A training batch of one row uses the
+    running statistics (batch statistics of one row are undefined)."""
 
     def __init__(self, dim_in: int, dim_out: int):
         super().__init__()
         self.linear = nn.Linear(dim_in, dim_out)
-        self.norm = nn.BatchNorm1d(dim_out, momentum=0.01, eps=1e-3)
+        self.norm = nn.BatchNorm1d(dim_out, momentum=BATCH_NORM_MOMENTUM, eps=1e-3)
 
     def forward(self, x: torch.Tensor, pre: torch.Tensor | None = None) -> torch.Tensor:
         """``pre``: ``W x + b`` already computed (a first layer over the feature store); ``x`` is then unused."""

@@ -399,20 +399,12 @@ def load_bundle(directory, allow_changed_features: bool = False):
 def _read_description(directory: Path) -> dict:
     """bundle.json of the bundle folder ``directory``, its entries checked."""
     from recbole_mamex.config import is_int
+    from recbole_mamex.files import read_json
 
     path = directory / BUNDLE_JSON
     if not path.is_file():
         raise BundleFileError(directory, _EXPECTED, f"a folder without {BUNDLE_JSON}")
-    try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise BundleFileError(path, "JSON", f"a parse error ({err})") from None
-    except UnicodeDecodeError as err:
-        raise BundleFileError(path, "JSON", f"bytes that are not UTF-8 text (at byte {err.start})") from None
-    except RecursionError:
-        raise BundleFileError(path, "JSON", "lists or objects nested too deeply to read") from None
-    except OSError as err:
-        raise BundleFileError(path, "a readable file", str(err)) from None
+    description = read_json(path, BundleFileError)
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         found = (f"format {description.get('format')!r}" if isinstance(description, dict)
                  else f"a JSON {type(description).__name__}")

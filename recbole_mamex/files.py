@@ -82,6 +82,23 @@ def os_error_text(err: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
+def read_json(path, error, expected: str = "JSON"):
+    """The JSON value of the UTF-8 text file ``path``; a file that cannot be read or parsed is
+    ``error(path, expected, found)`` (an :class:`~recbole_mamex.errors.InputFileError` class), one line."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise error(path, expected, f"a parse error ({err})") from None
+    except UnicodeDecodeError as err:
+        raise error(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
+    except RecursionError:
+        raise error(path, expected, "lists or objects nested too deeply to read") from None
+    except OSError as err:
+        raise error(path, "a readable file", os_error_text(err)) from None
+
+
 def check_writable(path) -> None:
     """Refuse (:class:`OutputError`), before any work, an output location that cannot be written: a probe
     file is written in, and removed from, ``path`` when it is a directory, else its nearest existing parent

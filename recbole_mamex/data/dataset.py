@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from recbole.utils import FeatureType, set_color
 from recbole_mamex.data.features import (
     FeatureFileError, InputFileError, ItemFeatures, load_item_features, parse_modalities, present_modalities,
 )
+from recbole_mamex.files import read_json
 
 CANDIDATE_KINDS = ("cold", "warm", "all")
 SPLIT_NAMES = ("train", "valid", "test")
@@ -149,14 +149,7 @@ class MultimodalDataset(Dataset):
         path = Path(name) if Path(name).is_absolute() else Path(self.dataset_path) / name
         if not path.is_file():
             raise ColdItemsFileError(path, "the cold items json named by cold_items_file", "no such file")
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ColdItemsFileError(path, "json", f"a parse error ({err})") from None
-        except UnicodeDecodeError as err:
-            raise ColdItemsFileError(path, "json", f"bytes that are not UTF-8 text (at byte {err.start})") from None
-        except RecursionError:
-            raise ColdItemsFileError(path, "json", "lists or objects nested too deeply to read") from None
+        payload = read_json(path, ColdItemsFileError, "json")
         if not isinstance(payload, dict) or not all(isinstance(payload.get(k), list) for k in ("cold_valid", "cold_test")):
             found = f"keys {sorted(payload)}" if isinstance(payload, dict) else type(payload).__name__
             raise ColdItemsFileError(path, "an object with lists 'cold_valid' and 'cold_test'", found)

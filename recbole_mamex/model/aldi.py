@@ -75,7 +75,7 @@ from recbole.utils import InputType
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import MultimodalRecommender
 from recbole_mamex.model.teacher import (
-    check_hidden_sizes, first_linear, run_tower, tanh_tower, teacher_for, truncated_normal_init,
+    attach_teacher, check_hidden_sizes, first_linear, run_tower, tanh_tower, truncated_normal_init,
     warm_negatives,
 )
 
@@ -150,11 +150,7 @@ class ALDI(MultimodalRecommender):
         self.prepare_features(config["feature_norm"], "none", config["feature_storage"])
         content_dim = sum(self.modality_dims[name] for name in self.modality_names)
 
-        teacher = teacher_for(self, config, dataset)
-        self.teacher_seconds = teacher.seconds
-        self.teacher_losses = teacher.losses
-        self.register_buffer("teacher_user", teacher.user)  # saved with a checkpoint
-        self.register_buffer("teacher_item", teacher.item)
+        teacher = attach_teacher(self, config, dataset)
         d = teacher.user.shape[1]
         users = np.asarray(dataset.inter_feat[dataset.uid_field], dtype=np.int64)
         items = np.asarray(dataset.inter_feat[dataset.iid_field], dtype=np.int64)

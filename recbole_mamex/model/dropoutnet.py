@@ -62,7 +62,7 @@ from recbole.utils import InputType
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.abstract import MultimodalRecommender
 from recbole_mamex.model.teacher import (
-    check_hidden_sizes, first_linear, run_tower, tanh_tower, teacher_for, truncated_normal_init, warm_negatives,
+    attach_teacher, check_hidden_sizes, first_linear, run_tower, tanh_tower, truncated_normal_init, warm_negatives,
 )
 
 
@@ -112,11 +112,7 @@ class DropoutNet(MultimodalRecommender):
         self.prepare_features(config["feature_norm"], "none", config["feature_storage"])
         content_dim = sum(self.modality_dims[name] for name in self.modality_names)
 
-        teacher = teacher_for(self, config, dataset)
-        self.teacher_seconds = teacher.seconds
-        self.teacher_losses = teacher.losses
-        self.register_buffer("teacher_user", teacher.user)  # saved with a checkpoint
-        self.register_buffer("teacher_item", teacher.item)
+        teacher = attach_teacher(self, config, dataset)
         users_with = torch.zeros(self.n_users, dtype=torch.bool, device=teacher.user.device)
         users_with[torch.as_tensor(np.asarray(dataset.inter_feat[dataset.uid_field]), dtype=torch.long).to(users_with.device)] = True
         self.register_buffer("user_preference", standardize_rows(teacher.user, users_with))

@@ -220,6 +220,17 @@ def teacher_for(model, config, dataset) -> Teacher:
     return Teacher(teacher.user.clone(), teacher.item.clone(), list(teacher.losses), teacher.seconds)
 
 
+def attach_teacher(model, config, dataset) -> Teacher:
+    """:func:`teacher_for` ``model``, kept on it: ``teacher_user`` and ``teacher_item`` buffers (saved with a
+    checkpoint), ``teacher_seconds`` and ``teacher_losses``. Returns the teacher."""
+    teacher = teacher_for(model, config, dataset)
+    model.teacher_seconds = teacher.seconds
+    model.teacher_losses = teacher.losses
+    model.register_buffer("teacher_user", teacher.user)
+    model.register_buffer("teacher_item", teacher.item)
+    return teacher
+
+
 # ----------------------------------------------------------------------------- the students' towers
 BATCH_NORM_MOMENTUM = 0.1  # torch's momentum of the towers' running statistics (see TanhBlock)
 

@@ -7,8 +7,17 @@ with its whole validation curve). For every rule, trial k is judged by the shipp
 rule did not stop, fed its stored curve epoch by epoch, exactly as during a search. What a replay cannot
 give: a search under the rule would have proposed other points after its first pruned trial (TPE sees a
 pruned trial's last score), so the selected score under a rule is "the best of the trials it keeps",
-not a new search's result. Rules: the median pruner with warm-up W epochs (``--warmups``, the shipped
-default being 10) and the shipped start-up count.
+not a new search's result. Rules: the median pruner with warm-up W epochs (``--warmups``; ``--prune
+median`` uses 10) and the shipped start-up count, and each of those with the ``stalled`` condition of S
+epochs without a new best (``--stalls``; ``--prune stalled`` uses warm-up 10 and S = 20).
+
+Whether the search's path survives the rule can be read from the replay all the same. Optuna's TPE
+proposes from two groups of finished trials: the best ``gamma(n)`` complete trials (``default_gamma``: 1
+while n <= 10) and all the others, pruned ones included, each with its parameters, whatever their
+scores. So a rule leaves every proposal as it was unless it stops a trial that, trained on, would have
+been among the best ``gamma(n)`` of the trials before some later proposal: the column "path kept" says
+whether that never happened, else the first proposal it changes. Where it says yes, the pruned search
+selects exactly what the search without a pruner selected, at the "epochs trained" cost.
 
     python bench/pruning_replay.py bench/results/vbpr_noprune_lastfm_2k_cold --warmups 10 25 50
 """
@@ -26,7 +35,7 @@ def trials_of(folder: Path) -> list[dict]:
     return sorted((r for r in records if r.get("status") in ("ok", "repeat")), key=lambda r: r["trial"])
 
 
-def replay(trials: list[dict], warmup: int, horizon: int | None) -> list[dict]:
+def replay(trials: list[dict], warmup: int, horizon: int | None, stall: int = 0) -> list[dict]:
     """Per trial: ``trial``, ``score`` (its stored best), ``pruned_at`` (epoch or None), ``epochs`` (trained
     under the rule)."""
     from recbole_mamex.search import MEDIAN_STARTUP_TRIALS, PruningMonitor, TrialPruned, running_best
@@ -34,7 +43,8 @@ def replay(trials: list[dict], warmup: int, horizon: int | None) -> list[dict]:
     kept_curves, out = [], []
     for record in trials:
         curve = record["details"]["valid_curve"]
-        monitor = PruningMonitor(tuple(tuple(c) for c in kept_curves), horizon, startup=MEDIAN_STARTUP_TRIALS, warmup=warmup)
+        monitor = PruningMonitor(tuple(tuple(c) for c in kept_curves), horizon, startup=MEDIAN_STARTUP_TRIALS,
+                                 warmup=warmup, stall=stall)
         pruned_at = None
         try:
             for epoch, score in curve:
@@ -48,14 +58,35 @@ def replay(trials: list[dict], warmup: int, horizon: int | None) -> list[dict]:
     return out
 
 
+def path_change(trials: list[dict], rows: list[dict]) -> int | None:
+    """The first trial number whose TPE proposal differs under the rule (see the module docstring), or
+    None when every proposal is the same. Trials up to the random start-up draw their points from the
+    seed alone."""
+    from optuna.samplers._tpe.sampler import default_gamma
+
+    from recbole_mamex.search import TPE_RANDOM_STARTS
+
+    stopped = {r["trial"] for r in rows if r["pruned_at"] is not None}
+    ordered = sorted(trials, key=lambda t: t["trial"])
+    for index in range(TPE_RANDOM_STARTS, len(ordered)):
+        before = ordered[:index]
+        top = sorted(before, key=lambda t: t["score"], reverse=True)[: default_gamma(len(before))]
+        if any(t["trial"] in stopped for t in top):
+            return ordered[index]["trial"]
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="folders of trial-*.json (one row's search each)")
     parser.add_argument("--warmups", nargs="+", type=int, default=[10, 25, 50])
+    parser.add_argument("--stalls", nargs="*", type=int, default=[], help="also each warm-up with the stalled condition")
     parser.add_argument("--horizon", type=int, default=1000, help="the epochs a trial may train (the config's epochs)")
     args = parser.parse_args()
-    print("| search | rule | trials pruned (epoch) | epochs trained | of no-pruner | best kept | selected without pruner |")
-    print("|---|---|---|---|---|---|---|")
+    print("| search | rule | trials pruned (epoch) | epochs trained | of no-pruner | best kept | selected without pruner "
+          "| path kept |")
+    print("|---|---|---|---|---|---|---|---|")
+    totals = {}  # rule -> [epochs under it, epochs without a pruner, searches whose path it keeps, searches]
     for folder in args.folders:
         trials = trials_of(folder)
         if not trials:
@@ -63,13 +94,24 @@ def main() -> int:
             return 2
         total = sum(t["details"].get("epochs_trained", len(t["details"]["valid_curve"])) for t in trials)
         best = max(t["score"] for t in trials)
-        for warmup in args.warmups:
-            rows = replay(trials, warmup, args.horizon)
+        for warmup, stall in [(w, s) for w in args.warmups for s in [0, *args.stalls]]:
+            rows = replay(trials, warmup, args.horizon, stall)
+            rule = f"median, warm-up {warmup}" + (f", stalled {stall}" if stall else "")
             pruned = [f"{r['trial']} ({r['pruned_at']})" for r in rows if r["pruned_at"] is not None]
             epochs = sum(r["epochs"] for r in rows)
             kept = max(r["score"] for r in rows if r["pruned_at"] is None)
-            print(f"| {folder.name} ({len(trials)} trials) | median, warm-up {warmup} | {', '.join(pruned) or 'none'} | "
-                  f"{epochs} | {epochs / total:.2f} | {kept:.4f} | {best:.4f} |")
+            change = path_change(trials, rows)
+            total_of_rule = totals.setdefault(rule, [0, 0, 0, 0])
+            total_of_rule[0] += epochs
+            total_of_rule[1] += total
+            total_of_rule[2] += change is None
+            total_of_rule[3] += 1
+            print(f"| {folder.name} ({len(trials)} trials) | {rule} | {', '.join(pruned) or 'none'} | "
+                  f"{epochs} | {epochs / total:.2f} | {kept:.4f} | {best:.4f} | "
+                  f"{'yes' if change is None else f'no, from trial {change}'} |")
+    if len(args.folders) > 1:
+        for rule, (epochs, total, kept, searches) in totals.items():
+            print(f"| **all {searches} searches** | {rule} | | {epochs} | {epochs / total:.2f} | | | {kept} of {searches} |")
     return 0
 
 

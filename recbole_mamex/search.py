@@ -10,7 +10,9 @@ would have (exactly so when the trials ran one after the other).
 **Pruner.** A trial reports, after each validation, the best validation score it has reached so far, and
 is stopped (``pruned``) when that is below the median of the finished trials' best scores *at the same
 epoch* (Optuna's ``MedianPruner``: only after :data:`MEDIAN_STARTUP_TRIALS` trials have finished, never
-before epoch :data:`MEDIAN_WARMUP_EPOCHS`). A finished trial that early-stopped keeps its best score for
+before epoch :data:`MEDIAN_WARMUP_EPOCHS`). The ``stalled`` rule adds one condition: the trial's best has
+not improved for :data:`STALL_EPOCHS` epochs, so a slow starter that is still climbing trains on. A
+finished trial that early-stopped keeps its best score for
 the later epochs (it had reached that much by then). A pruned trial is recorded with the epoch it reached
 and its best score so far; it counts as one of the ``N`` trials and is never selected. The rule's
 reference is a snapshot taken when the trial starts (:class:`PruningMonitor`, plain data), so the same
@@ -35,9 +37,10 @@ from dataclasses import dataclass, field
 from recbole_mamex.errors import RecboleMamexError
 
 TPE_RANDOM_STARTS = 5  # finished trials drawn at random before TPE models the scores
-PRUNERS = ("median", "none")
+PRUNERS = ("median", "stalled", "none")
 MEDIAN_STARTUP_TRIALS = 3  # finished trials before the pruner judges any trial (a median of at least three)
 MEDIAN_WARMUP_EPOCHS = 10  # no trial is pruned before its epoch 10
+STALL_EPOCHS = 20  # the stalled rule: below the median and no new best for this many epochs
 
 
 class TrialPruned(Exception):
@@ -142,15 +145,17 @@ class PruningMonitor:
     horizon: int | None
     startup: int = MEDIAN_STARTUP_TRIALS
     warmup: int = MEDIAN_WARMUP_EPOCHS
+    stall: int = 0  # epochs without a new best before the median is consulted (0: the plain median rule)
     _curve: list = field(default_factory=list, repr=False)
     _best: float = field(default=-math.inf, repr=False)
+    _best_epoch: int = field(default=0, repr=False)
     _trial: object = field(default=None, repr=False)
 
     def __call__(self, epoch, valid_score) -> None:
         epoch, valid_score = int(epoch), float(valid_score)
         self._curve.append((epoch, valid_score))
-        if not math.isnan(valid_score):  # the running best, as running_best() gives it
-            self._best = max(self._best, valid_score)
+        if not math.isnan(valid_score) and valid_score > self._best:  # the running best, as running_best() gives it
+            self._best, self._best_epoch = valid_score, epoch
         if self._best == -math.inf:
             return  # no score yet
         if self._trial is None:
@@ -158,7 +163,7 @@ class PruningMonitor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._trial.report(self._best, epoch)
-        if self._trial.should_prune():
+        if epoch - self._best_epoch >= self.stall and self._trial.should_prune():
             raise TrialPruned({"epoch": epoch, "score": self._best, "curve": list(self._curve)})
 
     def _start(self):
@@ -209,7 +214,7 @@ class Asked:
 class Search:
     """One row's search: ``n_trials`` trials over ``params`` seeded with ``seed``, maximising the score;
     ``stored``: number -> an earlier trial's record (replayed into the study, not trained again);
-    ``pruner``: ``median`` or ``none``; ``horizon``: the epochs a trial may train (see :class:`PruningMonitor`)."""
+    ``pruner``: ``median``, ``stalled`` or ``none``; ``horizon``: the epochs a trial may train (see :class:`PruningMonitor`)."""
 
     def __init__(self, params: dict[str, tuple[str, str]], n_trials: int, seed: int, stored: dict | None = None,
                  pruner: str = "none", horizon: int | None = None):
@@ -299,7 +304,8 @@ class Search:
             return None
         finished = [running_best((r.get("details") or {}).get("valid_curve") or [])
                     for _, r in sorted(self.records.items()) if r["status"] in STATUSES_SELECTABLE]
-        return PruningMonitor(tuple(tuple(curve) for curve in finished if curve), self.horizon)
+        return PruningMonitor(tuple(tuple(curve) for curve in finished if curve), self.horizon,
+                              stall=STALL_EPOCHS if self.pruner == "stalled" else 0)
 
     def tell(self, asked: Asked, record: dict) -> None:
         """``record`` (``trial``, ``params``, ``status``, ``score``, ``details``) ends ``asked``."""

@@ -8,6 +8,7 @@ import pytest
 
 from recbole_mamex.compare import Split, main, run_file
 from recbole_mamex.compare.tuning import tune_rows
+from recbole_mamex.errors import CompareError
 
 from helpers import fake_plan
 
@@ -321,3 +322,43 @@ def test_an_error_in_parallel_trials_stops_the_search_at_once(workdir):
     kept = len(list((workdir / "out" / "tuning" / "BPR").glob("trial-*.json")))
     calls = []
     assert len(run_tuning(workdir, curve_runner(calls), 10).trials) == 10 and len(calls) == 10 - kept
+
+
+def test_the_stalled_rule_lets_a_climbing_trial_train_and_stops_a_stalled_one_below_the_median():
+    from recbole_mamex.search import STALL_EPOCHS, PruningMonitor, TrialPruned
+
+    fast = tuple((epoch, min(0.5, 0.1 * (epoch + 1))) for epoch in range(60))  # at 0.5 from epoch 4 on
+    references = (fast, fast, fast)
+
+    def stopped_at(curve, stall):
+        monitor = PruningMonitor(references, 100, stall=stall)
+        try:
+            for epoch, score in curve:
+                monitor(epoch, score)
+        except TrialPruned as pruned:
+            return pruned.info["epoch"]
+        return None
+
+    climbing = [(epoch, 0.005 * (epoch + 1)) for epoch in range(100)]  # a new best every epoch, below 0.5 until 99
+    assert stopped_at(climbing, stall=0) == 10  # the median rule stops it at its warm-up
+    assert stopped_at(climbing, stall=STALL_EPOCHS) is None  # still improving: it trains on
+    flat = [(epoch, min(0.2, 0.05 * (epoch + 1))) for epoch in range(100)]  # best 0.2 from epoch 3 on
+    assert stopped_at(flat, stall=0) == 10
+    assert stopped_at(flat, stall=STALL_EPOCHS) == 3 + STALL_EPOCHS
+    above = [(epoch, min(0.6, 0.1 * (epoch + 1))) for epoch in range(100)]  # above the median: never stopped
+    assert stopped_at(above, stall=STALL_EPOCHS) is None
+
+
+def test_a_stalled_rule_search_is_its_own_search_and_says_so(workdir):
+    lr_space(workdir)
+    tunings = tune_rows(fake_plan(["BPR"], [5]), 8, Split(None, "d"), 5, workdir / "out", curve_runner([]),
+                        log=lambda *_: None, pruner="stalled")
+    search = json.loads((workdir / "out" / "tuning" / "BPR" / "search.json").read_text())
+    assert search["pruner"]["rule"] == "stalled" and search["pruner"]["stall_epochs"] > 0
+    from recbole_mamex.compare.tuning import tuning_markdown
+
+    assert "only once its best has not improved for" in tuning_markdown(tunings, "t")
+    # the same trials under another rule are another search's: refused, not mixed in
+    with pytest.raises(CompareError):
+        tune_rows(fake_plan(["BPR"], [5]), 8, Split(None, "d"), 5, workdir / "out", curve_runner([]),
+                  log=lambda *_: None, pruner="median")

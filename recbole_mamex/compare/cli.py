@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from recbole_mamex.errors import CompareError
+from recbole_mamex.search import PRUNERS, STALL_EPOCHS
 from recbole_mamex.records import locked_output, write_output
 from recbole_mamex.compare.plan import DEFAULT_METRICS, PROTOCOLS, Plan, check_plan, check_rows_data, cold_splits
 from recbole_mamex.compare.report import comparison_title, to_markdown, write_outputs
@@ -38,11 +39,12 @@ def build_parser(prog: str = "python -m recbole_mamex.compare") -> argparse.Argu
                         help="tune every row with N trials of TPE over properties/hyper/<Model>.hyper on the first split and "
                         "seed, selecting on validation, then train the selected parameters with every split and seed (default 0: "
                         "shipped defaults; needs the [hyper] extra)")
-    parser.add_argument("--prune", choices=("median", "none"), default="none",
+    parser.add_argument("--prune", choices=PRUNERS, default="none",
                         help="with --tune: train every trial to its own early stop (none, the default), or stop a trial whose best "
                         "validation score so far is below the median of the finished trials' at the same epoch (median: from "
                         "the 4th trial on, after epoch 10; about half the tuning time, but it selected worse parameters for 4 "
-                        "of 12 rows on Last.fm-2K, bench/results/tuning_cost_lastfm_2k_cold.md)")
+                        "of 12 rows on Last.fm-2K, bench/results/tuning_cost_lastfm_2k_cold.md), or do so only once that best "
+                        f"has not improved for {STALL_EPOCHS} epochs (stalled: a slow starter still climbing trains on)")
     parser.add_argument("--split-seeds", nargs="+", type=int, default=None, metavar="SEED",
                         help="cold protocol: one cold split of the dataset's source per seed (made once by dataset_prep.coldstart "
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "

@@ -291,7 +291,7 @@ def comparison_title(args, splits) -> str:
     tuned = ""
     if args.tune:
         first = f"split {splits[0].seed}, " if splits else ""
-        pruned = ", median-pruned" if args.prune == "median" else ""
+        pruned = {"median": ", median-pruned", "stalled": ", median-pruned once stalled"}.get(args.prune, "")
         tuned = f"; every row tuned with {args.tune} TPE trials{pruned} on {first}seed {args.seeds[0]} (validation only)"
     return f"{args.dataset}, {args.protocol} protocol, {seeds}{tuned}"
 

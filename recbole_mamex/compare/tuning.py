@@ -1,8 +1,8 @@
 """Equal-budget tuning inside a comparison (``python -m recbole_mamex.compare ... --tune N``).
 
 Every row (a model, or a ``--variant`` of one) gets the same ``N`` trials of TPE
-(:mod:`recbole_mamex.search`, seeded with the first ``--seeds`` value; ``--prune median``: with a median
-pruner, off by default) over
+(:mod:`recbole_mamex.search`, seeded with the first ``--seeds`` value; ``--prune median`` or ``stalled``:
+with a median pruner, off by default) over
 its model's search space, ``properties/hyper/<Model>.hyper`` (the working directory's
 ``properties/hyper/`` first, then the one shipped with the package). A trial trains on the first split
 with the first seed, early stopping on validation, and scores by its best validation ``valid_metric``;
@@ -118,7 +118,7 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
     once, from threads calling ``runner`` (which hands them to a backend of :mod:`recbole_mamex.parallel`):
     the rows' trials interleave, a row with fewer trials running first, so one row's trials also run at
     once when the other rows are done; ``on_interrupt()`` ends the trials in progress on an interrupt.
-    ``pruner``: ``none`` or ``median`` (:mod:`recbole_mamex.search`; ``compare --prune``).
+    ``pruner``: ``none``, ``median`` or ``stalled`` (:mod:`recbole_mamex.search`; ``compare --prune``).
     """
     from recbole_mamex.search import Search, StoredTrialError, score_text
 
@@ -165,7 +165,7 @@ def tune_rows(plan, n_trials: int, split, seed: int, out: Path, runner, rerun: b
         write_json_atomic(_trial_dir(out, row) / "search.json", tunings[row].search)
         if not search.done():
             log(f"{row}: tuning, {n_trials - len(search.records)} of {n_trials} trials of TPE "
-                f"({'median pruner' if pruner == 'median' else 'no pruner'}) over {sorted(tunings[row].space)} on "
+                f"({ {'median': 'median pruner', 'stalled': 'median pruner on stalled trials'}.get(pruner, 'no pruner')}) over {sorted(tunings[row].space)} on "
                 f"{split.dataset}, seed {seed}")
 
     def train(row, asked) -> dict:
@@ -264,10 +264,13 @@ def _plain_curve(curve) -> list:
 
 def search_settings(space: dict, seed: int, split, protocol: str, pruner: str) -> dict:
     """What ``search.json`` holds: a stored trial is replayed only into a search with the same settings."""
-    from recbole_mamex.search import MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS, TPE_RANDOM_STARTS
+    from recbole_mamex.search import MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS, STALL_EPOCHS, TPE_RANDOM_STARTS
 
-    pruning = ({"rule": "median", "startup_trials": MEDIAN_STARTUP_TRIALS, "warmup_epochs": MEDIAN_WARMUP_EPOCHS}
-               if pruner == "median" else {"rule": "none"})
+    pruning = {"rule": "none"}
+    if pruner in ("median", "stalled"):
+        pruning = {"rule": pruner, "startup_trials": MEDIAN_STARTUP_TRIALS, "warmup_epochs": MEDIAN_WARMUP_EPOCHS}
+    if pruner == "stalled":
+        pruning["stall_epochs"] = STALL_EPOCHS
     return {"space": {k: list(v) for k, v in space.items()}, "search_seed": seed, "sampler": "optuna TPE, seeded per trial",
             "random_starts": TPE_RANDOM_STARTS, "pruner": pruning, "dataset": split.dataset, "split_seed": split.seed,
             "seed": seed, "protocol": protocol}
@@ -353,9 +356,12 @@ def tuning_markdown(tunings: dict[str, RowTuning], title: str) -> str:
         on = tuning.tuned_on
         split = f", split {on['split_seed']}" if on.get("split_seed") is not None else ""
         pruner = (tuning.search.get("pruner") or {}).get("rule", "none")
-        pruning = (f" with the median pruner (from trial {tuning.search['pruner']['startup_trials'] + 1}, after epoch "
-                   f"{tuning.search['pruner']['warmup_epochs']}; a pruned trial's score is its best so far and it is never "
-                   "selected)") if pruner == "median" else ""
+        rule = tuning.search.get("pruner") or {}
+        stalled = (f", only once its best has not improved for {rule.get('stall_epochs')} epochs"
+                   if pruner == "stalled" else "")
+        pruning = (f" with the median pruner (from trial {rule.get('startup_trials', 0) + 1}, after epoch "
+                   f"{rule.get('warmup_epochs')}{stalled}; a pruned trial's score is its best so far and it is never "
+                   "selected)") if pruner in ("median", "stalled") else ""
         lines.append(f"Space `{tuning.space_file.name}`; {tuning.n_trials} trials of TPE{pruning} on {on['dataset']}{split}, "
                      f"seed {on['seed']}; selected on the best validation score (test is not looked at).")
         if tuning.fixed:

@@ -16,20 +16,21 @@ A bundle folder holds:
   bundle's copies), RecBole's token maps (:func:`recbole_mamex.trainer.checkpoint.token_maps`) and the user
   and item tokens in id order, the rest of ``other_parameter`` (the item features' fingerprints among it),
   the md5 of every copied data file, and the package versions that exported it;
-- ``data/<dataset>/``: copies of the dataset files the run reads (the atomic files with the benchmark
-  split files, the ``cold_items_file``, the modality and ``ids`` files:
-  :func:`recbole_mamex.data.identity.data_files`), so the bundle serves where the dataset's folder is not.
+- ``data/<dataset>/``: copies of the dataset files the run reads (:func:`run_files`: RecBole's atomic files
+  that the config loads, such as the benchmark split files, the ``cold_items_file``, the modality and
+  ``ids`` files), so the bundle serves where the dataset's folder is not. No other file of the dataset's
+  folder is copied (a backup ``<dataset>.inter.bak``, an atomic file the config does not load).
 
 :func:`load_bundle` reads ``bundle.json`` (as JSON) and ``model.safetensors`` (with safetensors) only,
 checks every copied file against its md5, rebuilds the run from the copies and runs the checks of a
 checkpoint (:func:`recbole_mamex.quick_start.load_checked_weights`); any other file in the folder is never
-read. Every problem is one :class:`BundleFileError` (or a
-:class:`~recbole_mamex.trainer.checkpoint.CheckpointMismatchError` of those checks) naming the file.
+read (and one there that the run would read, but that bundle.json does not list, is refused). Every problem
+is one :class:`BundleFileError` (or a :class:`~recbole_mamex.trainer.checkpoint.CheckpointMismatchError` of
+those checks) naming the file.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -46,8 +47,6 @@ WEIGHTS = "model.safetensors"
 DATA = "data"
 #: the key prefix in ``model.safetensors`` of the tensors of ``other_parameter`` (the rest is the state_dict)
 OTHER_PREFIX = "other_parameter/"
-#: RecBole's atomic files (``<dataset>.<suffix>``, ``<dataset>.<split>.inter``): read when they are there
-ATOMIC_SUFFIXES = (".inter", ".user", ".item", ".kg", ".link", ".net")
 _EXPECTED = "a model bundle folder (bundle.json, model.safetensors and data/, written by export_bundle)"
 
 
@@ -223,15 +222,87 @@ def _bundled_modalities(modalities, data_path, renamed: dict):
     return kept
 
 
+def _setting(config, key):
+    """``config[key]`` of a RecBole Config, ``None`` when unset."""
+    return config[key] if key in config else None
+
+
+def atomic_files(config) -> list[str]:
+    """The names of RecBole's atomic files that a run with ``config`` opens, as its dataset reads them
+    (``recbole.data.dataset.Dataset._load_data``), whether they are there or not:
+
+    - ``<dataset>.inter``, or with ``benchmark_filename`` ``<dataset>.<name>.inter`` for each name instead;
+    - ``<dataset>.user`` and ``<dataset>.item`` when ``load_col`` loads them (it is unset, or names ``user``
+      / ``item`` with columns): with a ``load_col`` without them, RecBole never opens the file;
+    - ``<dataset>.<suffix>`` for each ``additional_feat_suffix`` (which RecBole requires to be there);
+    - ``<dataset>.kg`` and ``<dataset>.link`` for a knowledge-based dataset (its model's type, or a model
+      whose own dataset class is one)."""
+    name = str(_setting(config, "dataset"))
+    load_col = _setting(config, "load_col")
+
+    def loaded(source: str) -> bool:
+        if load_col is None:
+            return True
+        columns = load_col.get(source)
+        return columns == "*" or bool(columns)
+
+    benchmark = _setting(config, "benchmark_filename")
+    names = [f"{name}.{split}.inter" for split in benchmark] if benchmark else [f"{name}.inter"]
+    names += [f"{name}.{source}" for source in ("user", "item") if loaded(source)]
+    names += [f"{name}.{suffix}" for suffix in (_setting(config, "additional_feat_suffix") or [])]
+    if _knowledge_based(config):
+        names += [f"{name}.kg", f"{name}.link"]
+    return names
+
+
+def _knowledge_based(config) -> bool:
+    """Whether the run's dataset class (:func:`recbole_mamex.data.loading.create_dataset`'s choice) reads a
+    knowledge graph (``.kg``, ``.link``)."""
+    from recbole.data import dataset as recbole_dataset_module
+    from recbole.utils import ModelType
+
+    specific = getattr(recbole_dataset_module, f"{_setting(config, 'model')}Dataset", None)
+    if isinstance(specific, type):
+        return issubclass(specific, recbole_dataset_module.KnowledgeBasedDataset)
+    return str(_setting(config, "MODEL_TYPE")) == str(ModelType.KNOWLEDGE)
+
+
+def run_files(config) -> list[Path]:
+    """The files a run with ``config`` reads (those that exist), in a fixed order: the :func:`atomic_files`
+    in the dataset's folder ``config['data_path']``, the ``cold_items_file``, and the modality files (and
+    their ``ids`` files) the config selects (:func:`recbole_mamex.data.dataset.selected_modality_specs`).
+    What :func:`export_bundle` copies and :func:`load_bundle` requires the bundle to list; no other file of
+    the dataset's folder is either."""
+    from recbole_mamex.data.dataset import selected_modality_specs
+
+    data_path, dataset = _setting(config, "data_path"), _setting(config, "dataset")
+    if not data_path or not dataset or not os.path.isdir(data_path):
+        return []
+    root = Path(data_path)
+    files = [root / name for name in atomic_files(config)]
+    cold = _setting(config, "cold_items_file")
+    if cold:
+        files.append(Path(cold) if Path(cold).is_absolute() else root / cold)
+    settings = {key: _setting(config, key) for key in ("modalities", "use_modalities")}
+    specs, _ = selected_modality_specs(settings, root, str(dataset))
+    for spec in specs:
+        files += [spec.path] + ([spec.ids_path] if spec.ids_path is not None else [])
+    seen, kept = set(), []
+    for path in files:
+        real = os.path.realpath(path)
+        if real not in seen and os.path.isfile(real):
+            seen.add(real)
+            kept.append(Path(path))
+    return kept
+
+
 def _copy_data(config, target: Path) -> tuple[dict, dict]:
-    """Copy the files the run reads (:func:`recbole_mamex.data.identity.data_files`) into ``target``:
+    """Copy the files the run reads (:func:`run_files`) into ``target``:
     ``({name in target: {"md5", "bytes"}}, {real path of the original: name in target})``. A file inside the
     dataset's folder keeps its name there; one outside it goes to ``outside/<its name>``."""
-    from recbole_mamex.data.identity import data_files
-
     root = Path(config["data_path"])
     files, renamed, taken = {}, {}, set()
-    for path in data_files(config):
+    for path in run_files(config):
         try:
             name = PurePosixPath(path.relative_to(root).as_posix())
         except ValueError:
@@ -466,8 +537,6 @@ def _read_weights(directory: Path) -> tuple[dict, dict]:
 
 def _check_data(directory: Path, data_dir: Path, files: dict, config) -> None:
     """Every data file bundle.json lists is in ``data_dir`` with its md5, and the run reads no other file."""
-    from recbole_mamex.data.identity import data_files
-
     for name, entry in sorted(files.items()):
         path = data_dir / name
         if path.is_symlink() or not path.is_file():
@@ -479,21 +548,12 @@ def _check_data(directory: Path, data_dir: Path, files: dict, config) -> None:
                 path, f"the dataset file exported with the bundle (md5 {entry['md5']}, in {BUNDLE_JSON})",
                 f"other bytes (md5 {digest}): the file changed since the export. Restore it, or export the bundle again",
             )
-    # a file the run would read that the bundle does not list: one outside the bundle (a config that names it),
-    # an atomic file RecBole reads that was added to data/ (data_files lists every <dataset>.* there), a
-    # feature, ids or cold-items file the config names that bundle.json does not
+    # a file the run would read (run_files) that the bundle does not list: one outside the bundle (a config
+    # that names it), an atomic file the config loads that was added to data/, a feature, ids or cold-items
+    # file the config names that bundle.json does not. A file the run never reads (a backup <dataset>.inter.bak,
+    # an atomic file the config does not load) is ignored, as every other file of the folder.
     listed = {os.path.realpath(data_dir / name) for name in files}
-    inside = os.path.realpath(data_dir) + os.sep
-    globbed = {os.path.realpath(p) for p in data_dir.glob(f"{glob.escape(str(config['dataset']))}.*")}
-
-    def read_unlisted(path) -> bool:
-        real = os.path.realpath(path)
-        if real in listed:
-            return False
-        # outside the bundle, an atomic file RecBole reads, or a file the config names (features, ids, cold items)
-        return not real.startswith(inside) or Path(path).suffix in ATOMIC_SUFFIXES or real not in globbed
-
-    others = [path for path in data_files(config) if read_unlisted(path)]
+    others = [path for path in run_files(config) if os.path.realpath(path) not in listed]
     if others:
         raise BundleFileError(
             directory / BUNDLE_JSON, "the run to read only the data files the bundle lists",

@@ -33,13 +33,18 @@ run's seed. A dataset's cold item given again as a new item gets its dataset sco
 top-k written to a CSV or Parquet file (columns ``user, rank, item, score``), users scored in batches
 of the evaluation's memory rule, with a progress bar; the file is written whole or not at all and an
 existing one is only replaced with ``--force``.
+
+Loading for serving is quiet (:func:`quiet_loading`): the config dump and dataset summary that RecBole logs
+at INFO while a run is rebuilt are not shown, its warnings and errors are; stdout holds the answer only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -66,6 +71,26 @@ class ServingError(RecboleMamexError, ValueError):
         super().__init__(f"{checkpoint}: expected {expected}, found {found}")
 
 
+class _WarningsAndErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+@contextmanager
+def quiet_loading():
+    """While a saved model is loaded for serving: RecBole's and this package's INFO (and DEBUG) records (the
+    config dump, the dataset summary, the dataloader settings, which they log to the root logger whatever the
+    run's ``state``) are dropped; warnings and errors are logged as before. Other loggers are untouched, and
+    training (which never enters this) logs as it always did."""
+    root = logging.getLogger()
+    only = _WarningsAndErrors()
+    root.addFilter(only)
+    try:
+        yield
+    finally:
+        root.removeFilter(only)
+
+
 @dataclass(frozen=True)
 class Recommendation:
     item: str
@@ -74,7 +99,8 @@ class Recommendation:
 
 class Recommender:
     """A checkpoint loaded once (model, dataset and splits, through
-    :func:`recbole_mamex.quick_start.load_data_and_model`), answering :meth:`recommend` calls."""
+    :func:`recbole_mamex.quick_start.load_data_and_model`), answering :meth:`recommend` calls. It loads
+    quietly (:func:`quiet_loading`): warnings and errors only."""
 
     def __init__(self, checkpoint, allow_changed_features: bool = False):
         from recbole_mamex.bundle import load_model
@@ -82,7 +108,8 @@ class Recommender:
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.exists():
             raise ServingError(self.checkpoint, "a checkpoint file saved by a training run, or a bundle folder", "no such file")
-        config, model, dataset, train_data, valid_data, test_data = load_model(self.checkpoint, allow_changed_features)
+        with quiet_loading():
+            config, model, dataset, train_data, valid_data, test_data = load_model(self.checkpoint, allow_changed_features)
         self.config, self.model, self.dataset = config, model.eval(), dataset
         self.splits = {"train": train_data._dataset, "valid": valid_data._dataset, "test": test_data._dataset}
         self.uid_field, self.iid_field = dataset.uid_field, dataset.iid_field
@@ -419,7 +446,8 @@ def main(argv=None, prog: str = "python -m recbole_mamex.serving") -> int:
 def _export(args) -> int:
     from recbole_mamex.bundle import export_bundle
 
-    out = export_bundle(args.checkpoint, args.out, allow_changed_features=args.allow_changed_features)
+    with quiet_loading():
+        out = export_bundle(args.checkpoint, args.out, allow_changed_features=args.allow_changed_features)
     print(f"wrote bundle {out}")
     return 0
 

@@ -183,8 +183,13 @@ def test_bundle_json_and_data_files_are_checked(cold_tiny, workdir):
     np.save(out / "data" / "tiny-cold" / "text.npy", np.load(cold_tiny / "text.npy"))
     load_bundle(out)  # restored
 
-    # the run reads only the bundle's copies: an atomic file added to data/, a config naming a file elsewhere
+    # the run reads only the bundle's copies: an atomic file added to data/ that the config loads, a config
+    # naming a file elsewhere
     (out / "data" / "tiny-cold" / "tiny-cold.item").write_text("item_id:token\tx:float\n1\t0.5\n")
+    load_bundle(out)  # load_col has no item: RecBole never opens it
+    edited = json.loads(text)
+    edited["config"]["final_config_dict"]["load_col"]["item"] = ["item_id", "x"]
+    description.write_text(json.dumps(edited))
     with pytest.raises(BundleFileError, match=r"bundle\.json: expected the run to read only the data files the bundle lists, found 1 more: .*tiny-cold\.item"):
         load_bundle(out)
     (out / "data" / "tiny-cold" / "tiny-cold.item").unlink()
@@ -201,6 +206,32 @@ def test_bundle_json_and_data_files_are_checked(cold_tiny, workdir):
     description.write_text(json.dumps(edited))
     with pytest.raises(CheckpointMismatchError, match=r"bundle\.json: expected the item tokens bundle\.json lists \(item_id, id order\), found 30 items"):
         load_bundle(out)
+
+
+def test_a_bundle_holds_only_the_files_the_run_reads(cold_tiny, workdir):
+    train_inter = (cold_tiny / "tiny-cold.train.inter").read_text()
+    strays = {  # beside the dataset's files, none of them read by the run
+        "tiny-cold.train.inter.bak": "".join(train_inter.splitlines(keepends=True)[:-5]),  # a user's backup
+        "tiny-cold.inter.orig": train_inter,
+        "tiny-cold.inter": train_inter,  # the run reads the benchmark files (benchmark_filename) instead
+        "tiny-cold.item": "item_id:token\tx:float\n1\t0.5\n",  # load_col loads no item columns
+    }
+    for name, content in strays.items():
+        (cold_tiny / name).write_text(content)
+    checkpoint = train("MAMEX", epochs=1)
+    out = export_bundle(checkpoint, workdir / "bundle")
+
+    copied = sorted(os.listdir(out / "data" / "tiny-cold"))
+    assert copied == sorted(json.loads((out / "bundle.json").read_text())["data"]["files"]) == [
+        "audio.npy", "text.npy", "tiny-cold.cold_items.json", "tiny-cold.test.inter", "tiny-cold.train.inter",
+        "tiny-cold.valid.inter",
+    ]
+    expected = full_scores(load_data_and_model(checkpoint))
+    assert torch.equal(full_scores(load_bundle(out)), expected)
+
+    # a stray file put into the bundle's data folder is not read either: the bundle loads, with the same scores
+    shutil.copy(cold_tiny / "tiny-cold.train.inter.bak", out / "data" / "tiny-cold" / "tiny-cold.train.inter.bak")
+    assert torch.equal(full_scores(load_bundle(out)), expected)
 
 
 def test_export_refuses_a_folder_that_is_not_empty(cold_tiny, workdir, monkeypatch):

@@ -1,6 +1,10 @@
 """Serving: top-k from a saved checkpoint equals the trainer's ranking (candidates, history masking, ties)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,8 @@ from recbole_mamex.serving import Recommender, ServingError, main, recommend
 from recbole_mamex.trainer import get_trainer
 
 from helpers import FAST
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def train(model, **overrides):
@@ -129,3 +135,34 @@ def test_checkpoint_after_an_optional_modality_file_vanished_names_it(cold_tiny)
     assert "no audio now" in message
     (cold_tiny / "audio.npy.away").rename(cold_tiny / "audio.npy")
     assert load_data_and_model(checkpoint)[1].feature_fingerprints.keys() == {"text", "audio"}
+
+
+
+def test_the_serving_command_prints_the_recommendations_not_the_config(cold_tiny, workdir):
+    for name in ("text.npy", "audio.npy"):  # an item with no modality at all: a warning each time the data loads
+        features = np.load(cold_tiny / name)
+        features[0] = 0
+        np.save(cold_tiny / name, features)
+    # a run that logs at INFO (RecBole's default state): training prints its config and dataset summary
+    checkpoint = train("MAMEX", epochs=1, state="INFO")
+    users = [str(t) for t in load_data_and_model(checkpoint)[2].field2id_token["user_id"][1:3]]
+    command = [sys.executable, "-m", "recbole_mamex.serving", str(checkpoint), "--users", *users, "--k", "3", "--candidates", "warm"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}  # this checkout's package
+    proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "user\trank\titem\tscore" and len(lines) == 1 + 3 * len(users)
+    assert [line.split("\t")[0] for line in lines[1:]] == [u for u in users for _ in range(3)]
+    # RecBole's config dump, the dataset summary and the dataloader lines (INFO) are not printed while loading
+    for logged in ("General Hyper Parameters", "learning_rate", "The number of users", "Item features", " INFO "):
+        assert logged not in proc.stderr, proc.stderr[-3000:]
+    # warnings still are
+    assert "1 item(s) have no modality at all" in proc.stderr and " WARNING " in proc.stderr
+
+    # export loads the checkpoint quietly too
+    export = [sys.executable, "-m", "recbole_mamex.serving", "export", str(checkpoint), "--out", str(workdir / "bundle")]
+    proc = subprocess.run(export, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == f"wrote bundle {workdir / 'bundle'}\n"
+    assert "General Hyper Parameters" not in proc.stderr and " INFO " not in proc.stderr
+    assert "1 item(s) have no modality at all" in proc.stderr

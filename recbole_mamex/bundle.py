@@ -31,6 +31,9 @@ those checks) naming the file.
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+
 import hashlib
 import json
 import os
@@ -574,3 +577,23 @@ def _check_tokens(directory: Path, tokens: dict, dataset) -> None:
             raise BundleMismatchError(
                 directory / BUNDLE_JSON, f"the {who} tokens {BUNDLE_JSON} lists ({stored['field']}, id order)", found,
             )
+
+
+class _WarningsAndErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+@contextmanager
+def quiet_loading():
+    """While a saved model is loaded for serving: RecBole's and this package's INFO (and DEBUG) records (the
+    config dump, the dataset summary, the dataloader settings, which they log to the root logger whatever the
+    run's ``state``) are dropped; warnings and errors are logged as before. Other loggers are untouched, and
+    training (which never enters this) logs as it always did."""
+    root = logging.getLogger()
+    only = _WarningsAndErrors()
+    root.addFilter(only)
+    try:
+        yield
+    finally:
+        root.removeFilter(only)

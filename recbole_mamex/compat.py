@@ -134,8 +134,78 @@ def numpy_load_no_pickles() -> None:
             module.np = _NoPickleNumpy()
 
 
+class _WeightsOnlyTorch(types.ModuleType):
+    """Stands in for ``torch`` inside a RecBole module that ``torch.load``-s a pre-trained file named by the
+    config: every attribute is torch's, except ``load``, whose refusals are one error line
+    (:func:`_load_weights_only`)."""
+
+    def __init__(self):
+        import torch
+
+        super().__init__("torch")
+        self.load = _load_weights_only
+        self._torch = torch
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+
+def _weights_only_refusal(message: str) -> str:
+    """What torch's weights-only unpickler refused, from its (many-line) ``UnpicklingError`` message."""
+    import re
+
+    match = re.search(r"GLOBAL (\S+) was not an allowed global", message)
+    if match:
+        return f"a pickle that refers to {match.group(1)}, which weights-only reading refuses (unpickling it could run code)"
+    match = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", message)
+    if match:
+        return f"a pickle weights-only reading refuses ({match.group(1).strip()})"
+    lines = [line.strip() for line in message.replace("Weights only load failed.", "").splitlines() if line.strip()]
+    return f"a file torch cannot read weights-only ({lines[0] if lines else 'no reason given'})"
+
+
+def _load_weights_only(file, *args, **kwargs):
+    """``torch.load``, under the process's forced weights-only reading (:func:`torch_load_weights_only`); a file
+    it refuses (a pickle of anything but tensors and plain values), an empty, truncated or foreign one, or one
+    that cannot be opened is an :class:`~recbole_mamex.errors.InputFileError` naming it."""
+    import pickle
+
+    import torch
+
+    from recbole_mamex.errors import InputFileError, os_error_text
+
+    path = os.fspath(file) if isinstance(file, (str, os.PathLike)) else None
+    expected = "a checkpoint of plain tensors and values (read weights-only)"
+    try:
+        return torch.load(file, *args, **kwargs)
+    except pickle.UnpicklingError as err:
+        raise InputFileError(path, expected, _weights_only_refusal(str(err))) from None
+    except EOFError:
+        raise InputFileError(path, expected, "an empty or truncated file") from None
+    except OSError as err:
+        raise InputFileError(path, expected, os_error_text(err)) from None
+    except KeyError:  # torch's legacy reader on a file torch.save did not write (a text file: its first byte)
+        raise InputFileError(path, expected, "a file torch.save did not write") from None
+    except RuntimeError as err:  # a damaged checkpoint archive, a tensor of a device this machine lacks
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputFileError(path, expected, f"a file torch cannot read ({reason})") from None
+
+
+# RecBole modules that torch.load a pre-trained file named by the config: NeuMF (mf_pretrain_path, mlp_pretrain_path), RaCT, S3Rec, ConvNCF
+# (pre_model_path), NAIS (pretrain_path), KD_DAGFM (warm_up)
+_TORCH_LOADING_MODULES = (
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.sequential_recommender.s3rec",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+)
+
+
 def torch_load_weights_only() -> None:
-    """Keep every ``torch.load`` of the process at ``weights_only=True``, whatever the environment says.
+    """Keep every ``torch.load`` of the process at ``weights_only=True``, whatever the environment says, and
+    make a pre-trained file it refuses one error line.
 
     RecBole's ``torch.load`` calls pass no ``weights_only`` (``trainer.py``'s ``resume_checkpoint`` and
     ``evaluate(load_best_model=True)``; the pre-trained checkpoints of ConvNCF, NAIS, NeuMF, RaCT and
@@ -143,10 +213,21 @@ def torch_load_weights_only() -> None:
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, which turns them into ``pickle.load`` of a path from the config.
     torch reads both variables at every ``torch.load`` (``torch/serialization.py``); this shim removes that
     one and sets ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` (inherited by worker processes). This package's own
-    loads (checkpoints, the image encoder's weights) already pass ``weights_only=True``.
+    loads (checkpoints, the image encoder's weights) already pass ``weights_only=True``. The modules in
+    ``_TORCH_LOADING_MODULES`` see, instead of ``torch``, a stand-in whose ``load`` turns torch's refusal (a
+    many-line ``UnpicklingError``) into one :class:`~recbole_mamex.errors.InputFileError` naming the file
+    and what it holds (e.g. the global the unpickler refused); a checkpoint of tensors loads as before.
     """
+    import importlib
+
+    import torch
+
     os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    for module_name in _TORCH_LOADING_MODULES:
+        module = importlib.import_module(module_name)
+        if module.__dict__.get("torch") is torch:
+            module.torch = _WeightsOnlyTorch()
 
 
 def quiet_known_warnings() -> None:

@@ -57,3 +57,13 @@ def report_user_errors(task) -> int:
               "resolve RecBole's own ray pin, so this package lists RecBole's other requirements itself; `make venv` "
               "does this step)", file=sys.stderr)
         return 2
+
+
+def os_error_text(err: OSError) -> str:
+    """What went wrong, e.g. ``no space left on device``: the text of its errno (lower case), else its message."""
+    import os
+
+    if err.errno is None:
+        return str(err)
+    text = os.strerror(err.errno)
+    return text[:1].lower() + text[1:]

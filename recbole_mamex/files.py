@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from recbole_mamex.errors import RecboleMamexError
+from recbole_mamex.errors import RecboleMamexError, os_error_text
 
 
 def umask() -> int:
@@ -69,34 +69,32 @@ class OutputError(RecboleMamexError, OSError):
     """A file or directory to write that cannot be written (a read-only or full disk, no permission): the
     message names it and the cause, for one ``error:`` line (:func:`recbole_mamex.errors.report_user_errors`)."""
 
-    def __init__(self, path, cause):
+    def __init__(self, path, cause, hint: str = ""):
         self.path = os.fspath(path)
-        super().__init__(f"cannot write {self.path}: {os_error_text(cause) if isinstance(cause, OSError) else cause}")
+        message = f"cannot write {self.path}: {os_error_text(cause) if isinstance(cause, OSError) else cause}"
+        super().__init__(f"{message}; {hint}" if hint else message)
 
 
-def os_error_text(err: OSError) -> str:
-    """What went wrong, e.g. ``no space left on device``: the text of its errno (lower case), else its message."""
-    if err.errno is None:
-        return str(err)
-    text = os.strerror(err.errno)
-    return text[:1].lower() + text[1:]
-
-
-def read_json(path, error, expected: str = "JSON"):
-    """The JSON value of the UTF-8 text file ``path``; a file that cannot be read or parsed is
-    ``error(path, expected, found)`` (an :class:`~recbole_mamex.errors.InputFileError` class), one line."""
+def read_json(path, error, expected: str = "JSON", parse_hint: str = ""):
+    """The JSON value of the UTF-8 text file ``path``; a file that cannot be read, is empty (or blank) or cannot
+    be parsed is ``error(path, expected, found)`` (an :class:`~recbole_mamex.errors.InputFileError` class), one
+    line. ``parse_hint`` is added to the message of a parse error (e.g. ``"truncated?"``)."""
     import json
 
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise error(path, expected, f"a parse error ({err})") from None
+        text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise error(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})") from None
-    except RecursionError:
-        raise error(path, expected, "lists or objects nested too deeply to read") from None
     except OSError as err:
         raise error(path, "a readable file", os_error_text(err)) from None
+    if not text.strip():
+        raise error(path, expected, "an empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(path, expected, f"a parse error ({err}{'; ' + parse_hint if parse_hint else ''})") from None
+    except RecursionError:
+        raise error(path, expected, "lists or objects nested too deeply to read") from None
 
 
 def check_writable(path) -> None:

@@ -21,9 +21,10 @@ from recbole_mamex.errors import report_user_errors
 
 
 def modality_report_from_checkpoint(model_file) -> pd.DataFrame:
-    from recbole_mamex.bundle import load_model
+    from recbole_mamex.bundle import load_model, quiet_loading
 
-    config, model, dataset, *_ = load_model(model_file)
+    with quiet_loading():
+        config, model, dataset, *_ = load_model(model_file)
     if not hasattr(model, "modality_report"):
         raise InputFileError(model_file, "a checkpoint of a model with modality weights (MAMEX, RLMultimodalRec)", f"one of {config['model']}")
     return model.modality_report(dataset.field2id_token[dataset.iid_field])

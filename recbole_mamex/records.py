@@ -6,9 +6,9 @@ checked against the settings and the data a command would use now."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
-import os
 import platform
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from recbole_mamex.config import is_int, is_number
 from recbole_mamex.errors import CompareError, InputFileError
-from recbole_mamex.files import atomic_write_text, pid_lock
+from recbole_mamex.files import OutputError, atomic_write_text, pid_lock, read_json
 
 
 RERUN_HINT = "use --rerun to train it again (its record is replaced), or move the file away"
@@ -32,15 +32,15 @@ class RecordFileError(InputFileError, CompareError):
         super().__init__(path, expected, f"{found}; {proceed}")
 
 
-class OutputFileError(CompareError):
-    """A file of a comparison's output that could not be written (a full disk, a read-only folder)."""
+class OutputFileError(OutputError, CompareError):
+    """A file of a comparison's output that could not be written (a full disk, a read-only folder): the
+    :class:`~recbole_mamex.files.OutputError` line ("cannot write PATH: cause") with how to go on, and a
+    :class:`CompareError`."""
+
+    HINT = "free space or give write access there and run the same command again (the runs that finished are kept)"
 
     def __init__(self, path, err: OSError):
-        self.path = os.fspath(path)
-        super().__init__(
-            f"{self.path}: expected to write it, found {type(err).__name__}: {err.strerror or err}; free space or give "
-            "write access there and run the same command again (the runs that finished are kept)"
-        )
+        super().__init__(path, err, hint=self.HINT)
 
 
 def versions() -> dict[str, str]:
@@ -119,26 +119,10 @@ def locked_output(out: Path):
 
 # ----------------------------------------------------------------------------- reading stored records
 def read_record(path: Path, proceed: str = RERUN_HINT) -> dict:
-    """A stored record's JSON object (``NaN`` read as a float); an unreadable, empty, truncated, non-UTF-8 or
-    non-object file is a :class:`RecordFileError` naming it."""
-    expected = "a JSON record written by compare"
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise RecordFileError(path, expected, f"a file that cannot be read ({err.strerror or err})", proceed) from None
-    if not data.strip():
-        raise RecordFileError(path, expected, "an empty file", proceed)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RecordFileError(path, expected, f"bytes that are not UTF-8 text (at byte {err.start})", proceed) from None
-    try:
-        record = json.loads(text)
-    except RecursionError:
-        raise RecordFileError(path, expected, "JSON nested too deeply to read", proceed) from None
-    except json.JSONDecodeError as err:
-        raise RecordFileError(path, expected, f"text that is not JSON (line {err.lineno}, column {err.colno}: "
-                              f"{err.msg}; truncated?)", proceed) from None
+    """A stored record's JSON object (``NaN`` read as a float), read by :func:`~recbole_mamex.files.read_json`;
+    an unreadable, empty, truncated, non-UTF-8 or non-object file is a :class:`RecordFileError` naming it."""
+    record = read_json(path, functools.partial(RecordFileError, proceed=proceed), "a JSON record written by compare",
+                       parse_hint="truncated?")
     if not isinstance(record, dict):
         raise RecordFileError(path, "a JSON object (a record written by compare)", f"a JSON {type(record).__name__}", proceed)
     return record

@@ -34,7 +34,7 @@ top-k written to a CSV or Parquet file (columns ``user, rank, item, score``), us
 of the evaluation's memory rule, with a progress bar; the file is written whole or not at all and an
 existing one is only replaced with ``--force``.
 
-Loading for serving is quiet (:func:`quiet_loading`): the config dump and dataset summary that RecBole logs
+Loading for serving is quiet (:func:`recbole_mamex.bundle.quiet_loading`): the config dump and dataset summary that RecBole logs
 at INFO while a run is rebuilt are not shown, its warnings and errors are; stdout holds the answer only.
 """
 
@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -71,26 +69,6 @@ class ServingError(RecboleMamexError, ValueError):
         super().__init__(f"{checkpoint}: expected {expected}, found {found}")
 
 
-class _WarningsAndErrors(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
-@contextmanager
-def quiet_loading():
-    """While a saved model is loaded for serving: RecBole's and this package's INFO (and DEBUG) records (the
-    config dump, the dataset summary, the dataloader settings, which they log to the root logger whatever the
-    run's ``state``) are dropped; warnings and errors are logged as before. Other loggers are untouched, and
-    training (which never enters this) logs as it always did."""
-    root = logging.getLogger()
-    only = _WarningsAndErrors()
-    root.addFilter(only)
-    try:
-        yield
-    finally:
-        root.removeFilter(only)
-
-
 @dataclass(frozen=True)
 class Recommendation:
     item: str
@@ -100,10 +78,10 @@ class Recommendation:
 class Recommender:
     """A checkpoint loaded once (model, dataset and splits, through
     :func:`recbole_mamex.quick_start.load_data_and_model`), answering :meth:`recommend` calls. It loads
-    quietly (:func:`quiet_loading`): warnings and errors only."""
+    quietly (:func:`recbole_mamex.bundle.quiet_loading`): warnings and errors only."""
 
     def __init__(self, checkpoint, allow_changed_features: bool = False):
-        from recbole_mamex.bundle import load_model
+        from recbole_mamex.bundle import load_model, quiet_loading
 
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.exists():
@@ -444,7 +422,7 @@ def main(argv=None, prog: str = "python -m recbole_mamex.serving") -> int:
 
 
 def _export(args) -> int:
-    from recbole_mamex.bundle import export_bundle
+    from recbole_mamex.bundle import export_bundle, quiet_loading
 
     with quiet_loading():
         out = export_bundle(args.checkpoint, args.out, allow_changed_features=args.allow_changed_features)

@@ -167,7 +167,7 @@ def test_a_trial_that_evaluated_no_user_is_a_failed_trial(workdir):
 
 
 @pytest.mark.parametrize("name, damage, found", [
-    ("trial-002.json", lambda text: text[:30], "text that is not JSON"),
+    ("trial-002.json", lambda text: text[:30], "a parse error ("),
     ("trial-002.json", lambda text: text.replace('"status": "ok"', '"status": "great"'), "expected status to be one of ok, failed, repeat"),
     ("trial-002.json", lambda text: text.replace('"trial": 2', '"trial": 3'), "expected trial to be 2, the number of the file's name"),
     ("search.json", lambda text: "", "an empty file"),
@@ -236,7 +236,7 @@ def good(model, seed):
     "damage, found",
     [
         (lambda p, r: p.write_bytes(b""), "expected a JSON record written by compare, found an empty file"),
-        (lambda p, r: p.write_text(json.dumps(r)[:40]), "found text that is not JSON (line 1, column "),
+        (lambda p, r: p.write_text(json.dumps(r)[:40]), "found a parse error ("),
         (lambda p, r: p.write_bytes(json.dumps(r).encode().replace(b'"BPR"', b'"BPR\xff"', 1)), "found bytes that are not UTF-8"),
         (lambda p, r: p.write_text("[1, 2]"), "expected a JSON object (a record written by compare), found a JSON list"),
         (lambda p, r: p.write_text(json.dumps({**r, "results": {**r["results"], "cold": {"recall@10": "0.9", "ndcg@10": 0.1}}})),
@@ -276,9 +276,10 @@ def test_a_bad_record_is_trained_again_with_rerun(cold_tiny, workdir, capsys):
     path = run_file(workdir / "res", "Pop", 1)
     path.write_text(path.read_text()[:100])  # truncated
     assert compare(workdir, "--models", "Pop", "--seeds", "1") == 2
-    assert "text that is not JSON" in one_error_line(capsys)
+    err = one_error_line(capsys)
+    assert err.startswith(f"error: {path}: expected a JSON record written by compare, found a parse error (") and "; truncated?)" in err, err
     assert compare(workdir, "--models", "Pop", "--seeds", "1", "--rerun") == 0
-    assert "cannot be used (text that is not JSON" in capsys.readouterr().out
+    assert "cannot be used (a parse error (" in capsys.readouterr().out
     assert json.loads(path.read_text())["model"] == "Pop"
 
 
@@ -342,7 +343,8 @@ def test_a_full_disk_while_writing_is_one_error_line_naming_the_file(cold_tiny, 
     assert compare(workdir, "--models", "Pop", "--seeds", "1", "2") == 2
     err = one_error_line(capsys)
     target = (workdir / "res" / "runs" / failing) if failing.endswith(".json") else workdir / "res" / failing
-    assert err.startswith(f"error: {target}: expected to write it, found OSError: No space left on device"), err
+    assert err.strip() == (f"error: cannot write {target}: no space left on device; free space or give write access there and run "
+                   "the same command again (the runs that finished are kept)"), err
     assert run_file(workdir / "res", "Pop", 1).is_file()  # what finished is kept
     assert not [p for p in (workdir / "res").rglob(".*") if p.name != ".compare.lock"]  # no temporary file left
 

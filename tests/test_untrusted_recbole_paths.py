@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,8 +101,78 @@ def test_torch_force_no_weights_only_cannot_make_neumf_unpickle_its_pretrain_fil
     marker.unlink()
 
     on = run_cli(args, workdir, env=env)
-    assert on.returncode != 0 and not marker.exists(), on.stderr
-    assert "Unsupported global" in on.stderr, on.stderr  # refused by torch's weights-only unpickler
+    assert on.returncode == 2 and not marker.exists(), on.stderr
+    lines = on.stderr.strip().splitlines()
+    assert len(lines) == 1, on.stderr  # torch's weights-only unpickler refused it, as one line
+    assert re.fullmatch(r"error: evil\.pth: expected a checkpoint of plain tensors and values \(read weights-only\), found "
+                        r"a pickle that refers to \S*open, which weights-only reading refuses \(unpickling it could run code\)",
+                        lines[0]), lines[0]
+
+
+def neumf_pretrain_files(model, folder):
+    """What NeuMF's load_pretrain reads, from a NeuMF ``model``'s weights: an MF file and an MLP file (each with
+    its half of the predict layer), plain tensors."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    half = model.mf_embedding_size
+    mf = {**{k: v for k, v in state.items() if "mf_embedding" in k},
+          "predict_layer.weight": state["predict_layer.weight"][:, :half], "predict_layer.bias": state["predict_layer.bias"]}
+    mlp = {**{k: v for k, v in state.items() if "mlp_" in k},
+           "predict_layer.weight": state["predict_layer.weight"][:, half:], "predict_layer.bias": state["predict_layer.bias"]}
+    import torch
+
+    torch.save({"state_dict": mf}, folder / "mf.pth")
+    torch.save(mlp, folder / "mlp.pth")  # NeuMF reads either form
+    return state
+
+
+def test_a_neumf_pretrain_file_of_tensors_still_loads(tiny_dataset, workdir):
+    import torch
+    from recbole.model.general_recommender import NeuMF, neumf
+
+    from recbole_mamex.config import Config
+    from recbole_mamex.data.loading import create_dataset
+
+    assert isinstance(neumf.torch, compat._WeightsOnlyTorch)  # the loads below go through the shim
+    dataset = create_dataset(Config(model="NeuMF", dataset="tiny", config_dict=FAST, cmd_args=[]))
+    trained = NeuMF(Config(model="NeuMF", dataset="tiny", config_dict=FAST, cmd_args=[]), dataset)
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.normal_()
+    state = neumf_pretrain_files(trained, workdir)
+    pretrained = NeuMF(Config(model="NeuMF", dataset="tiny", cmd_args=[], config_dict={
+        **FAST, "use_pretrain": True, "mf_pretrain_path": str(workdir / "mf.pth"), "mlp_pretrain_path": str(workdir / "mlp.pth")}),
+        dataset)
+    loaded = pretrained.state_dict()
+    for key in [k for k in state if "embedding" in k or k.startswith("mlp_layers.")]:
+        assert torch.equal(loaded[key], state[key]), key
+    assert torch.equal(loaded["predict_layer.weight"], state["predict_layer.weight"])  # RecBole's halves, put together
+    assert torch.equal(loaded["predict_layer.bias"], state["predict_layer.bias"])  # 0.5 * (mf + mlp)
+
+
+@pytest.mark.parametrize("module_name", compat._TORCH_LOADING_MODULES)
+def test_the_pretrain_loading_modules_read_tensors_and_refuse_pickles_as_one_line(module_name, tmp_path):
+    import importlib
+
+    import torch
+
+    from recbole_mamex.errors import InputFileError
+
+    module = importlib.import_module(module_name)
+    assert isinstance(module.torch, compat._WeightsOnlyTorch) and module.torch.nn is torch.nn
+    torch.save({"state_dict": {"w": torch.arange(3.0)}}, tmp_path / "good.pth")
+    assert torch.equal(module.torch.load(tmp_path / "good.pth", map_location="cpu")["state_dict"]["w"], torch.arange(3.0))
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": Payload(marker)}, tmp_path / "evil.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "text.pth").write_text("hello")
+    for name, found in [("evil.pth", r"a pickle that refers to \S*open, which weights-only reading refuses"),
+                        ("empty.pth", "an empty or truncated file"), ("text.pth", "a file torch.save did not write"),
+                        ("absent.pth", "no such file or directory")]:
+        with pytest.raises(InputFileError, match=re.escape(str(tmp_path / name)) + ": expected a checkpoint of plain tensors "
+                           rf"and values \(read weights-only\), found {found}") as info:
+            module.torch.load(tmp_path / name)
+        assert "\n" not in str(info.value)
+    assert not marker.exists()
 
 
 def test_own_weights_only_loads_work_with_the_forced_setting(tmp_path):

@@ -16,7 +16,7 @@ A bundle folder holds:
   bundle's copies), RecBole's token maps (:func:`recbole_mamex.trainer.checkpoint.token_maps`) and the user
   and item tokens in id order, the rest of ``other_parameter`` (the item features' fingerprints among it),
   the md5 of every copied data file, and the package versions that exported it;
-- ``data/<dataset>/``: copies of the dataset files the run reads (:func:`run_files`: RecBole's atomic files
+- ``data/<dataset>/``: copies of the dataset files the run reads (:func:`recbole_mamex.data.identity.data_files`: RecBole's atomic files
   that the config loads, such as the benchmark split files, the ``cold_items_file``, the modality and
   ``ids`` files), so the bundle serves where the dataset's folder is not. No other file of the dataset's
   folder is copied (a backup ``<dataset>.inter.bak``, an atomic file the config does not load).
@@ -41,6 +41,7 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from recbole_mamex.data.identity import data_files
 from recbole_mamex.trainer.checkpoint import CheckpointFileError, CheckpointMismatchError
 
 FORMAT = "recbole_mamex bundle"
@@ -225,87 +226,13 @@ def _bundled_modalities(modalities, data_path, renamed: dict):
     return kept
 
 
-def _setting(config, key):
-    """``config[key]`` of a RecBole Config, ``None`` when unset."""
-    return config[key] if key in config else None
-
-
-def atomic_files(config) -> list[str]:
-    """The names of RecBole's atomic files that a run with ``config`` opens, as its dataset reads them
-    (``recbole.data.dataset.Dataset._load_data``), whether they are there or not:
-
-    - ``<dataset>.inter``, or with ``benchmark_filename`` ``<dataset>.<name>.inter`` for each name instead;
-    - ``<dataset>.user`` and ``<dataset>.item`` when ``load_col`` loads them (it is unset, or names ``user``
-      / ``item`` with columns): with a ``load_col`` without them, RecBole never opens the file;
-    - ``<dataset>.<suffix>`` for each ``additional_feat_suffix`` (which RecBole requires to be there);
-    - ``<dataset>.kg`` and ``<dataset>.link`` for a knowledge-based dataset (its model's type, or a model
-      whose own dataset class is one)."""
-    name = str(_setting(config, "dataset"))
-    load_col = _setting(config, "load_col")
-
-    def loaded(source: str) -> bool:
-        if load_col is None:
-            return True
-        columns = load_col.get(source)
-        return columns == "*" or bool(columns)
-
-    benchmark = _setting(config, "benchmark_filename")
-    names = [f"{name}.{split}.inter" for split in benchmark] if benchmark else [f"{name}.inter"]
-    names += [f"{name}.{source}" for source in ("user", "item") if loaded(source)]
-    names += [f"{name}.{suffix}" for suffix in (_setting(config, "additional_feat_suffix") or [])]
-    if _knowledge_based(config):
-        names += [f"{name}.kg", f"{name}.link"]
-    return names
-
-
-def _knowledge_based(config) -> bool:
-    """Whether the run's dataset class (:func:`recbole_mamex.data.loading.create_dataset`'s choice) reads a
-    knowledge graph (``.kg``, ``.link``)."""
-    from recbole.data import dataset as recbole_dataset_module
-    from recbole.utils import ModelType
-
-    specific = getattr(recbole_dataset_module, f"{_setting(config, 'model')}Dataset", None)
-    if isinstance(specific, type):
-        return issubclass(specific, recbole_dataset_module.KnowledgeBasedDataset)
-    return str(_setting(config, "MODEL_TYPE")) == str(ModelType.KNOWLEDGE)
-
-
-def run_files(config) -> list[Path]:
-    """The files a run with ``config`` reads (those that exist), in a fixed order: the :func:`atomic_files`
-    in the dataset's folder ``config['data_path']``, the ``cold_items_file``, and the modality files (and
-    their ``ids`` files) the config selects (:func:`recbole_mamex.data.dataset.selected_modality_specs`).
-    What :func:`export_bundle` copies and :func:`load_bundle` requires the bundle to list; no other file of
-    the dataset's folder is either."""
-    from recbole_mamex.data.dataset import selected_modality_specs
-
-    data_path, dataset = _setting(config, "data_path"), _setting(config, "dataset")
-    if not data_path or not dataset or not os.path.isdir(data_path):
-        return []
-    root = Path(data_path)
-    files = [root / name for name in atomic_files(config)]
-    cold = _setting(config, "cold_items_file")
-    if cold:
-        files.append(Path(cold) if Path(cold).is_absolute() else root / cold)
-    settings = {key: _setting(config, key) for key in ("modalities", "use_modalities")}
-    specs, _ = selected_modality_specs(settings, root, str(dataset))
-    for spec in specs:
-        files += [spec.path] + ([spec.ids_path] if spec.ids_path is not None else [])
-    seen, kept = set(), []
-    for path in files:
-        real = os.path.realpath(path)
-        if real not in seen and os.path.isfile(real):
-            seen.add(real)
-            kept.append(Path(path))
-    return kept
-
-
 def _copy_data(config, target: Path) -> tuple[dict, dict]:
-    """Copy the files the run reads (:func:`run_files`) into ``target``:
+    """Copy the files the run reads (:func:`recbole_mamex.data.identity.data_files`) into ``target``:
     ``({name in target: {"md5", "bytes"}}, {real path of the original: name in target})``. A file inside the
     dataset's folder keeps its name there; one outside it goes to ``outside/<its name>``."""
     root = Path(config["data_path"])
     files, renamed, taken = {}, {}, set()
-    for path in run_files(config):
+    for path in data_files(config):
         try:
             name = PurePosixPath(path.relative_to(root).as_posix())
         except ValueError:
@@ -551,12 +478,12 @@ def _check_data(directory: Path, data_dir: Path, files: dict, config) -> None:
                 path, f"the dataset file exported with the bundle (md5 {entry['md5']}, in {BUNDLE_JSON})",
                 f"other bytes (md5 {digest}): the file changed since the export. Restore it, or export the bundle again",
             )
-    # a file the run would read (run_files) that the bundle does not list: one outside the bundle (a config
+    # a file the run would read (data_files) that the bundle does not list: one outside the bundle (a config
     # that names it), an atomic file the config loads that was added to data/, a feature, ids or cold-items
     # file the config names that bundle.json does not. A file the run never reads (a backup <dataset>.inter.bak,
     # an atomic file the config does not load) is ignored, as every other file of the folder.
     listed = {os.path.realpath(data_dir / name) for name in files}
-    others = [path for path in run_files(config) if os.path.realpath(path) not in listed]
+    others = [path for path in data_files(config) if os.path.realpath(path) not in listed]
     if others:
         raise BundleFileError(
             directory / BUNDLE_JSON, "the run to read only the data files the bundle lists",

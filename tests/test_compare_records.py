@@ -53,6 +53,12 @@ def test_data_identity_hashes_the_files_a_run_reads(workdir, monkeypatch):
               "modalities": {"text": "text.npy", "image": {"path": "image.npy", "ids": "image_ids.txt"}, "audio": "audio.npy"}}
     first = data_identity(config)
     assert sorted(first) == ["d.cold_items.json", "d.inter", "image.npy", "image_ids.txt", "text.npy"]  # audio is not read
+    # a backup beside the files is not read, so it is no part of the identity; nor is a .item load_col leaves out
+    (root / "d.inter.bak").write_text("user_id:token\titem_id:token\n9\t9\n")
+    (root / "d.item").write_text("item_id:token\n2\n")
+    assert data_identity({**config, "load_col": {"inter": ["user_id", "item_id"]}}) == first
+    assert sorted(data_identity(config)) == sorted([*first, "d.item"])  # without load_col RecBole reads .item
+    (root / "d.item").unlink()
     # cached while a file is unchanged: a second identity reads no file again
     reads = []
     real_open = open

@@ -1,8 +1,9 @@
 """The identity of a dataset's data: a hash of every file a run of it reads.
 
-A run of dataset ``<dataset>`` reads the atomic files ``<data_path>/<dataset>.*`` (RecBole's ``.inter``,
-``.user``, ``.item``, the benchmark ``.train/.valid/.test.inter``, the ``cold_items_file``), and the
-modality files (and their ``ids:`` files) that its config selects (:func:`selected_modality_specs`).
+A run of dataset ``<dataset>`` reads the atomic files RecBole opens for its config (:func:`atomic_files`:
+``<dataset>.inter`` or the benchmark ``.train/.valid/.test.inter``, ``.user`` and ``.item`` when
+``load_col`` loads them, ...), the ``cold_items_file``, and the modality files (and their ``ids:`` files)
+that its config selects (:func:`selected_modality_specs`): :func:`data_files`.
 :func:`data_identity` maps each of them to a hash of its bytes, so that what was made from the data (a
 run record, a checkpoint, a saved dataset) can be checked against the data there now: a re-import
 (``dataset_prep.* --force``) that changed any file changes the identity (:func:`identity_differences`).
@@ -13,7 +14,6 @@ ctime), so checking many records of the same data costs one read of its files.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import threading
@@ -47,22 +47,64 @@ def _value(config, key):
     return config[key] if key in config else None
 
 
+def atomic_files(config) -> list[str]:
+    """The names of RecBole's atomic files that a run with ``config`` opens, as its dataset reads them
+    (``recbole.data.dataset.Dataset._load_data``), whether they are there or not:
+
+    - ``<dataset>.inter``, or with ``benchmark_filename`` ``<dataset>.<name>.inter`` for each name instead;
+    - ``<dataset>.user`` and ``<dataset>.item`` when ``load_col`` loads them (it is unset, or names ``user``
+      / ``item`` with columns): with a ``load_col`` without them, RecBole never opens the file;
+    - ``<dataset>.<suffix>`` for each ``additional_feat_suffix`` (which RecBole requires to be there);
+    - ``<dataset>.kg`` and ``<dataset>.link`` for a knowledge-based dataset (its model's type, or a model
+      whose own dataset class is one)."""
+    name = str(_value(config, "dataset"))
+    load_col = _value(config, "load_col")
+
+    def loaded(source: str) -> bool:
+        if load_col is None:
+            return True
+        columns = load_col.get(source)
+        return columns == "*" or bool(columns)
+
+    benchmark = _value(config, "benchmark_filename")
+    names = [f"{name}.{split}.inter" for split in benchmark] if benchmark else [f"{name}.inter"]
+    names += [f"{name}.{source}" for source in ("user", "item") if loaded(source)]
+    names += [f"{name}.{suffix}" for suffix in (_value(config, "additional_feat_suffix") or [])]
+    if _knowledge_based(config):
+        names += [f"{name}.kg", f"{name}.link"]
+    return names
+
+
+def _knowledge_based(config) -> bool:
+    """Whether the run's dataset class (:func:`recbole_mamex.data.loading.create_dataset`'s choice) reads a
+    knowledge graph (``.kg``, ``.link``)."""
+    from recbole.data import dataset as recbole_dataset_module
+    from recbole.utils import ModelType
+
+    specific = getattr(recbole_dataset_module, f"{_value(config, 'model')}Dataset", None)
+    if isinstance(specific, type):
+        return issubclass(specific, recbole_dataset_module.KnowledgeBasedDataset)
+    return str(_value(config, "MODEL_TYPE")) == str(ModelType.KNOWLEDGE)
+
+
 def data_files(config) -> list[Path]:
-    """The files a run with ``config`` reads (those that exist), in a fixed order: the atomic files
-    ``<data_path>/<dataset>.*``, the ``cold_items_file`` and the selected modality (and ``ids``) files.
-    ``config['data_path']`` is the dataset's directory, as RecBole's Config makes it."""
+    """The files a run with ``config`` reads (those that exist), in a fixed order: the :func:`atomic_files`
+    in the dataset's folder ``config['data_path']`` (the dataset's directory, as RecBole's Config makes it),
+    the ``cold_items_file``, and the modality files (and their ``ids`` files) the config selects
+    (:func:`recbole_mamex.data.dataset.selected_modality_specs`). No other file of the folder (a user's
+    backup beside them) is one: it neither changes the identity nor goes into a bundle."""
     from recbole_mamex.data.dataset import selected_modality_specs
 
     data_path, dataset = _value(config, "data_path"), _value(config, "dataset")
     if not data_path or not dataset or not os.path.isdir(data_path):
         return []
     root = Path(data_path)
-    files = sorted(p for p in root.glob(f"{glob.escape(dataset)}.*") if p.is_file())
+    files = [root / name for name in atomic_files(config)]
     cold = _value(config, "cold_items_file")
     if cold:
         files.append(Path(cold) if Path(cold).is_absolute() else root / cold)
     settings = {key: _value(config, key) for key in ("modalities", "use_modalities")}
-    specs, _ = selected_modality_specs(settings, root, dataset)
+    specs, _ = selected_modality_specs(settings, root, str(dataset))
     for spec in specs:
         files += [spec.path] + ([spec.ids_path] if spec.ids_path is not None else [])
     seen, kept = set(), []
@@ -70,7 +112,7 @@ def data_files(config) -> list[Path]:
         real = os.path.realpath(path)
         if real not in seen and os.path.isfile(real):
             seen.add(real)
-            kept.append(path)
+            kept.append(Path(path))
     return kept
 
 

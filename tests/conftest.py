@@ -9,6 +9,8 @@ from recbole_mamex import compat as _shims  # noqa: E402
 
 _shims.apply_all()  # the shims before RecBole is used
 
+pytest.register_assert_rewrite("helpers")  # the shared checks report their values as a test's asserts do
+
 from helpers import write_mmrec  # noqa: E402
 
 

@@ -1,13 +1,16 @@
-"""Small things the tests share: a generated MMRec-layout dataset and a minimal multimodal model."""
+"""Small things the tests share: generated datasets, a minimal multimodal model, and the building, batches,
+scoring and checks the model tests have in common."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 from recbole.model.loss import BPRLoss
-from recbole.utils import InputType
+from recbole.utils import InputType, init_seed
 
 from recbole_mamex.model.abstract import MultimodalRecommender
 
@@ -141,3 +144,81 @@ def fake_plan(rows, seeds, dataset="d", protocol="cold", configure=settings_conf
     from recbole_mamex.compare import Plan
 
     return Plan(dataset, protocol, list(rows), list(seeds), configure=configure, **kwargs)
+
+
+# ----------------------------------------------------------------------------- models on the generated data
+def build_model(model_class, dataset="tiny", **settings):
+    """``model_class`` built on the imported ``dataset`` with the FAST settings and ``settings`` over them, seeded
+    as a run seeds it. Returns (config, dataset, training loader, model)."""
+    from recbole_mamex.config import Config
+    from recbole_mamex.data.loading import create_dataset, data_preparation
+
+    config = Config(model=model_class.__name__, dataset=dataset, config_dict={**FAST, **settings}, cmd_args=[])
+    data = create_dataset(config)
+    train, _, _ = data_preparation(config, data)
+    init_seed(config["seed"], True)
+    return config, data, train, model_class(config, train._dataset)
+
+
+def batch(users, pos, neg):
+    """A pairwise training batch: each user (internal id) with a positive and a negative item."""
+    return Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(pos), "neg_item_id": torch.tensor(neg)})
+
+
+def item_id(data, token):
+    """The internal id of item ``token`` in dataset ``data``."""
+    return data.field2token_id["item_id"][token]
+
+
+def cold_and_warm_items(model):
+    """The internal ids of the items without a training interaction (padding excluded), and of those with one."""
+    trained = model.item_has_training
+    return torch.nonzero(~trained[1:]).flatten() + 1, torch.nonzero(trained).flatten()
+
+
+def full_scores(model, users=(1, 2, 3)):
+    """Full-sort scores of ``users`` (internal ids), one row each, computed afresh in evaluation mode (loading
+    the model's own state drops any evaluation cache)."""
+    model.load_state_dict(model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        return model.full_sort_predict(Interaction({"user_id": torch.tensor(users)})).view(len(users), -1)
+
+
+def check_step_and_scores_with_missing_modalities(model, data):
+    """On 'tiny' (item 5 has no text, item 7 no audio): a training loss over batches holding those items is a
+    finite scalar with finite gradients (left on the parameters); in evaluation the full-sort scores of users
+    1-5 cover the catalogue, are finite and agree with ``predict``. Returns the ids of items 5 and 7."""
+    assert (~model.modality_mask[1:]).any(), "fixture has items with a missing modality"
+    item5, item7 = item_id(data, "5"), item_id(data, "7")
+    model.train()
+    loss = model.calculate_loss(batch([1, 2, 3, 4], [item5, item7, 1, 2], [3, 4, item5, item7]))
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is None or torch.isfinite(parameter.grad).all(), name
+    model.eval()
+    full = model.full_sort_predict(Interaction({"user_id": torch.arange(1, 6)}))
+    assert full.shape == (5 * data.item_num,) and torch.isfinite(full).all()
+    pairs = Interaction({"user_id": torch.tensor([1, 2, 3]), "item_id": torch.tensor([item5, item7, 4])})
+    torch.testing.assert_close(model.predict(pairs), full.view(5, -1)[[0, 1, 2], [item5, item7, 4]])
+    return item5, item7
+
+
+def cold_recall_on_content_data(workdir, model, epochs, **settings):
+    """Train ``model`` for ``epochs`` (FAST settings, ``settings`` over them) on write_content_driven data (500
+    items) split by the cold-start splitter into dataset 'content' under ``workdir``, the working directory.
+    Returns its recall@10 on the cold test items and that of a random ranking of them."""
+    from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
+    from recbole_mamex.quick_start import run_recbole_mamex
+
+    inter = write_content_driven(workdir / "raw", n_items=500)
+    frame, user_col, item_col, modalities, source = source_from_mmrec(inter.parent, [])
+    make_cold_dataset(frame, user_col, item_col, modalities, "content", source, seed=1, log=lambda *_: None)
+    config = {**FAST, "epochs": epochs, "stopping_step": epochs, "topk": [10], "metrics": ["Recall"],
+              "valid_metric": "Recall@10", **settings}
+    result = run_recbole_mamex(model, "content", config_dict=config, saved=False, cmd_args=[])
+    n_cold = len(json.loads((workdir / "dataset" / "content" / "content.cold_items.json").read_text())["cold_test"])
+    cold, chance = result["test_result_by_candidates"]["cold"]["recall@10"], 10 / n_cold
+    print(f"{model} cold recall@10 {cold:.3f}, random {chance:.3f}")
+    return cold, chance

@@ -11,12 +11,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
-from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex.config import Config
-from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model import ALDI, DropoutNet
 from recbole_mamex.model.aldi import (
@@ -27,22 +23,17 @@ from recbole_mamex.model.teacher import bpr_loss, sample_negatives, train_bpr_te
 from recbole_mamex.quick_start import run_recbole_mamex
 from recbole_mamex.registry import get_model, our_models, proposed_models
 
-from helpers import FAST, write_content_driven
+from helpers import (
+    FAST, batch, build_model, check_step_and_scores_with_missing_modalities, cold_and_warm_items,
+    cold_recall_on_content_data, full_scores,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"ALDI": ALDI, "DropoutNet": DropoutNet}
 
 
 def build(model, dataset="tiny-cold", **overrides):
-    config = Config(model=model, dataset=dataset, config_dict={**FAST, **overrides}, cmd_args=[])
-    data = create_dataset(config)
-    train, _, _ = data_preparation(config, data)
-    init_seed(config["seed"], True)
-    return config, data, train, MODELS[model](config, train._dataset)
-
-
-def batch(users, pos, neg):
-    return Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(pos), "neg_item_id": torch.tensor(neg)})
+    return build_model(MODELS[model], dataset, **overrides)
 
 
 def split_pairs(data, folder, split):
@@ -253,32 +244,13 @@ def test_registered_as_baselines():
 @pytest.mark.parametrize("model", list(MODELS))
 def test_shapes_loss_and_finite_gradients_with_missing_modalities(tiny_dataset, model):
     _, data, _, m = build(model, dataset="tiny")
-    assert (~m.modality_mask[1:]).any(), "fixture has items with a missing modality"
-    item5, item7 = (data.field2token_id["item_id"][t] for t in ("5", "7"))  # no text, no audio
+    item5, item7 = check_step_and_scores_with_missing_modalities(m, data)  # no text, no audio
     assert m.item_has_training[item5] and m.item_has_training[item7]
-    m.train()
-    loss = m.calculate_loss(batch([1, 2, 3, 4], [item5, item7, 1, 2], [3, 4, item5, item7]))
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    loss.backward()
-    grads = {name: p.grad for name, p in m.named_parameters()}
-    assert all(g is None or torch.isfinite(g).all() for g in grads.values())
+    grads = {name: p.grad for name, p in m.named_parameters()}  # of the training step's loss
     assert all(grads[n] is not None for n in grads if n.startswith("item_tower.0"))
-    m.eval()
-    users = Interaction({"user_id": torch.arange(1, 6)})
-    full = m.full_sort_predict(users)
-    assert full.shape == (5 * data.item_num,) and torch.isfinite(full).all()
-    pairs = Interaction({"user_id": torch.tensor([1, 2, 3]), "item_id": torch.tensor([item5, item7, 4])})
-    torch.testing.assert_close(m.predict(pairs), full.view(5, -1)[[0, 1, 2], [item5, item7, 4]])
     # a one-row training batch (the last batch of an epoch can be one pair) still steps
     m.train()
     assert torch.isfinite(m.calculate_loss(batch([1], [item5], [3])))
-
-
-def _scores(model, users=(1, 2, 3)):
-    model.load_state_dict(model.state_dict())  # drops the evaluation cache
-    model.eval()
-    with torch.no_grad():
-        return model.full_sort_predict(Interaction({"user_id": torch.tensor(users)})).view(len(users), -1)
 
 
 def _change_features(model, item):
@@ -290,18 +262,16 @@ def _change_features(model, item):
 @pytest.mark.parametrize("model_name", list(MODELS))
 def test_cold_items_are_scored_from_content_only(cold_tiny, model_name):
     _, _, _, model = build(model_name)
-    trained = model.item_has_training
-    cold = torch.nonzero(~trained[1:]).flatten() + 1
-    warm = torch.nonzero(trained).flatten()
+    cold, warm = cold_and_warm_items(model)
     assert len(cold) >= 2 and len(warm)
-    before = _scores(model)
+    before = full_scores(model)
     # a cold item's (untrained) teacher row does not count
     with torch.no_grad():
         model.teacher_item[cold] = 5.0
-    torch.testing.assert_close(_scores(model), before)
+    torch.testing.assert_close(full_scores(model), before)
     # its features do: changing one cold item's features changes its score, and only its own
     _change_features(model, int(cold[0]))
-    after = _scores(model)
+    after = full_scores(model)
     assert not torch.allclose(after[:, cold[0]], before[:, cold[0]])
     others = torch.ones(after.shape[1], dtype=torch.bool)
     others[cold[0]] = False
@@ -310,7 +280,7 @@ def test_cold_items_are_scored_from_content_only(cold_tiny, model_name):
 
 def test_aldi_scores_warm_items_by_the_teacher_and_cold_items_by_the_student(cold_tiny):
     _, _, _, model = build("ALDI")
-    scores = _scores(model)
+    scores = full_scores(model)
     trained = model.item_has_training
     with torch.no_grad():
         teacher = model.teacher_user[1:4] @ model.teacher_item.T
@@ -323,10 +293,10 @@ def test_dropoutnet_scores_warm_items_with_their_preference_input(cold_tiny):
     _, _, _, model = build("DropoutNet")
     trained = model.item_has_training
     warm = int(torch.nonzero(trained).flatten()[0])
-    before = _scores(model)
+    before = full_scores(model)
     with torch.no_grad():
         model.item_preference[warm] = model.item_preference[warm] + 1.0
-    assert not torch.allclose(_scores(model)[:, warm], before[:, warm])
+    assert not torch.allclose(full_scores(model)[:, warm], before[:, warm])
     assert model.item_preference[~trained].abs().sum() == 0
 
 
@@ -339,15 +309,8 @@ def test_trains_end_to_end_on_the_tiny_cold_data(cold_tiny, model):
 
 @pytest.mark.parametrize("model,settings", [("ALDI", {"learning_rate": 0.01}), ("DropoutNet", {"learning_rate": 0.01})])
 def test_learns_cold_items_from_content(workdir, model, settings):
-    inter = write_content_driven(workdir / "raw", n_items=500)
-    frame, user_col, item_col, modalities, source = source_from_mmrec(inter.parent, [])
-    make_cold_dataset(frame, user_col, item_col, modalities, "content", source, seed=1, log=lambda *_: None)
-    base = {**FAST, "epochs": 10, "stopping_step": 10, "topk": [10], "metrics": ["Recall"], "valid_metric": "Recall@10"}
-    result = run_recbole_mamex(model, "content", config_dict={**base, **settings}, saved=False, cmd_args=[])
-    n_cold = len(pd.read_json(workdir / "dataset" / "content" / "content.cold_items.json", typ="series")["cold_test"])
-    cold = result["test_result_by_candidates"]["cold"]["recall@10"]
-    print(f"{model} cold recall@10 {cold:.3f}, random {10 / n_cold:.3f}")
-    assert cold > 2 * 10 / n_cold, (cold, 10 / n_cold)
+    cold, chance = cold_recall_on_content_data(workdir, model, 10, **settings)
+    assert cold > 2 * chance, (cold, chance)
 
 
 @pytest.mark.parametrize("model", list(MODELS))

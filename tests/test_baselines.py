@@ -3,15 +3,10 @@ modalities, their place as baselines in comparisons, and learning cold items fro
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from recbole.data import data_preparation
 from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
-from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex.compare import main as compare_main
 from recbole_mamex.compare import Plan, planned_config, run_file
 from recbole_mamex.records import versions
@@ -19,29 +14,18 @@ from recbole_mamex.config import Config
 from recbole_mamex.model.clcrec import CLCRec, contrast_logits, info_nce, negative_groups
 from recbole_mamex.model.milk import MILK, environment_weights, mix_modalities, pairwise_alignment, variance_penalty
 from recbole_mamex.model.vbpr import VBPR
-from recbole_mamex.quick_start import run_recbole_mamex
-from recbole_mamex.data.loading import create_dataset
 from recbole_mamex.registry import get_model, our_models, proposed_models
 
-from helpers import FAST, write_content_driven
+from helpers import (
+    FAST, batch, build_model, check_step_and_scores_with_missing_modalities, cold_and_warm_items,
+    cold_recall_on_content_data, full_scores, item_id,
+)
 
 BASELINES = {"VBPR": VBPR, "MILK": MILK, "CLCRec": CLCRec}
 
 
 def build(model, dataset="tiny", **overrides):
-    config = Config(model=model, dataset=dataset, config_dict={**FAST, "embedding_size": 8, **overrides}, cmd_args=[])
-    data = create_dataset(config)
-    train, _, _ = data_preparation(config, data)
-    init_seed(config["seed"], True)
-    return config, data, train, BASELINES[model](config, train._dataset)
-
-
-def batch(users, pos, neg):
-    return Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(pos), "neg_item_id": torch.tensor(neg)})
-
-
-def item_id(data, token):
-    return data.field2token_id["item_id"][token]
+    return build_model(BASELINES[model], dataset, **{"embedding_size": 8, **overrides})
 
 
 # ----------------------------------------------------------------------------- all three
@@ -61,19 +45,7 @@ def test_defaults_come_from_properties(tiny_dataset):
 @pytest.mark.parametrize("model", list(BASELINES))
 def test_shapes_loss_and_finite_gradients_with_missing_modalities(tiny_dataset, model):
     _, data, _, m = build(model)
-    assert (~m.modality_mask[1:]).any(), "fixture has items with a missing modality"
-    item5, item7 = item_id(data, "5"), item_id(data, "7")  # no text, no audio
-    loss = m.calculate_loss(batch([1, 2, 3, 4], [item5, item7, 1, 2], [3, 4, item5, item7]))
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    loss.backward()
-    for name, parameter in m.named_parameters():
-        assert parameter.grad is None or torch.isfinite(parameter.grad).all(), name
-    m.eval()
-    users = Interaction({"user_id": torch.arange(1, 6)})
-    full = m.full_sort_predict(users)
-    assert full.shape == (5 * data.item_num,) and torch.isfinite(full).all()
-    pairs = Interaction({"user_id": torch.tensor([1, 2, 3]), "item_id": torch.tensor([item5, item7, 4])})
-    torch.testing.assert_close(m.predict(pairs), full.view(5, -1)[[0, 1, 2], [item5, item7, 4]])
+    check_step_and_scores_with_missing_modalities(m, data)
 
 
 def test_baselines_are_ours_but_not_proposed():
@@ -105,19 +77,14 @@ def test_comparison_counts_them_as_baselines(workdir, capsys):
 # ----------------------------------------------------------------------------- VBPR
 def test_vbpr_scores_cold_items_by_content_only(cold_tiny):
     _, data, train, m = build("VBPR", dataset="tiny-cold")
-    trained = m.item_has_training
-    cold = torch.nonzero(~trained[1:]).flatten() + 1
-    warm = torch.nonzero(trained).flatten()
+    cold, warm = cold_and_warm_items(m)
     assert len(cold) and len(warm)
     assert set(train._dataset.inter_feat["item_id"].tolist()) == set(warm.tolist())
-    m.eval()
-    users = Interaction({"user_id": torch.arange(1, 4)})
-    before = m.full_sort_predict(users).view(3, -1)
+    before = full_scores(m)
     with torch.no_grad():
         m.item_id_embedding.weight.add_(1.0)
         m.item_bias.weight.add_(1.0)
-    m.load_state_dict(m.state_dict())  # drops the evaluation cache
-    after = m.full_sort_predict(users).view(3, -1)
+    after = full_scores(m)
     torch.testing.assert_close(after[:, cold], before[:, cold])
     assert not torch.allclose(after[:, warm], before[:, warm])
     # the cold score is the content part: theta_u . E f_i + beta' . f_i
@@ -274,16 +241,8 @@ def test_clcrec_scores_warm_items_by_id_and_cold_items_by_content(cold_tiny):
     ("CLCRec", {"learning_rate": 0.01, "num_negatives": 32}),
 ])
 def test_learns_cold_items_from_content(workdir, model, settings):
-    inter = write_content_driven(workdir / "raw", n_items=500)
-    frame, user_col, item_col, modalities, source = source_from_mmrec(inter.parent, [])
-    make_cold_dataset(frame, user_col, item_col, modalities, "content", source, seed=1, log=lambda *_: None)
-    base = {**FAST, "epochs": 30, "stopping_step": 30, "topk": [10], "metrics": ["Recall"], "valid_metric": "Recall@10",
-            "embedding_size": 32}
-    result = run_recbole_mamex(model, "content", config_dict={**base, **settings}, saved=False, cmd_args=[])
-    n_cold = len(pd.read_json(workdir / "dataset" / "content" / "content.cold_items.json", typ="series")["cold_test"])
-    cold = result["test_result_by_candidates"]["cold"]["recall@10"]
-    print(f"{model} cold recall@10 {cold:.3f}, random {10 / n_cold:.3f}")
-    assert cold > 2 * 10 / n_cold, (cold, 10 / n_cold)
+    cold, chance = cold_recall_on_content_data(workdir, model, 30, **{"embedding_size": 32, **settings})
+    assert cold > 2 * chance, (cold, chance)
 
 
 @pytest.mark.parametrize("model_name", list(BASELINES))

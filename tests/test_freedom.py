@@ -6,12 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
-from dataset_prep.coldstart import make_cold_dataset, source_from_mmrec
 from recbole_mamex.config import Config
-from recbole_mamex.data.loading import create_dataset, data_preparation
 from recbole_mamex.errors import ConfigError
 from recbole_mamex.model.freedom import (
     FREEDOM, _DirectedProduct, combine_modalities, edge_keep_weights, keep_edges, modality_knn, modality_weights,
@@ -19,19 +15,15 @@ from recbole_mamex.model.freedom import (
 from recbole_mamex.quick_start import run_recbole_mamex
 from recbole_mamex.registry import get_model, our_models, proposed_models
 
-from helpers import FAST, write_content_driven
+from helpers import (
+    FAST, batch, build_model, check_step_and_scores_with_missing_modalities, cold_and_warm_items,
+    cold_recall_on_content_data, full_scores, item_id,
+)
 
 
 def build(dataset="tiny", **overrides):
-    config = Config(model="FREEDOM", dataset=dataset, config_dict={**FAST, "embedding_size": 8, **overrides}, cmd_args=[])
-    data = create_dataset(config)
-    train, _, _ = data_preparation(config, data)
-    init_seed(config["seed"], True)
-    return data, train, FREEDOM(config, train._dataset)
-
-
-def batch(users, pos, neg):
-    return Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(pos), "neg_item_id": torch.tensor(neg)})
+    _, data, train, model = build_model(FREEDOM, dataset, **{"embedding_size": 8, **overrides})
+    return data, train, model
 
 
 def dense(rows, cols, values, n):
@@ -204,14 +196,9 @@ def test_registered_as_a_baseline_with_the_authors_defaults(tiny_dataset):
 
 def test_shapes_loss_and_finite_gradients_with_missing_modalities(tiny_dataset):
     data, _, m = build()
-    item5, item7 = data.field2token_id["item_id"]["5"], data.field2token_id["item_id"]["7"]  # no text, no audio
+    item5, item7 = check_step_and_scores_with_missing_modalities(m, data)  # no text, no audio
     assert not m.modality_mask[item5, 0] and not m.modality_mask[item7, 1]
-    m.train()
-    loss = m.calculate_loss(batch([1, 2, 3, 4], [item5, item7, 1, 2], [3, 4, item5, item7]))
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    loss.backward()
-    for name, parameter in m.named_parameters():
-        assert parameter.grad is None or torch.isfinite(parameter.grad).all(), name
+    # the training step's gradients
     assert m.item_id_embedding.weight.grad.abs().sum() > 0 and m.projections["text"].weight.grad.abs().sum() > 0
     assert m.tuned_features[0].grad.abs().sum() > 0  # the authors' trainable features
     # the item without text: no row and no column in the text graph; its row of S is its audio row
@@ -221,17 +208,11 @@ def test_shapes_loss_and_finite_gradients_with_missing_modalities(tiny_dataset):
     assert text_graph[item5].sum() == 0 and text_graph[:, item5].sum() == 0
     torch.testing.assert_close(graph[item5], audio_graph[item5])
     torch.testing.assert_close(graph[1], 0.5 * (text_graph[1] + audio_graph[1]))  # both: equal weights
-    m.eval()
-    users = Interaction({"user_id": torch.arange(1, 6)})
-    full = m.full_sort_predict(users)
-    assert full.shape == (5 * data.item_num,) and torch.isfinite(full).all()
-    pairs = Interaction({"user_id": torch.tensor([1, 2, 3]), "item_id": torch.tensor([item5, item7, 4])})
-    torch.testing.assert_close(m.predict(pairs), full.view(5, -1)[[0, 1, 2], [item5, item7, 4]])
 
 
 def test_modality_terms_count_triples_whose_items_both_have_the_modality(tiny_dataset):
     data, _, m = build(feature_finetune=False)
-    item5 = data.field2token_id["item_id"]["5"]  # no text
+    item5 = item_id(data, "5")  # no text
     a, b, c = torch.nonzero(m.modality_mask.all(1)).flatten()[:3].tolist()
     u = torch.randn(2, 8)
     loss = m.modality_loss(u, torch.tensor([a, item5]), torch.tensor([b, c]))
@@ -249,11 +230,9 @@ def test_modality_terms_count_triples_whose_items_both_have_the_modality(tiny_da
 def test_cold_items_have_no_id_part_and_content_dependent_scores(cold_tiny):
     data, train, m = build(dataset="tiny-cold")
     trained = m.item_has_training
-    cold = torch.nonzero(~trained[1:]).flatten() + 1
+    cold, _ = cold_and_warm_items(m)
     assert len(cold) and trained.sum() > 1
-    m.eval()
-    users = Interaction({"user_id": torch.arange(1, 6)})
-    before = m.full_sort_predict(users).view(5, -1)
+    before = full_scores(m, users=(1, 2, 3, 4, 5))
     assert (before[:, cold] != 0).all()
     # a cold item's score is u . h_i: S's row over the training items' ID embeddings (its own is 0)
     with torch.no_grad():
@@ -266,17 +245,15 @@ def test_cold_items_have_no_id_part_and_content_dependent_scores(cold_tiny):
     # its own ID embedding changes nothing; its features do (through its neighbours)
     with torch.no_grad():
         m.item_id_embedding.weight[cold] += 1.0
-    m.load_state_dict(m.state_dict())
-    torch.testing.assert_close(m.full_sort_predict(users).view(5, -1)[:, cold], before[:, cold])
+    torch.testing.assert_close(full_scores(m, users=(1, 2, 3, 4, 5))[:, cold], before[:, cold])
     text = np.load(cold_tiny / "text.npy")
     token = data.id2token("item_id", [int(cold[0])])[0]
-    other = next(t for t in data.field2token_id["item_id"] if t != "[PAD]" and trained[data.field2token_id["item_id"][t]]
-                 and t != token)
+    other = next(t for t in data.field2token_id["item_id"] if t != "[PAD]" and trained[item_id(data, t)] and t != token)
     text[int(token)] = text[int(other)] * 5.0  # now its text is a trained item's
     np.save(cold_tiny / "text.npy", text)
     _, _, changed = build(dataset="tiny-cold")
     assert not torch.equal(changed.item_graph.to_dense()[cold[0]], graph[cold[0]])
-    assert changed.item_graph.to_dense()[cold[0], data.field2token_id["item_id"][other]] > 0
+    assert changed.item_graph.to_dense()[cold[0], item_id(data, other)] > 0
 
 
 def test_bad_settings_are_clear_errors(tiny_dataset):
@@ -311,16 +288,8 @@ def test_feature_storage_rounds_the_projection_inputs_only(cold_tiny):
 
 # ----------------------------------------------------------------------------- learning
 def test_learns_cold_items_from_content(workdir):
-    inter = write_content_driven(workdir / "raw", n_items=500)
-    frame, user_col, item_col, modalities, source = source_from_mmrec(inter.parent, [])
-    make_cold_dataset(frame, user_col, item_col, modalities, "content", source, seed=1, log=lambda *_: None)
-    base = {**FAST, "epochs": 30, "stopping_step": 30, "topk": [10], "metrics": ["Recall"], "valid_metric": "Recall@10",
-            "embedding_size": 32, "learning_rate": 0.01}
-    result = run_recbole_mamex("FREEDOM", "content", config_dict=base, saved=False, cmd_args=[])
-    cold_items = json.loads((workdir / "dataset" / "content" / "content.cold_items.json").read_text())["cold_test"]
-    cold = result["test_result_by_candidates"]["cold"]["recall@10"]
-    print(f"FREEDOM cold recall@10 {cold:.3f}, random {10 / len(cold_items):.3f}")
-    assert cold > 2 * 10 / len(cold_items), (cold, 10 / len(cold_items))
+    cold, chance = cold_recall_on_content_data(workdir, "FREEDOM", 30, embedding_size=32, learning_rate=0.01)
+    assert cold > 2 * chance, (cold, chance)
 
 
 # ----------------------------------------------------------------------------- new items

@@ -6,7 +6,7 @@ tuning trial (``tuning/<row>/trial-*.json``) holds its whole validation curve, v
 replay applies RecBole's rule (:func:`recbole.utils.early_stopping`: a score at least the best so far
 resets the count, training stops after ``stopping_step`` + 1 validations without one, the weights kept
 are those of the last best) with each ``--patience`` to that curve, and checks first that the shipped
-``stopping_step`` reproduces every record's stored best and last epoch. What it cannot give: the test
+``stopping_step`` (each record's own) reproduces every record's stored best and last epoch. What it cannot give: the test
 score of weights a shorter patience would keep at another epoch (only the stored best's is known), so a
 changed run is reported by its validation loss.
 
@@ -24,15 +24,18 @@ from pathlib import Path
 
 
 def curves(folder: Path):
-    """(row, valid_curve, epochs_trained, best_epoch) of every run and finished trial in ``folder``."""
+    """(row, valid_curve, epochs_trained, best_epoch, stopping_step) of every run and finished trial in
+    ``folder``."""
     for path in sorted(folder.glob("runs/*.json")):
         record = json.loads(path.read_text())
-        yield record["model"], record["valid_curve"], record["epochs_trained"], record["best_epoch"]
+        yield (record["model"], record["valid_curve"], record["epochs_trained"], record["best_epoch"],
+               record["config"]["stopping_step"])
     for path in sorted(folder.glob("tuning/*/trial-*.json")):
         record = json.loads(path.read_text())
         if record.get("status") == "ok":
             details = record["details"]
-            yield path.parent.name, details["valid_curve"], details["epochs_trained"], details["best_epoch"]
+            yield (path.parent.name, details["valid_curve"], details["epochs_trained"], details["best_epoch"],
+                   record["config"]["stopping_step"])
 
 
 def early_stop(curve, patience: int) -> tuple[int, int | None, float]:
@@ -40,8 +43,7 @@ def early_stop(curve, patience: int) -> tuple[int, int | None, float]:
     from recbole.utils import early_stopping
 
     best, count, best_epoch = -float("inf"), 0, None
-    for epoch, score in curve:
-        score = -float("inf") if score != score else score  # a NaN validation never counts as a best
+    for epoch, score in curve:  # a NaN score, as the trainer passes it, is never a best (nan >= x is False)
         before = best
         best, count, stop, updated = early_stopping(score, best, count, max_step=patience, bigger=True)
         if updated:
@@ -55,14 +57,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="comparison output folders")
     parser.add_argument("--patience", nargs="+", type=int, default=[10, 20, 30, 40])
-    parser.add_argument("--shipped", type=int, default=50, help="the stopping_step the records were trained with")
     args = parser.parse_args()
     records = [r for folder in args.folders for r in curves(folder)]
     if not records:
         print("no run or trial records with validation curves", file=sys.stderr)
         return 2
-    wrong = [r[0] for r in records if early_stop(r[1], args.shipped)[:2] != (r[2], r[3])]
-    print(f"{len(records)} curves; stopping_step {args.shipped} reproduces the stored last and best epoch of "
+    wrong = [r[0] for r in records if early_stop(r[1], r[4])[:2] != (r[2], r[3])]
+    print(f"{len(records)} curves; each record's own stopping_step reproduces its stored last and best epoch in "
           f"{len(records) - len(wrong)}" + (f" (not: {sorted(set(wrong))})" if wrong else ""))
     print()
     print("| row | curves | patience | epochs trained, of shipped | runs keeping another epoch | valid loss, mean | valid loss, worst |")
@@ -72,7 +73,7 @@ def main() -> int:
     for patience in args.patience:
         for row in rows:
             mine = [r for r in records if r[0] == row]
-            shipped = [early_stop(r[1], args.shipped) for r in mine]
+            shipped = [early_stop(r[1], r[4]) for r in mine]
             short = [early_stop(r[1], patience) for r in mine]
             epochs, full = sum(s[0] for s in short), sum(s[0] for s in shipped)
             changed = sum(a[1] != b[1] for a, b in zip(short, shipped))

@@ -16,8 +16,10 @@ proposes from two groups of finished trials: the best ``gamma(n)`` complete tria
 while n <= 10) and all the others, pruned ones included, each with its parameters, whatever their
 scores. So a rule leaves every proposal as it was unless it stops a trial that, trained on, would have
 been among the best ``gamma(n)`` of the trials before some later proposal: the column "path kept" says
-whether that never happened, else the first proposal it changes. Where it says yes, the pruned search
-selects exactly what the search without a pruner selected, at the "epochs trained" cost.
+whether that never happened and the selected trial is not stopped, else the first trial it changes.
+Where it says yes, the pruned search selects exactly what the search without a pruner selected, at the
+"epochs trained" cost. This holds for trials run one after the other; with trials in parallel (``--jobs``)
+which trials have finished when one is proposed depends on timing, with or without a pruner.
 
     python bench/pruning_replay.py bench/results/vbpr_noprune_lastfm_2k_cold --warmups 10 25 50
 """
@@ -31,7 +33,11 @@ from pathlib import Path
 
 
 def trials_of(folder: Path) -> list[dict]:
+    """The finished trials of a search without a pruner; a folder with pruned trials is refused (their
+    curves end where they were stopped, so no rule can be replayed over them)."""
     records = [json.loads(path.read_text()) for path in sorted(folder.glob("trial-*.json"))]
+    if any(r.get("status") == "pruned" for r in records):
+        raise SystemExit(f"{folder}: a search with pruned trials; replay a search made with --prune none")
     return sorted((r for r in records if r.get("status") in ("ok", "repeat")), key=lambda r: r["trial"])
 
 
@@ -73,6 +79,9 @@ def path_change(trials: list[dict], rows: list[dict]) -> int | None:
         top = sorted(before, key=lambda t: t["score"], reverse=True)[: default_gamma(len(before))]
         if any(t["trial"] in stopped for t in top):
             return ordered[index]["trial"]
+    best = max(ordered, key=lambda t: t["score"])
+    if best["trial"] in stopped:  # every proposal kept, but the selection itself stopped
+        return best["trial"]
     return None
 
 
@@ -94,7 +103,7 @@ def main() -> int:
             return 2
         total = sum(t["details"].get("epochs_trained", len(t["details"]["valid_curve"])) for t in trials)
         best = max(t["score"] for t in trials)
-        for warmup, stall in [(w, s) for w in args.warmups for s in [0, *args.stalls]]:
+        for warmup, stall in [(w, s) for w in args.warmups for s in sorted({0, *args.stalls})]:
             rows = replay(trials, warmup, args.horizon, stall)
             rule = f"median, warm-up {warmup}" + (f", stalled {stall}" if stall else "")
             pruned = [f"{r['trial']} ({r['pruned_at']})" for r in rows if r["pruned_at"] is not None]

@@ -506,21 +506,15 @@ def _check_tokens(directory: Path, tokens: dict, dataset) -> None:
             )
 
 
-class _WarningsAndErrors(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
 @contextmanager
 def quiet_loading():
-    """While a saved model is loaded for serving: RecBole's and this package's INFO (and DEBUG) records (the
-    config dump, the dataset summary, the dataloader settings, which they log to the root logger whatever the
-    run's ``state``) are dropped; warnings and errors are logged as before. Other loggers are untouched, and
-    training (which never enters this) logs as it always did."""
-    root = logging.getLogger()
-    only = _WarningsAndErrors()
-    root.addFilter(only)
+    """While a saved model is loaded for serving: INFO and DEBUG records of every logger (RecBole's config
+    dump, dataset summary and dataloader settings, logged whatever the run's ``state``) are dropped;
+    warnings and errors are logged as before. Training, which never enters this, logs as it always did.
+    (``logging.disable``: process-wide while the block runs, restored after it.)"""
+    before = logging.root.manager.disable
+    logging.disable(max(before, logging.INFO))
     try:
         yield
     finally:
-        root.removeFilter(only)
+        logging.disable(before)

@@ -158,6 +158,8 @@ def _weights_only_refusal(message: str) -> str:
     if match:
         return f"a pickle that refers to {match.group(1)}, which weights-only reading refuses (unpickling it could run code)"
     match = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", message)
+    if match and match.group(1).startswith("Unsupported operand"):  # the first byte is no pickle opcode it reads
+        return "a file torch.save did not write"
     if match:
         return f"a pickle weights-only reading refuses ({match.group(1).strip()})"
     lines = [line.strip() for line in message.replace("Weights only load failed.", "").splitlines() if line.strip()]
@@ -169,6 +171,7 @@ def _load_weights_only(file, *args, **kwargs):
     it refuses (a pickle of anything but tensors and plain values), an empty, truncated or foreign one, or one
     that cannot be opened is an :class:`~recbole_mamex.errors.InputFileError` naming it."""
     import pickle
+    import struct
 
     import torch
 
@@ -184,7 +187,9 @@ def _load_weights_only(file, *args, **kwargs):
         raise InputFileError(path, expected, "an empty or truncated file") from None
     except OSError as err:
         raise InputFileError(path, expected, os_error_text(err)) from None
-    except KeyError:  # torch's legacy reader on a file torch.save did not write (a text file: its first byte)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, struct.error):
+        # torch's legacy reader on a file torch.save did not write (a text or data file: its first bytes read
+        # as pickle opcodes)
         raise InputFileError(path, expected, "a file torch.save did not write") from None
     except RuntimeError as err:  # a damaged checkpoint archive, a tensor of a device this machine lacks
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]

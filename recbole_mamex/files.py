@@ -92,9 +92,11 @@ def read_json(path, error, expected: str = "JSON", parse_hint: str = ""):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise error(path, expected, f"a parse error ({err}{'; ' + parse_hint if parse_hint else ''})") from None
+        raise error(path, expected, f"a parse error ({err}{', ' + parse_hint if parse_hint else ''})") from None
     except RecursionError:
         raise error(path, expected, "lists or objects nested too deeply to read") from None
+    except ValueError as err:  # a number too long to convert (Python's integer digit limit)
+        raise error(path, expected, f"a value that cannot be read ({err})") from None
 
 
 def check_writable(path) -> None:

@@ -57,6 +57,9 @@ def test_data_identity_hashes_the_files_a_run_reads(workdir, monkeypatch):
     (root / "d.inter.bak").write_text("user_id:token\titem_id:token\n9\t9\n")
     (root / "d.item").write_text("item_id:token\n2\n")
     assert data_identity({**config, "load_col": {"inter": ["user_id", "item_id"]}}) == first
+    # an identity stored when every <dataset>.* counted: the backup still there is no difference, a file gone is
+    older = {**first, "d.inter.bak": "0" * 32}
+    assert identity_differences(older, first, root) == [] and identity_differences(older, first) == ["d.inter.bak gone"]
     assert sorted(data_identity(config)) == sorted([*first, "d.item"])  # without load_col RecBole reads .item
     (root / "d.item").unlink()
     # cached while a file is unchanged: a second identity reads no file again
@@ -243,6 +246,7 @@ def good(model, seed):
     [
         (lambda p, r: p.write_bytes(b""), "expected a JSON record written by compare, found an empty file"),
         (lambda p, r: p.write_text(json.dumps(r)[:40]), "found a parse error ("),
+        (lambda p, r: p.write_text('{"seed": ' + "9" * 5000 + "}"), "found a value that cannot be read ("),
         (lambda p, r: p.write_bytes(json.dumps(r).encode().replace(b'"BPR"', b'"BPR\xff"', 1)), "found bytes that are not UTF-8"),
         (lambda p, r: p.write_text("[1, 2]"), "expected a JSON object (a record written by compare), found a JSON list"),
         (lambda p, r: p.write_text(json.dumps({**r, "results": {**r["results"], "cold": {"recall@10": "0.9", "ndcg@10": 0.1}}})),
@@ -262,7 +266,7 @@ def good(model, seed):
         (lambda p, r: p.write_text(json.dumps({**r, "results": {"test": r["results"]["cold"]}})),
          "expected results to be an object of the candidate sets ['cold', 'warm', 'all'], found ['test']"),
     ],
-    ids=["empty", "truncated", "not utf-8", "a list", "string metric", "recall 99", "metric missing", "other model",
+    ids=["empty", "truncated", "huge integer", "not utf-8", "a list", "string metric", "recall 99", "metric missing", "other model",
          "other seed", "seed a string", "split seed", "config a list", "wall_s a string", "unknown candidate set"],
 )
 def test_a_bad_record_is_one_error_line_naming_it(workdir, capsys, damage, found):
@@ -283,7 +287,7 @@ def test_a_bad_record_is_trained_again_with_rerun(cold_tiny, workdir, capsys):
     path.write_text(path.read_text()[:100])  # truncated
     assert compare(workdir, "--models", "Pop", "--seeds", "1") == 2
     err = one_error_line(capsys)
-    assert err.startswith(f"error: {path}: expected a JSON record written by compare, found a parse error (") and "; truncated?)" in err, err
+    assert err.startswith(f"error: {path}: expected a JSON record written by compare, found a parse error (") and ", truncated?)" in err, err
     assert compare(workdir, "--models", "Pop", "--seeds", "1", "--rerun") == 0
     assert "cannot be used (a parse error (" in capsys.readouterr().out
     assert json.loads(path.read_text())["model"] == "Pop"

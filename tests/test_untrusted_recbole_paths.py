@@ -175,6 +175,22 @@ def test_the_pretrain_loading_modules_read_tensors_and_refuse_pickles_as_one_lin
     assert not marker.exists()
 
 
+def test_any_file_torch_save_did_not_write_is_one_error_line(tmp_path):
+    """Every first byte, with a few tails (a RecBole atomic file, JSON, binary): one InputFileError, never a
+    traceback of torch's reader."""
+    from recbole_mamex.errors import InputFileError
+
+    module = __import__("recbole.model.general_recommender.neumf", fromlist=["torch"])
+    assert isinstance(module.torch, compat._WeightsOnlyTorch)
+    path = tmp_path / "not-a-checkpoint.pth"
+    for first in range(256):
+        for tail in (b"", b"ser_id:token\titem_id:token\n1\t2\n", b'{"a": [1, 2]}', bytes(range(64))):
+            path.write_bytes(bytes([first]) + tail)
+            with pytest.raises(InputFileError, match=re.escape(str(path)) + ": expected a checkpoint") as info:
+                module.torch.load(path)
+            assert "\n" not in str(info.value), (first, tail)
+
+
 def test_own_weights_only_loads_work_with_the_forced_setting(tmp_path):
     import torch
 

@@ -175,7 +175,7 @@ def run_all(plan: Plan, out: Path, runner=run_one, log=print, rerun: bool = Fals
             elif not now:
                 unchecked.append(path.name)
             else:
-                changed = identity_differences(record["data_identity"], now)
+                changed = identity_differences(record["data_identity"], now, config.get("data_path"))
                 if changed:
                     stale.append((path.name, changed))
                     continue

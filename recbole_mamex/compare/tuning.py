@@ -320,8 +320,8 @@ def _stored_trials(row, search, n_trials, out, config_of, rerun, log) -> dict[in
         now = data_identity(planned)
         if "data_identity" not in trial:
             undated.append(path.name)
-        elif now and identity_differences(trial["data_identity"], now):
-            stale.append((path.name, identity_differences(trial["data_identity"], now)))
+        elif now and identity_differences(trial["data_identity"], now, planned.get("data_path")):
+            stale.append((path.name, identity_differences(trial["data_identity"], now, planned.get("data_path"))))
             continue
         stored[number] = trial
     if stale:

@@ -134,12 +134,16 @@ def data_identity(config) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def identity_differences(before: dict, now: dict) -> list[str]:
+def identity_differences(before: dict, now: dict, data_path=None) -> list[str]:
     """``<file> changed`` / ``<file> added`` / ``<file> gone`` for every file whose hash differs between two
-    :func:`data_identity` values."""
+    :func:`data_identity` values. With ``data_path`` (the dataset's directory), a file of ``before`` that is
+    still there but that a run no longer reads (an identity stored before :func:`data_files` followed
+    RecBole's rules listed every ``<dataset>.*``, a backup among them) is not a difference."""
     diffs = []
     for name in sorted(set(before) | set(now)):
         if name not in now:
+            if data_path is not None and os.path.isfile(Path(data_path) / name):
+                continue
             diffs.append(f"{name} gone")
         elif name not in before:
             diffs.append(f"{name} added")

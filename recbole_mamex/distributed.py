@@ -33,13 +33,16 @@ through the gradients (``tower_scope: catalogue`` computes them identically on e
 The addresses other processes are reached at (a process group's ``ip:port``; a Ray cluster's, for
 :mod:`recbole_mamex.parallel` and :mod:`recbole_mamex.tuning`) are checked here, before any process
 starts and in bounded time (:func:`check_rendezvous`, :func:`check_ray_address`): a malformed one, one
-nothing answers at, or a port already taken is one :class:`AddressError`, not a wait of minutes and a
-traceback from deep inside torch or Ray.
+nothing answers at, one where something answers that is not a Ray cluster's head (a web server, the
+dashboard's port, SSH, Redis: Ray's health check, as ``ray status`` makes it, says so), or a port already
+taken is one :class:`AddressError`, not a wait of minutes and a traceback from deep inside torch or Ray.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import socket
 from logging import getLogger
@@ -58,6 +61,8 @@ class AddressError(RecboleMamexError, ValueError):
 
 
 CONNECT_TIMEOUT_S = 5.0  # how long a check waits for an address to answer
+RAY_HEAD_TIMEOUT_S = 10.0  # how long a check waits for a Ray head to answer Ray's health check (a head takes
+# milliseconds; whatever else answers is told apart at once; ray.init alone retried ~145 s)
 
 
 def _port(value) -> int | None:
@@ -99,19 +104,60 @@ def check_answers(host: str, port: int, what: str, timeout: float = CONNECT_TIME
         raise AddressError(f"{what}, found nothing answering at {host}:{port} within {timeout:g} s ({_reason(err)})") from None
 
 
+def ray_address_given(address: str | None, what: str = "--ray") -> tuple[str | None, str]:
+    """The address ``ray.init(address=address)`` joins and what names it: ``RAY_ADDRESS`` where it is set and
+    ``address`` is none or ``auto``, else ``address`` and ``what``."""
+    env = os.environ.get("RAY_ADDRESS")
+    return (env, "RAY_ADDRESS") if address in (None, "", "auto") and env else (address, what)
+
+
 def check_ray_address(address: str | None, what: str = "--ray") -> None:
     """The Ray cluster ``ray.init(address=address)`` joins (``address``; when it is none or ``auto``,
     ``RAY_ADDRESS`` where set), checked in bounded time: a ``host:port`` or ``ray://host:port`` must
-    answer; none and ``local`` (a new local instance) and ``auto`` (Ray's own lookup) pass."""
-    env = os.environ.get("RAY_ADDRESS")
-    if address in (None, "", "auto") and env:
-        address, what = env, "RAY_ADDRESS"
+    answer, and at a ``host:port`` a Ray head must (:func:`check_ray_head`; a Ray Client server's ``ray://``
+    address is left to Ray, which gives up after about 30 s); none and ``local`` (a new local instance) and
+    ``auto`` (Ray's own lookup) pass."""
+    address, what = ray_address_given(address, what)
     if address in (None, "", "local", "auto"):
         return
-    bare = address[len("ray://"):] if address.startswith("ray://") else address
-    host, port = host_and_port(bare, what)
-    check_answers(host, port, f"{what}: expected the address of a running Ray cluster (its head node's host:port, as "
-                              "`ray start --head` prints it)")
+    client = address.startswith("ray://")  # a Ray Client server (its own port, 10001), not the head's GCS
+    host, port = host_and_port(address[len("ray://"):] if client else address, what)
+    expected = (f"{what}: expected the address of a running Ray cluster (its head node's host:port, as `ray start --head` "
+                "prints it)")
+    check_answers(host, port, expected)
+    if not client:
+        check_ray_head(host, port, expected)
+
+
+def check_ray_head(host: str, port: int, what: str, timeout: float | None = None) -> None:
+    """What answers at ``host:port`` is a Ray cluster's head (its GCS) of this Ray version, by Ray's own health
+    check (``ray._raylet.check_health``, which ``ray status`` makes), within ``timeout`` seconds (default
+    :data:`RAY_HEAD_TIMEOUT_S`). Without it, ``ray.init`` at a web server's, an SSH or a Redis port retries
+    for about 145 s and logs 40 lines before its ``ConnectionError``. Nothing is checked where ray is not
+    installed (the backend says so)."""
+    try:
+        from ray._raylet import check_health
+    except ImportError:
+        return
+    timeout = RAY_HEAD_TIMEOUT_S if timeout is None else timeout
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # where it fails, Ray prints its RpcError's traceback
+            healthy = check_health(address, timeout=timeout)
+    except RuntimeError as err:  # a head of another Ray version: "Ray cluster at ... has version ..."
+        raise AddressError(f"{what}, found at {host}:{port} a Ray head this process cannot join ({_one_line(err)})") from None
+    if not healthy:
+        lines = [line.strip() for line in said.getvalue().splitlines() if line.strip()]
+        ray_said = lines[-1].rpartition("RpcError: ")[2] if lines else "no answer"
+        raise AddressError(
+            f"{what}, found something answering at {host}:{port} that is not a Ray head (Ray's health check within "
+            f"{timeout:g} s: {ray_said}; a dashboard's or a Ray Client server's port is not the head's)"
+        )
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def check_rendezvous(ip: str, port, group_offset: int) -> int:

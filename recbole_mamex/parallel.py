@@ -176,13 +176,21 @@ class RayTasks:
         self._ray, self._run = ray, run_one
         self._started = not ray.is_initialized()
         if self._started:
-            from recbole_mamex.distributed import AddressError, check_ray_address
+            import warnings
 
-            check_ray_address(address, "--ray")
+            from recbole_mamex.distributed import AddressError, check_ray_address, ray_address_given
+
+            check_ray_address(address, "--ray")  # a head's host:port: one answers as one, in seconds
+            joined, what = ray_address_given(address, "--ray")
             try:
-                ray.init(address=address, **(init_kwargs or {}))
-            except ConnectionError as err:  # e.g. 'auto' with no cluster running here
-                raise AddressError(f"--ray: expected a running Ray cluster, found none ({err})") from None
+                with warnings.catch_warnings():  # said again by the error below
+                    warnings.filterwarnings("ignore", message="Ray Client connection timed out")
+                    ray.init(address=address, **(init_kwargs or {}))
+            except ConnectionError as err:  # 'auto' with no cluster running here; no Ray Client server at ray://
+                if str(joined).startswith("ray://"):
+                    raise AddressError(f"{what}: expected a running Ray cluster's Ray Client server at {joined} (the head's "
+                                       f"port 10001 unless set otherwise), found none answering as one ({err})") from None
+                raise AddressError(f"{what}: expected a running Ray cluster, found none ({err})") from None
         self.cpus, self.max_retries = cpus, max_retries
         total = int(ray.cluster_resources().get("CPU", cpus))
         self.jobs = jobs or max(1, total // cpus)

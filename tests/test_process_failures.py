@@ -1,7 +1,8 @@
 """Processes that end the wrong way, and addresses of other processes that cannot work: the workers of
 ``compare --jobs N`` (and, through torch, of a multi-process run) end with the process that started them;
 Ctrl-C of a comparison is one line and exit status 130; a Ray or process-group address that is malformed,
-that nothing answers at, or whose port is taken is one ``error:`` line within seconds."""
+that nothing answers at, where something that is not a Ray head answers, or whose port is taken is one
+``error:`` line within seconds."""
 
 import os
 import re
@@ -192,7 +193,7 @@ def test_a_malformed_ray_address_is_refused(address):
         check_ray_address(address)
 
 
-def test_a_ray_address_nothing_answers_at_is_refused_in_seconds(monkeypatch, taken_port):
+def test_a_ray_address_nothing_answers_at_is_refused_in_seconds(monkeypatch):
     dead = free_port()  # nothing listens there
     started = time.time()
     for address in (f"127.0.0.1:{dead}", f"ray://127.0.0.1:{dead}", f"[::1]:{dead}"):
@@ -204,10 +205,79 @@ def test_a_ray_address_nothing_answers_at_is_refused_in_seconds(monkeypatch, tak
         with pytest.raises(AddressError, match="RAY_ADDRESS: expected the address of a running Ray cluster"):
             check_ray_address(address)
     assert time.time() - started < 10
-    check_ray_address(f"127.0.0.1:{taken_port}")  # something answers: Ray's turn
     check_ray_address("local")  # a new local instance: nothing to reach
     monkeypatch.delenv("RAY_ADDRESS")
     check_ray_address(None)
+
+
+@pytest.fixture
+def web_server():
+    """The port of an HTTP server answering on every interface (a web server, as Ray's dashboard is one)."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def short_ray_head_timeout(monkeypatch):
+    """Ray's health check bounded by 3 s (RAY_HEAD_TIMEOUT_S), so a test shows that bound holds."""
+    import recbole_mamex.distributed
+
+    pytest.importorskip("ray")
+    monkeypatch.setattr(recbole_mamex.distributed, "RAY_HEAD_TIMEOUT_S", 3.0)
+    return 3.0
+
+
+NOT_A_RAY_HEAD = (r"{what}: expected the address of a running Ray cluster \(its head node's host:port, as `ray start --head` "
+                  r"prints it\), found something answering at 127\.0\.0\.1:{port} that is not a Ray head \(Ray's health check "
+                  r"within 3 s: [^()]+\)$")
+
+
+def test_a_ray_address_where_something_else_answers_is_refused_in_seconds(monkeypatch, short_ray_head_timeout, web_server,
+                                                                         taken_port):
+    # ray.init alone: about 145 s of retries (20 x 7 s) and 40 log lines, then a ConnectionError
+    for port in (web_server, taken_port):  # a web server; a port that accepts and never answers
+        started = time.time()
+        with pytest.raises(AddressError, match=NOT_A_RAY_HEAD.format(what="--ray", port=port)) as raised:
+            check_ray_address(f"127.0.0.1:{port}")
+        assert time.time() - started < short_ray_head_timeout + 5
+        assert len(str(raised.value).splitlines()) == 1
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{web_server}")
+    with pytest.raises(AddressError, match=NOT_A_RAY_HEAD.format(what="RAY_ADDRESS", port=web_server)):
+        check_ray_address(None)
+
+
+def test_the_ray_backend_refuses_what_is_not_a_ray_head_in_seconds(short_ray_head_timeout, web_server):
+    import ray
+
+    from recbole_mamex.parallel import backend_for
+
+    started = time.time()
+    with pytest.raises(AddressError, match=NOT_A_RAY_HEAD.format(what="--ray", port=web_server)):
+        backend_for(print, ray_address=f"127.0.0.1:{web_server}", use_ray=True)
+    assert time.time() - started < short_ray_head_timeout + 5
+    assert not ray.is_initialized()
+
+
+def test_compare_refuses_a_ray_address_that_is_not_a_ray_head_first(workdir, capsys, short_ray_head_timeout, web_server):
+    started = time.time()
+    assert compare_main(["--dataset", "tiny-cold", "--models", "Pop", "--seeds", "1", "--out", str(workdir / "res"),
+                         "--ray", f"127.0.0.1:{web_server}"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch("error: " + NOT_A_RAY_HEAD.format(what="--ray", port=web_server), err.strip().splitlines()[-1])
+    assert "Traceback" not in err and "GCS" not in err  # neither Ray's retries' log lines nor its RpcError's traceback
+    assert time.time() - started < short_ray_head_timeout + 10
+    assert not (workdir / "res").exists()
 
 
 def test_compare_refuses_a_bad_ray_address_first(workdir, capsys):

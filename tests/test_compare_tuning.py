@@ -358,7 +358,8 @@ def test_a_stalled_rule_search_is_its_own_search_and_says_so(workdir):
     from recbole_mamex.compare.tuning import tuning_markdown
 
     assert "only once its best has not improved for" in tuning_markdown(tunings, "t")
-    # the same trials under another rule are another search's: refused, not mixed in
-    with pytest.raises(CompareError):
+    # the same trials under another rule are another search's: refused, not mixed in, and the error says how
+    # to go on with the stored one
+    with pytest.raises(CompareError, match="Use --prune stalled to go on with that search, another --out"):
         tune_rows(fake_plan(["BPR"], [5]), 8, Split(None, "d"), 5, workdir / "out", curve_runner([]),
                   log=lambda *_: None, pruner="median")

@@ -43,7 +43,7 @@ from recbole_mamex.records import (
     versions,
     write_json_atomic,
 )
-from recbole_mamex.search import TrialPruned, best_trial
+from recbole_mamex.search import PRUNERS, TrialPruned, best_trial
 from recbole_mamex.tuning import read_params_file
 
 
@@ -292,9 +292,12 @@ def _stored_trials(row, search, n_trials, out, config_of, rerun, log) -> dict[in
             before = None
     if before != search:
         if not rerun:
+            differing = {k for k in set(before or {}) | set(search) if (before or {}).get(k) != search.get(k)}
+            rule = ((before or {}).get("pruner") or {}).get("rule")
+            go_on = (f"--prune {rule} to go on with that search, " if differing == {"pruner"} and rule in PRUNERS else "")
             raise CompareError(
                 f"{search_file}: trials of another search ({_search_differences(before, search)}). "
-                "Use another --out to keep both, or --rerun to run the trials again (their records are replaced)"
+                f"Use {go_on}another --out to keep both, or --rerun to run the trials again (their records are replaced)"
             )
         return None
     stored, stale, undated = {}, [], []

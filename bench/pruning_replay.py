@@ -43,7 +43,7 @@ def trials_of(folder: Path) -> list[dict]:
 
 def replay(trials: list[dict], warmup: int, horizon: int | None, stall: int = 0) -> list[dict]:
     """Per trial: ``trial``, ``score`` (its stored best), ``pruned_at`` (epoch or None), ``epochs`` (trained
-    under the rule)."""
+    under the rule), ``cpu_s`` (its recorded CPU time times the share of its epochs the rule trains)."""
     from recbole_mamex.search import MEDIAN_STARTUP_TRIALS, PruningMonitor, TrialPruned, running_best
 
     kept_curves, out = [], []
@@ -57,8 +57,11 @@ def replay(trials: list[dict], warmup: int, horizon: int | None, stall: int = 0)
                 monitor(epoch, score)
         except TrialPruned as pruned:
             pruned_at = pruned.info["epoch"]
-        epochs = (pruned_at + 1) if pruned_at is not None else record["details"].get("epochs_trained", len(curve))
-        out.append({"trial": record["trial"], "score": record["score"], "pruned_at": pruned_at, "epochs": epochs})
+        trained = record["details"].get("epochs_trained", len(curve))
+        epochs = (pruned_at + 1) if pruned_at is not None else trained
+        cpu = (record["details"].get("cpu_s") or 0.0) * epochs / max(trained, 1)  # its epochs' share of its CPU time
+        out.append({"trial": record["trial"], "score": record["score"], "pruned_at": pruned_at, "epochs": epochs,
+                    "cpu_s": cpu})
         if pruned_at is None:
             kept_curves.append(running_best(curve))
     return out
@@ -95,7 +98,7 @@ def main() -> int:
     print("| search | rule | trials pruned (epoch) | epochs trained | of no-pruner | best kept | selected without pruner "
           "| path kept |")
     print("|---|---|---|---|---|---|---|---|")
-    totals = {}  # rule -> [epochs under it, epochs without a pruner, searches whose path it keeps, searches]
+    totals = {}  # rule -> [epochs under it, epochs without, paths kept, searches, CPU s under it, CPU s without]
     for folder in args.folders:
         trials = trials_of(folder)
         if not trials:
@@ -110,17 +113,23 @@ def main() -> int:
             epochs = sum(r["epochs"] for r in rows)
             kept = max(r["score"] for r in rows if r["pruned_at"] is None)
             change = path_change(trials, rows)
-            total_of_rule = totals.setdefault(rule, [0, 0, 0, 0])
+            total_of_rule = totals.setdefault(rule, [0, 0, 0, 0, 0.0, 0.0])
             total_of_rule[0] += epochs
             total_of_rule[1] += total
             total_of_rule[2] += change is None
             total_of_rule[3] += 1
+            total_of_rule[4] += sum(r["cpu_s"] for r in rows)
+            total_of_rule[5] += sum(t["details"].get("cpu_s") or 0.0 for t in trials)
             print(f"| {folder.name} ({len(trials)} trials) | {rule} | {', '.join(pruned) or 'none'} | "
                   f"{epochs} | {epochs / total:.2f} | {kept:.4f} | {best:.4f} | "
                   f"{'yes' if change is None else f'no, from trial {change}'} |")
     if len(args.folders) > 1:
-        for rule, (epochs, total, kept, searches) in totals.items():
-            print(f"| **all {searches} searches** | {rule} | | {epochs} | {epochs / total:.2f} | | | {kept} of {searches} |")
+        print()
+        print("| all searches | rule | epochs trained | of no-pruner | CPU h (est.) | of no-pruner | paths kept |")
+        print("|---|---|---|---|---|---|---|")
+        for rule, (epochs, total, kept, searches, cpu, cpu_total) in totals.items():
+            print(f"| {searches} | {rule} | {epochs} | {epochs / total:.2f} | {cpu / 3600:.2f} | "
+                  f"{cpu / cpu_total if cpu_total else float('nan'):.2f} | {kept} of {searches} |")
     return 0
 
 

@@ -11,6 +11,9 @@ score of weights a shorter patience would keep at another epoch (only the stored
 changed run is reported by its validation loss.
 
     python bench/patience_replay.py bench/results/compare_tuned_all_lastfm_2k_cold --patience 10 20 30 40
+
+A folder given as ``FOLDER:runs`` (or ``:trials``) gives only its run records (or its trials): the
+finished trials of a search another folder also holds are the same curves.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def curves(folder: Path):
-    """(row, valid_curve, epochs_trained, best_epoch, stopping_step) of every run and finished trial in
-    ``folder``."""
-    for path in sorted(folder.glob("runs/*.json")):
+def curves(given: str):
+    """(row, valid_curve, epochs_trained, best_epoch, stopping_step) of every run and finished trial in the
+    folder ``given`` names (``FOLDER``, or ``FOLDER:runs`` / ``FOLDER:trials`` for one kind only)."""
+    folder, _, kind = given.partition(":") if given.endswith((":runs", ":trials")) else (given, "", "")
+    folder = Path(folder)
+    for path in sorted(folder.glob("runs/*.json") if kind != "trials" else []):
         record = json.loads(path.read_text())
         yield (record["model"], record["valid_curve"], record["epochs_trained"], record["best_epoch"],
                record["config"]["stopping_step"])
-    for path in sorted(folder.glob("tuning/*/trial-*.json")):
+    for path in sorted(folder.glob("tuning/*/trial-*.json") if kind != "runs" else []):
         record = json.loads(path.read_text())
         if record.get("status") == "ok":
             details = record["details"]
@@ -55,7 +60,7 @@ def early_stop(curve, patience: int) -> tuple[int, int | None, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="comparison output folders")
+    parser.add_argument("folders", nargs="+", help="comparison output folders (FOLDER:runs or FOLDER:trials: one kind only)")
     parser.add_argument("--patience", nargs="+", type=int, default=[10, 20, 30, 40])
     args = parser.parse_args()
     records = [r for folder in args.folders for r in curves(folder)]

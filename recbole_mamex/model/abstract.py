@@ -289,14 +289,19 @@ def center_on_training_items(features: torch.Tensor, has: torch.Tensor, trained:
 
 
 class DotProductScoring:
-    """RecBole's ``predict`` and ``full_sort_predict`` for a model scoring ``score(u, i) = p_u . v_i``, with
-    ``p = self.user_embedding`` and ``v = self.item_vectors()`` (``[n_items, d]``, which the model caches
-    in evaluation); placed before :class:`MultimodalRecommender` in the model's bases."""
+    """RecBole's ``predict`` and ``full_sort_predict`` for a model scoring ``score(u, i) = p_u . v_i``, from
+    its ``scoring_vectors()`` (every user's vectors ``[n_users, d]``, every item's ``[n_items, d]``). The
+    default is ``p = self.user_embedding.weight`` and ``v = self.item_vectors()`` (which the model caches in
+    evaluation); a model whose user vectors are computed overrides ``scoring_vectors``. Placed before
+    :class:`MultimodalRecommender` in the model's bases."""
+
+    def scoring_vectors(self):
+        return self.user_embedding.weight, self.item_vectors()
 
     def predict(self, interaction):
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        return (user_e * self.item_vectors()[interaction[self.ITEM_ID]]).sum(-1)
+        user, item = self.scoring_vectors()
+        return (user[interaction[self.USER_ID]] * item[interaction[self.ITEM_ID]]).sum(-1)
 
     def full_sort_predict(self, interaction):
-        user_e = self.user_embedding(interaction[self.USER_ID])
-        return torch.matmul(user_e, self.item_vectors().T).view(-1)
+        user, item = self.scoring_vectors()
+        return torch.matmul(user[interaction[self.USER_ID]], item.T).view(-1)

@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender
 from recbole_mamex.model.teacher import (
     attach_teacher, check_hidden_sizes, first_linear, run_tower, tanh_tower, truncated_normal_init,
     warm_negatives,
@@ -127,7 +127,7 @@ def _number(config, key, low, inclusive=True):
     return float(value)
 
 
-class ALDI(MultimodalRecommender):
+class ALDI(DotProductScoring, MultimodalRecommender):
     r"""Aligning distillation from a BPR-MF teacher to a content student; see the module docstring. A baseline."""
 
     prepares_features = True
@@ -221,14 +221,6 @@ class ALDI(MultimodalRecommender):
             return user, item
 
         return self.evaluation_cached(compute)
-
-    def predict(self, interaction):
-        user, item = self.scoring_vectors()
-        return (user[interaction[self.USER_ID]] * item[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        user, item = self.scoring_vectors()
-        return torch.matmul(user[interaction[self.USER_ID]], item.T).view(-1)
 
     def extend_item_state(self, m: int) -> None:
         """New items get zero teacher rows and trust weights: without a training interaction they are

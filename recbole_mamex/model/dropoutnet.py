@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 
 from recbole_mamex.errors import ConfigError
-from recbole_mamex.model.abstract import MultimodalRecommender
+from recbole_mamex.model.abstract import DotProductScoring, MultimodalRecommender
 from recbole_mamex.model.teacher import (
     attach_teacher, check_hidden_sizes, first_linear, run_tower, tanh_tower, truncated_normal_init, warm_negatives,
 )
@@ -90,7 +90,7 @@ def dropped_rows(n: int, rate: float, device=None) -> torch.Tensor:
     return drop
 
 
-class DropoutNet(MultimodalRecommender):
+class DropoutNet(DotProductScoring, MultimodalRecommender):
     r"""Two towers on [preference ; content] trained with input dropout; see the module docstring. A baseline."""
 
     prepares_features = True
@@ -156,14 +156,6 @@ class DropoutNet(MultimodalRecommender):
     def scoring_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(every user's ``U_u``, every item's ``V_i``), cached in evaluation."""
         return self.evaluation_cached(lambda: (self.user_vectors(), self.item_vectors()))
-
-    def predict(self, interaction):
-        user, item = self.scoring_vectors()
-        return (user[interaction[self.USER_ID]] * item[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        user, item = self.scoring_vectors()
-        return torch.matmul(user[interaction[self.USER_ID]], item.T).view(-1)
 
     def extend_item_state(self, m: int) -> None:
         """New items get zero teacher and preference rows: they are scored from ``[0 ; c_i]``, as the

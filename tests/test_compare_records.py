@@ -78,6 +78,30 @@ def test_data_identity_hashes_the_files_a_run_reads(workdir, monkeypatch):
     assert data_identity({**config, "data_path": str(workdir / "nowhere")}) == {}
 
 
+def test_data_files_follow_recbole_reading_rules(workdir):
+    """Split inter files, additional feature files, a knowledge graph and LDiffRec's item embeddings count
+    exactly when RecBole opens them."""
+    from recbole.utils import ModelType
+
+    from recbole_mamex.data.identity import data_files
+
+    root = workdir / "dataset" / "d"
+    root.mkdir(parents=True)
+    for name in ("d.inter", "d.train.inter", "d.valid.inter", "d.test.inter", "d.ent", "d.kg", "d.link", "item_emb.npy"):
+        (root / name).write_text("x\n")
+    base = {"data_path": str(root), "dataset": "d", "model": "BPR", "MODEL_TYPE": ModelType.GENERAL}
+
+    def names(**settings):
+        return [p.name for p in data_files({**base, **settings})]
+
+    assert names() == ["d.inter"]
+    assert names(benchmark_filename=["train", "valid", "test"]) == ["d.train.inter", "d.valid.inter", "d.test.inter"]
+    assert names(additional_feat_suffix=["ent"]) == ["d.inter", "d.ent"]
+    assert names(model="KGAT", MODEL_TYPE=ModelType.KNOWLEDGE) == ["d.inter", "d.kg", "d.link"]
+    assert names(model="LDiffRec", n_cate=1) == ["d.inter"]
+    assert names(model="LDiffRec", n_cate=2) == ["d.inter", "item_emb.npy"]
+
+
 def test_runs_of_data_that_changed_are_refused_and_rerun(cold_tiny, workdir, capsys):
     base = ["--models", "Pop", "BPR", "--seeds", "1"]
     assert compare(workdir, *base) == 0

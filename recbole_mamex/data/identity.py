@@ -87,9 +87,17 @@ def _knowledge_based(config) -> bool:
     return str(_value(config, "MODEL_TYPE")) == str(ModelType.KNOWLEDGE)
 
 
+def model_files(config) -> list[str]:
+    """The names of the files in the dataset's folder that a RecBole model opens itself, beside the atomic
+    files: LDiffRec's ``item_emb.npy`` (the item embeddings it clusters) when ``n_cate`` > 1."""
+    if str(_value(config, "model")) == "LDiffRec" and int(_value(config, "n_cate") or 1) > 1:
+        return ["item_emb.npy"]
+    return []
+
+
 def data_files(config) -> list[Path]:
     """The files a run with ``config`` reads (those that exist), in a fixed order: the :func:`atomic_files`
-    in the dataset's folder ``config['data_path']`` (the dataset's directory, as RecBole's Config makes it),
+    and :func:`model_files` in the dataset's folder ``config['data_path']`` (the dataset's directory, as RecBole's Config makes it),
     the ``cold_items_file``, and the modality files (and their ``ids`` files) the config selects
     (:func:`recbole_mamex.data.dataset.selected_modality_specs`). No other file of the folder (a user's
     backup beside them) is one: it neither changes the identity nor goes into a bundle."""
@@ -99,7 +107,7 @@ def data_files(config) -> list[Path]:
     if not data_path or not dataset or not os.path.isdir(data_path):
         return []
     root = Path(data_path)
-    files = [root / name for name in atomic_files(config)]
+    files = [root / name for name in atomic_files(config) + model_files(config)]
     cold = _value(config, "cold_items_file")
     if cold:
         files.append(Path(cold) if Path(cold).is_absolute() else root / cold)

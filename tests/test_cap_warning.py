@@ -133,3 +133,28 @@ def test_a_real_comparison_marks_the_run_the_cap_ended(cold_tiny, workdir, caplo
     summary = (out / "summary.md").read_text()
     assert "| peak RSS GB, max | at the cap, still improving |" in summary and "| † 1 of 1 |" in summary
     assert "after 2 of 2 epochs: still improving at the cap" in logged_warnings(caplog)  # BPR's, at the end of its run
+
+
+def test_tuning_md_marks_a_trial_capped_while_improving(tmp_path):
+    """tuning.md marks the best epoch of a finished trial that the cap ended while it still improved (its score
+    is a lower bound), not one that early stopping ended, nor a pruned one."""
+    from recbole_mamex.compare.stats import CAP_MARK
+    from recbole_mamex.compare.tuning import RowTuning, tuning_markdown
+
+    config = {"epochs": 100, "eval_step": 1, "stopping_step": 10, "MODEL_TYPE": "ModelType.GENERAL"}
+
+    def trial(n, best, trained, status="ok"):
+        return {"trial": n, "params": {"learning_rate": 0.01 * n}, "status": status, "score": 0.1 * n,
+                "config": config, "details": {"best_epoch": best, "epochs_trained": trained, "wall_s": 1.0}}
+
+    trials = [trial(1, 40, 51), trial(2, 97, 100), trial(3, 12, 13, "pruned")]
+    tuning = RowTuning("BPR", "BPR", 3, tmp_path / "BPR.hyper", space={"learning_rate": ("uniform", [0.001, 0.1])},
+                       trials=trials, best=trials[1], tuned_on={"dataset": "d", "seed": 1})
+    text = tuning_markdown({"BPR": tuning}, "t")
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()}
+    assert f"| 97{CAP_MARK} | 100 |" in rows["| 2"]
+    assert CAP_MARK not in rows["| 1"] and CAP_MARK not in rows["| 3"]
+    assert f"{CAP_MARK} 1 trial(s) ended at the epoch cap while still improving" in text
+    assert CAP_MARK not in tuning_markdown({"BPR": RowTuning("BPR", "BPR", 1, tmp_path / "BPR.hyper",
+                                                             space=tuning.space, trials=trials[:1], best=trials[0],
+                                                             tuned_on=tuning.tuned_on)}, "t")

@@ -44,7 +44,8 @@ def build_parser(prog: str = "python -m recbole_mamex.compare") -> argparse.Argu
                         "validation score so far is below the median of the finished trials' at the same epoch (median: from "
                         "the 4th trial on, after epoch 10; about half the tuning time, but it selected worse parameters for 4 "
                         "of 12 rows on Last.fm-2K, bench/results/tuning_cost_lastfm_2k_cold.md), or do so only once that best "
-                        f"has not improved for {STALL_EPOCHS} epochs (stalled: a slow starter still climbing trains on)")
+                        f"has not improved for {STALL_EPOCHS} epochs (stalled: a slow starter still climbing trains on; about "
+                        "0.87 of the tuning time, and it changed 1 of 19 searches, LightGCN's on warm Last.fm-2K)")
     parser.add_argument("--split-seeds", nargs="+", type=int, default=None, metavar="SEED",
                         help="cold protocol: one cold split of the dataset's source per seed (made once by dataset_prep.coldstart "
                         "and kept as dataset <dataset>-split<seed>; the dataset's own seed is the dataset itself); every "

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recbole_mamex.compare.running import training_diverged
-from recbole_mamex.compare.stats import CAP_MARK, CAP_MEANING
+from recbole_mamex.compare.stats import CAP_MARK, CAP_MEANING, capped_run
 from recbole_mamex.config import listed_differences
 from recbole_mamex.data.identity import data_identity, identity_differences
 from recbole_mamex.errors import CompareError
@@ -389,7 +389,8 @@ def tuning_markdown(tunings: dict[str, RowTuning], title: str) -> str:
             wall = "-" if repeat or details.get("wall_s") is None else f"{details['wall_s']:.0f}"
             cpu = "-" if repeat or details.get("cpu_s") is None else f"{details['cpu_s']:.0f}"
             mark = ""
-            if trial["status"] == "ok" and not repeat and _capped_trial(trial):
+            # a trial keeps a run record's fields in its details: the runs' rule applies as it is
+            if trial["status"] == "ok" and not repeat and capped_run({**details, "config": trial.get("config") or {}}):
                 capped, mark = capped + 1, CAP_MARK
             lines.append(f"| {trial['trial']} | " + " | ".join(values) + f" | {status} | {score} | "
                          f"{details.get('best_epoch', '-')}{mark} | {details.get('epochs_trained', '-')} | {wall} | {cpu} |")
@@ -399,15 +400,6 @@ def tuning_markdown(tunings: dict[str, RowTuning], title: str) -> str:
         lines += ["", _cost_line(tuning.trials)]
         lines += ["", f"Selected: {tuning.params if tuning.best else 'none (every trial failed; defaults)'}", ""]
     return "\n".join(lines)
-
-
-def _capped_trial(trial: dict) -> bool:
-    """Whether a finished trial ended at the epoch cap while still improving (the rule of run records,
-    :func:`recbole_mamex.quick_start.capped_improving`, on the trial's details and config)."""
-    from recbole_mamex.quick_start import capped_improving
-
-    details = trial.get("details") or {}
-    return capped_improving(details.get("best_epoch"), details.get("epochs_trained"), trial.get("config") or {})
 
 
 def _cost_line(trials) -> str:
